@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-test-deps.sh
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets

@@ -1,0 +1,363 @@
+//! `Gateway`: turns a validated config into the running API — backends
+//! created, routes resolved for one stage, the pipeline assembled into an
+//! axum `Router` — and serves it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::backend::FunctionBackend;
+use crate::backend::http::HttpUpstream;
+use crate::backend::lambda::LambdaBackend;
+use crate::backend::mock::MockResponse;
+use crate::config::validate::substitute;
+use crate::config::{
+    BackendConfig, Config, FunctionConfig, IntegrationConfig, RouteConfig, StageConfig,
+};
+use crate::routing::RouteTable;
+
+/// What answers one route in the serving stage.
+pub enum RouteIntegration {
+    /// Lambda proxy integration.
+    Proxy {
+        backend: Arc<dyn FunctionBackend>,
+        backend_name: String,
+        function: Arc<FunctionConfig>,
+    },
+    Http(Arc<HttpUpstream>),
+    Mock(MockResponse),
+}
+
+/// One route, resolved for the serving stage.
+pub struct RouteRuntime {
+    pub config: RouteConfig,
+    /// `GET /items/{id}` or `$default`.
+    pub route_key: String,
+    pub integration: RouteIntegration,
+    pub timeout: Duration,
+    /// The gateway's binary media types plus the route's own.
+    pub binary_media_types: Vec<String>,
+}
+
+impl RouteRuntime {
+    /// The `resource` of a payload 1.0 event.
+    pub fn resource(&self) -> &str {
+        self.config.template.as_str()
+    }
+}
+
+/// Everything the pipeline's phases share; immutable once built.
+pub struct GatewayState {
+    pub config: Arc<Config>,
+    pub stage: StageConfig,
+    pub table: RouteTable,
+    pub routes: Vec<Arc<RouteRuntime>>,
+    pub function_backends: BTreeMap<String, Arc<dyn FunctionBackend>>,
+}
+
+/// Why a config could not be turned into a running gateway.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+/// Options chosen at start-up rather than in the routes file.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayOptions {
+    /// Serve this stage instead of `[gateway] stage`.
+    pub stage: Option<String>,
+}
+
+/// The gateway as a library: build it from a config, take its `Router`, or
+/// let it serve a listener.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    pub async fn new(config: Arc<Config>, options: GatewayOptions) -> Result<Self, BuildError> {
+        let stage_name = options
+            .stage
+            .clone()
+            .unwrap_or_else(|| config.gateway.stage.clone());
+        let stage = config.stages.get(&stage_name).cloned().ok_or_else(|| {
+            BuildError(format!(
+                "stage `{stage_name}` is not defined in {}; known stages: {}",
+                config.source.display(),
+                config.stages.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        refuse_unsupported(&config)?;
+
+        // Function hosts, created only when a route needs them.
+        let mut function_backends: BTreeMap<String, Arc<dyn FunctionBackend>> = BTreeMap::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut table = RouteTable::new();
+        for rc in &config.routes {
+            let integration = match &rc.integration {
+                IntegrationConfig::Mock(m) => {
+                    RouteIntegration::Mock(MockResponse::new(m).map_err(BuildError)?)
+                }
+                IntegrationConfig::Http { backend } => {
+                    let Some(BackendConfig::Http {
+                        url,
+                        timeout,
+                        headers,
+                    }) = config.backends.get(backend)
+                    else {
+                        return Err(BuildError(format!(
+                            "backend `{backend}` is not an http backend"
+                        )));
+                    };
+                    let url = substitute(url, &stage.variables);
+                    let headers = headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), substitute(v, &stage.variables)))
+                        .collect();
+                    RouteIntegration::Http(Arc::new(
+                        HttpUpstream::new(
+                            backend,
+                            &url,
+                            timeout.unwrap_or(config.gateway.timeout),
+                            &headers,
+                        )
+                        .map_err(BuildError)?,
+                    ))
+                }
+                IntegrationConfig::Function { function, backend } => {
+                    let f = config.functions.get(function).ok_or_else(|| {
+                        BuildError(format!("function `{function}` is not defined"))
+                    })?;
+                    let backend_name = choose_backend(&config, &stage, f, backend.as_deref())?;
+                    let host = match function_backends.get(&backend_name) {
+                        Some(b) => b.clone(),
+                        None => {
+                            let b = create_function_backend(&config, &backend_name).await?;
+                            function_backends.insert(backend_name.clone(), b.clone());
+                            b
+                        }
+                    };
+                    RouteIntegration::Proxy {
+                        backend: host,
+                        backend_name,
+                        function: Arc::new(resolve_function(f, &stage)),
+                    }
+                }
+            };
+            let mut binary = config.gateway.binary_media_types.clone();
+            binary.extend(rc.binary_media_types.iter().cloned());
+            table
+                .insert(&rc.method, &rc.template, routes.len())
+                .map_err(|c| BuildError(format!("route conflict: {c:?}")))?;
+            routes.push(Arc::new(RouteRuntime {
+                route_key: rc.route_key(),
+                config: rc.clone(),
+                integration,
+                timeout: rc.timeout.unwrap_or(config.gateway.timeout),
+                binary_media_types: binary,
+            }));
+        }
+        Ok(Self {
+            state: Arc::new(GatewayState {
+                config,
+                stage,
+                table,
+                routes,
+                function_backends,
+            }),
+        })
+    }
+
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
+    /// The whole API as an axum `Router`, ready to nest or serve.
+    pub fn router(&self) -> Router {
+        crate::pipeline::build(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains in-flight
+    /// requests and stops the backends.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.shutdown().await;
+        result
+    }
+
+    /// Stops every backend (local function processes, pools).
+    pub async fn shutdown(&self) {
+        for b in self.state.function_backends.values() {
+            b.shutdown().await;
+        }
+    }
+
+    /// One-line summary: routes, stage and backends.
+    pub fn summary(&self) -> String {
+        let s = &self.state;
+        let mut kinds: Vec<String> = s
+            .function_backends
+            .keys()
+            .map(|k| {
+                format!(
+                    "{k} ({})",
+                    s.config.backends.get(k).map_or("local", |b| b.kind())
+                )
+            })
+            .collect();
+        for r in &s.routes {
+            if let RouteIntegration::Http(_) = r.integration
+                && let IntegrationConfig::Http { backend } = &r.config.integration
+            {
+                let k = format!("{backend} (http)");
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+        format!(
+            "stage `{}`, {} routes, backends: {}",
+            s.stage.name,
+            s.routes.len(),
+            if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.join(", ")
+            }
+        )
+    }
+}
+
+/// Route > function pin > stage > the only function host defined.
+fn choose_backend(
+    config: &Config,
+    stage: &StageConfig,
+    f: &FunctionConfig,
+    route_backend: Option<&str>,
+) -> Result<String, BuildError> {
+    if let Some(b) = route_backend
+        .or(f.backend.as_deref())
+        .or(stage.backend.as_deref())
+    {
+        return Ok(b.to_string());
+    }
+    let hosts: Vec<&String> = config
+        .backends
+        .iter()
+        .filter(|(_, b)| !matches!(b, BackendConfig::Http { .. }))
+        .map(|(k, _)| k)
+        .collect();
+    match hosts.as_slice() {
+        [only] => Ok((*only).clone()),
+        [] => Err(BuildError(format!(
+            "function `{}` has no backend to run on: add [backends.local] kind = \"local\" or a `lambda` backend, and name it in [stages.{}] backend",
+            f.key, stage.name
+        ))),
+        _ => Err(BuildError(format!(
+            "function `{}` could run on several backends; set `backend` in [stages.{}]",
+            f.key, stage.name
+        ))),
+    }
+}
+
+async fn create_function_backend(
+    config: &Config,
+    name: &str,
+) -> Result<Arc<dyn FunctionBackend>, BuildError> {
+    match config.backends.get(name) {
+        Some(BackendConfig::Lambda {
+            region,
+            endpoint_url,
+            profile,
+        }) => Ok(Arc::new(
+            LambdaBackend::new(
+                name,
+                region.as_deref(),
+                endpoint_url.as_deref(),
+                profile.as_deref(),
+            )
+            .await,
+        )),
+        Some(BackendConfig::Local { .. }) => Err(BuildError(format!(
+            "backend `{name}`: the local backend is not available in this build yet"
+        ))),
+        Some(BackendConfig::Http { .. }) => Err(BuildError(format!(
+            "backend `{name}` is an http backend and cannot run functions"
+        ))),
+        None => Err(BuildError(format!("backend `{name}` is not defined"))),
+    }
+}
+
+/// The function with the stage's variables filled in.
+fn resolve_function(f: &FunctionConfig, stage: &StageConfig) -> FunctionConfig {
+    let mut f = f.clone();
+    f.name = substitute(&f.name, &stage.variables);
+    for v in f.env.values_mut() {
+        *v = substitute(v, &stage.variables);
+    }
+    f
+}
+
+/// Features whose phases have not landed yet must not be silently ignored:
+/// a route that asks for auth must never be served without it.
+fn refuse_unsupported(config: &Config) -> Result<(), BuildError> {
+    let mut problems = Vec::new();
+    for r in &config.routes {
+        let key = r.route_key();
+        if r.auth.is_some() {
+            problems.push(format!(
+                "route `{key}`: `auth` is not supported by this build yet"
+            ));
+        }
+        if r.api_key {
+            problems.push(format!(
+                "route `{key}`: `api_key` is not supported by this build yet"
+            ));
+        }
+        if r.throttle.is_some() {
+            problems.push(format!(
+                "route `{key}`: `throttle` is not supported by this build yet"
+            ));
+        }
+        for (what, v) in [
+            ("cache", &r.cache),
+            ("response", &r.response),
+            ("request", &r.request),
+        ] {
+            if v.is_some() {
+                problems.push(format!(
+                    "route `{key}`: `{what}` is not supported by this build yet"
+                ));
+            }
+        }
+    }
+    if config.gateway.throttle.is_some() || config.stages.values().any(|s| s.throttle.is_some()) {
+        problems.push("throttles are not supported by this build yet".to_string());
+    }
+    if config.cors.is_some() {
+        problems.push("[cors] is not supported by this build yet".to_string());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError(format!(
+            "{}: {}",
+            config.source.display(),
+            problems.join("; ")
+        )))
+    }
+}

@@ -1,0 +1,63 @@
+//! The command line: parses arguments and calls the library. Each
+//! subcommand lives in its own file.
+
+mod serve;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lambdagate",
+    version,
+    about = "A self-hosted, API-Gateway-compatible HTTP gateway for AWS Lambda",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The routes file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        default_value = "routes.toml",
+        env = "LAMBDAGATE_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default when no subcommand is given).
+    ///
+    /// Example: lambdagate serve --config routes.toml --stage prod --listen 0.0.0.0:8080
+    Serve(serve::ServeArgs),
+    /// Check a routes file and print a one-line summary; exit 1 on errors.
+    ///
+    /// Example: lambdagate validate --config routes.toml
+    Validate,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
+    match cli.command {
+        Some(Command::Validate) => validate::run(&cli.config),
+        Some(Command::Serve(args)) => serve::run(&cli.config, args),
+        None => serve::run(&cli.config, serve::ServeArgs::default()),
+    }
+}

@@ -1,0 +1,101 @@
+//! `lambdagate serve`: load, build, listen, serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::{Gateway, GatewayOptions};
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Serve this stage instead of `[gateway] stage`.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Listen here instead of `[gateway] listen` (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+pub fn run(config_path: &Path, args: ServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config_path, args))
+}
+
+async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
+    let config = match crate::config::load(config_path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let gateway = match Gateway::new(
+        config.clone(),
+        GatewayOptions {
+            stage: args.stage.clone(),
+        },
+    )
+    .await
+    {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = args.listen.unwrap_or(config.gateway.listen);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            gateway.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    // The first stdout line is machine-readable: tests and scripts wait for it.
+    println!(
+        "lambdagate listening on http://{local} ({})",
+        gateway.summary()
+    );
+    match gateway.serve(listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,257 @@
+//! Raw serde shapes of `routes.toml`: exactly what the file says, with spans
+//! on every value that gets a semantic check. Unknown keys are refused here;
+//! meaning is checked in `validate.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type Str = Spanned<String>;
+pub type Map<V> = BTreeMap<Spanned<String>, V>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub stages: Map<RawStage>,
+    #[serde(default)]
+    pub backends: Map<RawBackend>,
+    #[serde(default)]
+    pub functions: Map<RawFunction>,
+    #[serde(default)]
+    pub auth: Map<RawAuth>,
+    #[serde(default)]
+    pub plans: Map<RawPlan>,
+    pub store: Option<RawStore>,
+    pub cluster: Option<RawCluster>,
+    pub admin: Option<RawAdmin>,
+    pub invoke_api: Option<RawInvokeApi>,
+    pub cors: Option<Spanned<RawCors>>,
+    pub openapi: Option<RawOpenApi>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub listen: Option<Str>,
+    pub flavor: Option<Str>,
+    pub stage: Option<Str>,
+    pub binary_media_types: Option<Vec<Str>>,
+    /// `requestContext.apiId` in events (default "local").
+    pub api_id: Option<Str>,
+    /// `requestContext.accountId` in events (default "123456789012").
+    pub account_id: Option<Str>,
+    /// Region used in ARNs (default "us-east-1").
+    pub region: Option<Str>,
+    /// Accept `/{stage}/...` invoke-URL style paths (default true).
+    pub stage_prefix: Option<bool>,
+    /// Default integration timeout (29s rest, 30s http).
+    pub timeout: Option<Str>,
+    pub throttle: Option<Spanned<RawThrottle>>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Request line + headers, bytes (default 10240).
+    pub max_header_bytes: Option<Spanned<toml::Value>>,
+    /// Request payload (default "10MB").
+    pub max_body: Option<Spanned<toml::Value>>,
+    /// Payload into a function and out of it (default "6MB").
+    pub max_function_payload: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub backend: Option<Str>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, Str>,
+    pub throttle: Option<Spanned<RawThrottle>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    pub rate: Spanned<f64>,
+    pub burst: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub kind: Str,
+    // lambda
+    pub region: Option<Str>,
+    pub endpoint_url: Option<Str>,
+    pub profile: Option<Str>,
+    // http
+    pub url: Option<Str>,
+    pub timeout: Option<Str>,
+    pub headers: Option<BTreeMap<String, Str>>,
+    // local
+    pub runtime_api_listen: Option<Str>,
+    pub max_queue: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunction {
+    pub command: Option<Spanned<Vec<String>>>,
+    /// Function name on the `lambda` backend (may hold `${stageVariables.X}`).
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Str>,
+    pub timeout: Option<Str>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub memory_size: Option<Spanned<i64>>,
+    pub handler: Option<Str>,
+    pub cwd: Option<Str>,
+    pub runtime: Option<Str>,
+    /// Pin this function to one backend whatever the stage says.
+    pub backend: Option<Str>,
+    /// Requests allowed to wait for a busy function before 429.
+    pub queue: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub kind: Str,
+    // jwt
+    pub issuer: Option<Str>,
+    pub audience: Option<Vec<Str>>,
+    pub jwks_url: Option<Str>,
+    pub algorithms: Option<Vec<Str>>,
+    pub secret_env: Option<Str>,
+    pub secret_file: Option<Str>,
+    pub leeway: Option<Str>,
+    // lambda authorizer
+    pub function: Option<Str>,
+    #[serde(rename = "type")]
+    pub authorizer_type: Option<Str>,
+    pub identity_sources: Option<Vec<Str>>,
+    pub response: Option<Str>,
+    pub payload_version: Option<Str>,
+    pub ttl: Option<Str>,
+    // api_key
+    pub header: Option<Str>,
+    // sigv4
+    pub service: Option<Str>,
+    pub credentials_file: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub throttle: Option<Spanned<RawThrottle>>,
+    pub quota: Option<Spanned<RawQuota>>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    pub limit: Spanned<i64>,
+    pub period: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub kind: Str,
+    pub path: Option<Str>,
+    pub url: Option<Str>,
+    pub url_env: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis_url: Option<Str>,
+    pub fail_closed: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<Str>,
+    pub token_env: Option<Str>,
+    pub token_file: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInvokeApi {
+    pub listen: Option<Str>,
+    pub auth: Option<Str>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: Option<bool>,
+    pub max_age: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenApi {
+    pub path: Option<Str>,
+    pub title: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub method: Str,
+    pub path: Str,
+    pub function: Option<Str>,
+    pub backend: Option<Str>,
+    pub mock: Option<Spanned<RawMock>>,
+    pub payload_version: Option<Str>,
+    pub timeout: Option<Str>,
+    pub auth: Option<Str>,
+    pub scopes: Option<Vec<Str>>,
+    pub api_key: Option<bool>,
+    pub throttle: Option<Spanned<RawThrottle>>,
+    pub cache: Option<Spanned<toml::Table>>,
+    pub response: Option<Spanned<toml::Table>>,
+    pub request: Option<Spanned<toml::Table>>,
+    pub binary_media_types: Option<Vec<Str>>,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub operation_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawMock {
+    #[serde(default = "default_mock_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_mock_status() -> u16 {
+    200
+}

@@ -1,0 +1,155 @@
+//! Every refusal and failure the gateway answers itself, rendered once,
+//! the way API Gateway renders it: `{"message": ...}` with AWS's status and
+//! an `x-amzn-ErrorType` header. Modules return these; nothing else writes an
+//! error body.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::config::Flavor;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// No route for this path and method (body depends on the flavor).
+    #[error("no route matches the request")]
+    RouteNotFound(Flavor),
+    #[error("unauthorized: {reason}")]
+    Unauthorized {
+        /// Logged, never sent.
+        reason: String,
+        /// `WWW-Authenticate` value, as the HTTP API JWT authorizer sends.
+        www_authenticate: Option<String>,
+    },
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A Lambda authorizer's explicit deny.
+    #[error("access denied by the authorizer's policy")]
+    ExplicitDeny,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("quota exhausted")]
+    LimitExceeded { retry_after_secs: u64 },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Request validation failed; the message lists the problems.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A function error, a malformed function response, a failed upstream.
+    #[error("integration failed: {0}")]
+    Integration(String),
+    #[error("integration timed out")]
+    IntegrationTimeout,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::RouteNotFound(Flavor::Rest) => StatusCode::FORBIDDEN,
+            GatewayError::RouteNotFound(Flavor::Http) => StatusCode::NOT_FOUND,
+            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) | GatewayError::ExplicitDeny => StatusCode::FORBIDDEN,
+            GatewayError::TooManyRequests { .. } | GatewayError::LimitExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::BadRequest(_) | GatewayError::InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::Integration(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::IntegrationTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `x-amzn-ErrorType` API Gateway sends with this response.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            GatewayError::RouteNotFound(Flavor::Rest) => "MissingAuthenticationTokenException",
+            GatewayError::RouteNotFound(Flavor::Http) => "NotFoundException",
+            GatewayError::Unauthorized { .. } => "UnauthorizedException",
+            GatewayError::Forbidden(_) => "ForbiddenException",
+            GatewayError::ExplicitDeny => "AccessDeniedException",
+            GatewayError::TooManyRequests { .. } => "TooManyRequestsException",
+            GatewayError::LimitExceeded { .. } => "LimitExceededException",
+            GatewayError::PayloadTooLarge => "RequestEntityTooLargeException",
+            GatewayError::HeadersTooLarge => "RequestHeaderFieldsTooLargeException",
+            GatewayError::BadRequest(_) | GatewayError::InvalidRequest(_) => "BadRequestException",
+            GatewayError::Integration(_) => "InternalServerErrorException",
+            GatewayError::IntegrationTimeout => "IntegrationTimeoutException",
+            GatewayError::Unavailable(_) => "ServiceUnavailableException",
+            GatewayError::Internal(_) => "InternalServerErrorException",
+        }
+    }
+
+    /// The body's `message`, exactly as API Gateway words it.
+    pub fn public_message(&self) -> String {
+        match self {
+            GatewayError::RouteNotFound(Flavor::Rest) => "Missing Authentication Token".into(),
+            GatewayError::RouteNotFound(Flavor::Http) => "Not Found".into(),
+            GatewayError::Unauthorized { .. } => "Unauthorized".into(),
+            GatewayError::Forbidden(_) => "Forbidden".into(),
+            GatewayError::ExplicitDeny => {
+                "User is not authorized to access this resource with an explicit deny".into()
+            }
+            GatewayError::TooManyRequests { .. } => "Too Many Requests".into(),
+            GatewayError::LimitExceeded { .. } => "Limit Exceeded".into(),
+            GatewayError::PayloadTooLarge => "Request Entity Too Large".into(),
+            GatewayError::HeadersTooLarge => "Request Header Fields Too Large".into(),
+            GatewayError::BadRequest(m) => m.clone(),
+            GatewayError::InvalidRequest(m) => m.clone(),
+            GatewayError::Integration(_) | GatewayError::Internal(_) => {
+                "Internal server error".into()
+            }
+            GatewayError::IntegrationTimeout => "Endpoint request timed out".into(),
+            GatewayError::Unavailable(_) => "Service Unavailable".into(),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({ "message": self.public_message() }).to_string();
+        let mut res = (status, body).into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(self.error_type()),
+        );
+        match &self {
+            GatewayError::TooManyRequests { retry_after_secs }
+            | GatewayError::LimitExceeded { retry_after_secs } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            GatewayError::Unauthorized {
+                www_authenticate: Some(w),
+                ..
+            } => {
+                if let Ok(v) = HeaderValue::from_str(w) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            _ => {}
+        }
+        res.extensions_mut().insert(ErrorDetail(self));
+        res
+    }
+}
+
+/// The error behind a gateway-made response, kept for the access log.
+#[derive(Debug, Clone)]
+pub struct ErrorDetail(pub GatewayError);

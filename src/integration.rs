@@ -1,0 +1,176 @@
+//! Integration phase (innermost): turns the request into what the route's
+//! integration takes — a payload 1.0/2.0 event for a function, a forwarded
+//! request for an `http` upstream, nothing for a `mock` — calls it, and maps
+//! the answer back to HTTP. Function errors and malformed responses become
+//! API Gateway's 502; deadlines become its 504.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::Response;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+
+use crate::app::{GatewayState, RouteIntegration};
+use crate::auth::AuthContext;
+use crate::backend::InvokeRequest;
+use crate::backend::http::ForwardInfo;
+use crate::config::PayloadVersion;
+use crate::error::GatewayError;
+use crate::event::{self, EventInput};
+use crate::limits::collect_body;
+use crate::routing::RouteContext;
+use crate::telemetry::RequestInfo;
+
+pub async fn integrate(State(state): State<Arc<GatewayState>>, req: Request) -> Response<Body> {
+    let Some(ctx) = req.extensions().get::<RouteContext>().cloned() else {
+        return GatewayError::Internal("integration reached without a route".into())
+            .into_response();
+    };
+    let mut res = match call(&state, &ctx, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if matches!(e, GatewayError::Integration(_)) {
+                tracing::warn!(route = %ctx.route.route_key, error = %e, "integration failed");
+            }
+            e.into_response()
+        }
+    };
+    res.extensions_mut().insert(ctx);
+    res
+}
+
+async fn call(
+    state: &GatewayState,
+    ctx: &RouteContext,
+    req: Request,
+) -> Result<Response<Body>, GatewayError> {
+    let route = &ctx.route;
+    match &route.integration {
+        RouteIntegration::Mock(m) => m.respond(),
+        RouteIntegration::Http(upstream) => {
+            let info = req
+                .extensions()
+                .get::<RequestInfo>()
+                .cloned()
+                .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
+            // A greedy route forwards only its remainder; others the whole path.
+            let path = match route.config.template.greedy_param() {
+                Some(_) => {
+                    let prefix_len = route.config.template.segments().len().saturating_sub(1);
+                    let rest: Vec<&str> = ctx
+                        .path
+                        .trim_start_matches('/')
+                        .splitn(prefix_len + 1, '/')
+                        .collect();
+                    format!("/{}", rest.get(prefix_len).copied().unwrap_or_default())
+                }
+                None => ctx.path.clone(),
+            };
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let timeout = route.timeout.min(upstream.timeout());
+            upstream
+                .forward(
+                    req,
+                    ForwardInfo {
+                        path: &path,
+                        query: &query,
+                        source_ip: info.source_ip,
+                        request_id: &info.request_id,
+                    },
+                    timeout,
+                )
+                .await
+        }
+        RouteIntegration::Proxy {
+            backend, function, ..
+        } => {
+            let (parts, body) = req.into_parts();
+            let limits = state.config.gateway.limits;
+            let body = collect_body(body, limits.max_body).await?;
+            let info = parts
+                .extensions
+                .get::<RequestInfo>()
+                .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
+            let auth = parts.extensions.get::<AuthContext>();
+            let payload = build_event(state, ctx, &parts, &body, info, auth);
+            if payload.len() > limits.max_function_payload {
+                return Err(GatewayError::PayloadTooLarge);
+            }
+            let out = backend
+                .invoke(InvokeRequest {
+                    function: function.clone(),
+                    payload,
+                    timeout: route.timeout,
+                    request_id: info.request_id.clone(),
+                    client_context: None,
+                    log_tail: false,
+                })
+                .await?;
+            if let Some(kind) = &out.function_error {
+                return Err(GatewayError::Integration(format!(
+                    "function `{}` failed ({kind}): {}",
+                    function.key,
+                    String::from_utf8_lossy(&out.payload[..out.payload.len().min(512)])
+                )));
+            }
+            if out.payload.len() > limits.max_function_payload {
+                return Err(GatewayError::Integration(format!(
+                    "function `{}` returned {} bytes, over the {} byte limit",
+                    function.key,
+                    out.payload.len(),
+                    limits.max_function_payload
+                )));
+            }
+            match route.config.payload_version {
+                PayloadVersion::V1 => event::v1::from_response(&out.payload),
+                PayloadVersion::V2 => event::v2::from_response(&out.payload),
+            }
+        }
+    }
+}
+
+/// Serialises the route's event for a request.
+pub fn build_event(
+    state: &GatewayState,
+    ctx: &RouteContext,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+    info: &RequestInfo,
+    auth: Option<&AuthContext>,
+) -> Bytes {
+    let route = &ctx.route;
+    let g = &state.config.gateway;
+    let protocol = match parts.version {
+        axum::http::Version::HTTP_2 => "HTTP/2.0",
+        axum::http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let input = EventInput {
+        method: &parts.method,
+        headers: &parts.headers,
+        raw_path: parts.uri.path(),
+        path: &ctx.path,
+        raw_query: parts.uri.query().unwrap_or_default(),
+        body,
+        route_key: &route.route_key,
+        resource: route.resource(),
+        path_params: &ctx.params,
+        stage: &state.stage.name,
+        stage_variables: &state.stage.variables,
+        request_id: &info.request_id,
+        received_at: info.received_at,
+        source_ip: info.source_ip,
+        protocol,
+        api_id: &g.api_id,
+        account_id: &g.account_id,
+        binary_media_types: &route.binary_media_types,
+        auth,
+    };
+    let value = match route.config.payload_version {
+        PayloadVersion::V1 => event::v1::to_event(&input),
+        PayloadVersion::V2 => event::v2::to_event(&input),
+    };
+    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+}

@@ -1,0 +1,33 @@
+//! lambdagate: a self-hosted, API-Gateway-compatible HTTP gateway for AWS
+//! Lambda functions.
+//!
+//! One routes file (`routes.toml`) describes the API. [`config::load`] reads
+//! and validates it; [`Gateway`] turns it into an axum `Router` that can be
+//! served on its own or nested in another axum app:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = lambdagate::config::load("routes.toml".as_ref())?;
+//! let gateway = lambdagate::Gateway::new(config, Default::default()).await?;
+//! let app: axum::Router = gateway.router();
+//! # let _ = app; Ok(()) }
+//! ```
+//!
+//! The request pipeline is assembled in one place, [`pipeline`].
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod integration;
+pub mod limits;
+pub mod pipeline;
+pub mod routing;
+pub mod telemetry;
+
+pub use app::{BuildError, Gateway, GatewayOptions};
+pub use error::GatewayError;

@@ -1,0 +1,40 @@
+//! THE request pipeline: every request passes these phases in this order,
+//! top to bottom (DESIGN.md). Each phase is one function in its own module;
+//! each may answer early with a response instead of calling the next.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::any_service;
+use tower::ServiceBuilder;
+
+use crate::app::GatewayState;
+
+pub fn build(state: Arc<GatewayState>) -> Router {
+    let stack = ServiceBuilder::new()
+        // Outermost: every response, refusals included, carries a request id
+        // and gets an access-log line.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::telemetry::request_id_and_log,
+        ))
+        // Size limits before anything reads headers into events or buffers
+        // the body.
+        .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
+        // Route match: later phases read the route's settings from the
+        // `RouteContext` it stores; unknown routes stop here (404/403), so a
+        // bad path never turns into a 401.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::routing::route_match,
+        ))
+        // CORS preflight: answered before auth, as API Gateway does. (issue 7)
+        // Auth: api key | jwt | sigv4 | lambda authorizer. (issue 5)
+        // Throttle & quota: route, key/plan, stage, global. (issue 6)
+        // Request validation: JSON Schema, required parameters. (issue 7)
+        // Cache lookup and store, after auth so no cached answer leaks. (issue 7)
+        // Integration: event or forwarded request → backend → response mapping.
+        .service(axum::routing::any(crate::integration::integrate).with_state(state));
+    Router::new().fallback_service(any_service(stack))
+}

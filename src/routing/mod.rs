@@ -1,0 +1,92 @@
+//! Route match phase: finds the route for a request (method, `{param}`,
+//! `{proxy+}`, `ANY`, `$default`, optional `/{stage}` prefix) and records it
+//! in the request's extensions for every later phase.
+
+mod matcher;
+
+pub use matcher::{RouteMatch, RouteTable, RouteTemplate, Segment, TableConflict, TemplateError};
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::{GatewayState, RouteRuntime};
+use crate::error::GatewayError;
+
+/// The matched route, stored in the request's extensions by [`route_match`].
+#[derive(Clone)]
+pub struct RouteContext {
+    pub route: Arc<RouteRuntime>,
+    /// Decoded path parameters in template order.
+    pub params: Vec<(String, String)>,
+    /// The request path without the stage prefix, still percent-encoded.
+    pub path: String,
+    /// Whether the request carried the `/{stage}` prefix.
+    pub stage_prefixed: bool,
+}
+
+impl RouteContext {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Finds the route for a request, honouring an optional `/{stage}` prefix.
+pub fn resolve(
+    state: &GatewayState,
+    method: &str,
+    raw_path: &str,
+) -> Result<RouteContext, GatewayError> {
+    let stage = &state.stage.name;
+    let stripped = if state.config.gateway.stage_prefix {
+        raw_path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(stage.as_str()))
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .map(|rest| if rest.is_empty() { "/" } else { rest })
+    } else {
+        None
+    };
+    let mut candidates = Vec::with_capacity(2);
+    if let Some(s) = stripped {
+        candidates.push((s, true));
+    }
+    candidates.push((raw_path, false));
+    let mut method_seen = false;
+    for (path, prefixed) in candidates {
+        match state.table.find(method, path) {
+            RouteMatch::Found { route, params } => {
+                return Ok(RouteContext {
+                    route: state.routes[route].clone(),
+                    params,
+                    path: path.to_string(),
+                    stage_prefixed: prefixed,
+                });
+            }
+            RouteMatch::MethodNotAllowed => method_seen = true,
+            RouteMatch::NotFound => {}
+        }
+    }
+    let _ = method_seen; // Both flavors answer a wrong method like an unknown route.
+    Err(GatewayError::RouteNotFound(state.config.gateway.flavor))
+}
+
+/// Route match phase.
+pub async fn route_match(
+    State(state): State<Arc<GatewayState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match resolve(&state, req.method().as_str(), req.uri().path()) {
+        Ok(ctx) => {
+            req.extensions_mut().insert(ctx);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,219 @@
+//! Test helpers: start the real gateway on a free port, in-process or as
+//! the real binary, and talk to it over a socket.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use lambdagate::{Gateway, GatewayOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+
+/// A gateway served in this process on 127.0.0.1:0.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gateway: Gateway,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops accepting, drains, stops backends.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Writes `routes` as routes.toml in a fresh folder and serves it.
+pub async fn start(routes: &str) -> TestGateway {
+    start_with(routes, &[], GatewayOptions::default()).await
+}
+
+/// Like [`start`], with extra files (relative path, contents) beside the routes file.
+pub async fn start_with(
+    routes: &str,
+    files: &[(&str, &[u8])],
+    options: GatewayOptions,
+) -> TestGateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, contents) in files {
+        let p = dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, contents).unwrap();
+    }
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, routes).unwrap();
+    let config = match lambdagate::config::load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("test config does not load:\n{e}"),
+    };
+    let gateway = match Gateway::new(config, options).await {
+        Ok(g) => g,
+        Err(e) => panic!("test gateway does not build: {e}"),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let g = gateway.clone();
+    let task = tokio::spawn(async move {
+        let _ = g
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    TestGateway {
+        addr,
+        gateway,
+        dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// The `lambdagate` binary, run as a child process.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    pub child: tokio::process::Child,
+    pub stderr_lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl GatewayProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lambdagate"))
+}
+
+/// Runs `lambdagate serve --config CONFIG --listen 127.0.0.1:0 ARGS...` and
+/// waits for its "listening on" line.
+pub async fn spawn_binary(
+    config: &Path,
+    args: &[&str],
+    env: &HashMap<String, String>,
+) -> GatewayProcess {
+    let mut cmd = tokio::process::Command::new(binary());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .args(args)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("spawn lambdagate");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let stderr_lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = stderr_lines.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("gateway did not start within 60s")
+        .expect("read stdout");
+    let Some(first) = first else {
+        let _ = child.wait().await;
+        panic!(
+            "gateway exited before listening:\n{}",
+            stderr_lines.lock().unwrap().join("\n")
+        );
+    };
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    GatewayProcess {
+        addr,
+        child,
+        stderr_lines,
+    }
+}
+
+/// A free-standing HTTP server for tests (an upstream, a fake Lambda API):
+/// serves `router` on 127.0.0.1:0 until dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+pub async fn serve_router(router: axum::Router) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    TestServer {
+        addr,
+        _shutdown: tx,
+    }
+}
+
+pub type Headers = HashMap<String, String>;

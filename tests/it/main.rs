@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per feature. Each test starts
+//! the real gateway on a free port and speaks HTTP to it.
+
+mod common;
+
+mod smoke;
