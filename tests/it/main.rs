@@ -3,4 +3,6 @@
 
 mod common;
 
+mod config_errors;
+mod lambda_backend;
 mod smoke;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
+pub mod fake_lambda;
+
 use lambdagate::{Gateway, GatewayOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
