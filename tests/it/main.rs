@@ -4,5 +4,7 @@
 mod common;
 
 mod config_errors;
+mod events;
 mod lambda_backend;
+mod responses;
 mod smoke;
