@@ -5,6 +5,8 @@ mod common;
 
 mod config_errors;
 mod events;
+mod http_backend;
 mod lambda_backend;
 mod responses;
+mod routing;
 mod smoke;
