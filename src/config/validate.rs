@@ -199,7 +199,10 @@ fn check_stages(
 ) -> BTreeMap<String, StageConfig> {
     let mut stages = BTreeMap::new();
     for (name, s) in &raw.stages {
-        check_name(name, "stage", d);
+        // `$default` is API Gateway's stage served without a path prefix.
+        if name.get_ref() != "$default" {
+            check_name(name, "stage", d);
+        }
         stages.insert(
             name.get_ref().clone(),
             StageConfig {

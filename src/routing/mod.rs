@@ -43,7 +43,7 @@ pub fn resolve(
     raw_path: &str,
 ) -> Result<RouteContext, GatewayError> {
     let stage = &state.stage.name;
-    let stripped = if state.config.gateway.stage_prefix {
+    let stripped = if state.config.gateway.stage_prefix && stage != "$default" {
         raw_path
             .strip_prefix('/')
             .and_then(|p| p.strip_prefix(stage.as_str()))

@@ -3,7 +3,9 @@
 
 mod common;
 
+mod cli;
 mod config_errors;
+mod conformance;
 mod events;
 mod http_backend;
 mod lambda_backend;

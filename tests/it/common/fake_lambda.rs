@@ -260,13 +260,17 @@ impl LambdaGateway {
 
 pub async fn gateway_on(fake: &FakeLambda, gateway_table: &str, rest: &str) -> LambdaGateway {
     let dir = tempfile::tempdir().unwrap();
+    let stages = if rest.contains("[stages.") {
+        String::new()
+    } else {
+        "[stages.dev]\nbackend = \"aws\"\nvariables = { alias = \"dev\", color = \"blue\" }\n"
+            .to_string()
+    };
     let config = format!(
         r#"[gateway]
 {gateway_table}
 
-[stages.dev]
-backend = "aws"
-variables = {{ alias = "dev", color = "blue" }}
+{stages}
 
 [backends.aws]
 kind = "lambda"
