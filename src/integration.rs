@@ -28,9 +28,22 @@ pub async fn integrate(State(state): State<Arc<GatewayState>>, req: Request) -> 
         return GatewayError::Internal("integration reached without a route".into())
             .into_response();
     };
-    let mut res = match call(&state, &ctx, req).await {
+    // Integration time for the access log and the overhead/integration split.
+    let record = req
+        .extensions()
+        .get::<RequestInfo>()
+        .map(|i| i.record.clone());
+    let started = std::time::Instant::now();
+    let result = call(&state, &ctx, req).await;
+    if let Some(r) = record {
+        r.add_integration_time(started.elapsed());
+    }
+    let mut res = match result {
         Ok(r) => r,
         Err(e) => {
+            if let Some(kind) = error_kind(&e) {
+                crate::metrics::backend_error(integration_name(&ctx), kind);
+            }
             if matches!(e, GatewayError::Integration(_)) {
                 tracing::warn!(route = %ctx.route.route_key, error = %e, "integration failed");
             }
@@ -39,6 +52,31 @@ pub async fn integrate(State(state): State<Arc<GatewayState>>, req: Request) -> 
     };
     res.extensions_mut().insert(ctx);
     res
+}
+
+/// The backend a route's integration talks to, for metrics labels.
+fn integration_name(ctx: &RouteContext) -> &str {
+    match &ctx.route.integration {
+        RouteIntegration::Proxy { backend_name, .. } => backend_name,
+        RouteIntegration::Http(_) => match &ctx.route.config.integration {
+            crate::config::IntegrationConfig::Http { backend } => backend,
+            _ => "http",
+        },
+        RouteIntegration::Mock(_) => "mock",
+    }
+}
+
+/// The `kind` label of `lambdagate_backend_errors_total` for an integration
+/// failure; `None` for refusals that are not backend failures.
+fn error_kind(e: &GatewayError) -> Option<&'static str> {
+    match e {
+        GatewayError::Integration(_) => Some("failed"),
+        GatewayError::IntegrationTimeout => Some("timeout"),
+        GatewayError::TooManyRequests { .. } => Some("throttled"),
+        GatewayError::Unavailable(_) => Some("unavailable"),
+        GatewayError::Internal(_) => Some("internal"),
+        _ => None,
+    }
 }
 
 async fn call(

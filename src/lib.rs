@@ -25,6 +25,7 @@ pub mod error;
 pub mod event;
 pub mod integration;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod routing;
 pub mod telemetry;

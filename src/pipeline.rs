@@ -31,6 +31,10 @@ pub fn build(state: Arc<GatewayState>) -> Router {
         ))
         // CORS preflight: answered before auth, as API Gateway does. (issue 7)
         // Auth: api key | jwt | sigv4 | lambda authorizer. (issue 5)
+        // Identity for the access log: right after auth, so every later
+        // answer (throttled, cached, integrated) is logged with key id and
+        // principal.
+        .layer(axum::middleware::from_fn(crate::telemetry::note_identity))
         // Throttle & quota: route, key/plan, stage, global. (issue 6)
         // Request validation: JSON Schema, required parameters. (issue 7)
         // Cache lookup and store, after auth so no cached answer leaks. (issue 7)

@@ -1,10 +1,18 @@
 //! Request id & access log phase (outermost): gives every request an id,
-//! returns it the way AWS does, and writes one access-log line per request.
-//! Also sets up `tracing` for the binary.
+//! returns it the way AWS does, and writes one access-log line per request
+//! (target `lambdagate::access`) plus the per-request metrics. Later phases
+//! add what only they know (integration time, key id, principal) to the
+//! request's [`AccessRecord`]. Also sets up `tracing` for the binary.
+//!
+//! The access log never holds a secret: an API key is logged by its id,
+//! a caller by its principal (JWT `sub`, authorizer `principalId`, IAM ARN).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
@@ -13,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::app::GatewayState;
+use crate::auth::{AuthContext, AuthorizerOutput};
 use crate::config::Flavor;
 use crate::error::ErrorDetail;
 use crate::routing::RouteContext;
@@ -24,6 +33,100 @@ pub struct RequestInfo {
     pub received_at: SystemTime,
     pub started: Instant,
     pub source_ip: IpAddr,
+    /// What later phases add for the access log.
+    pub record: Arc<AccessRecord>,
+}
+
+/// Per-request facts only later phases know, shared through [`RequestInfo`].
+#[derive(Debug, Default)]
+pub struct AccessRecord {
+    integration: Mutex<Option<Duration>>,
+    key_id: Mutex<Option<String>>,
+    principal: Mutex<Option<String>>,
+    bytes_in: AtomicU64,
+}
+
+impl AccessRecord {
+    /// Time spent waiting on the integration (added up if called twice).
+    pub fn add_integration_time(&self, d: Duration) {
+        if let Ok(mut g) = self.integration.lock() {
+            *g = Some(g.unwrap_or_default() + d);
+        }
+    }
+
+    pub fn integration_time(&self) -> Option<Duration> {
+        self.integration.lock().ok().and_then(|g| *g)
+    }
+
+    /// Records who the caller is: the API key's id (never the key) and the
+    /// authorizer's principal.
+    pub fn note_auth(&self, auth: &AuthContext) {
+        if let Some(k) = &auth.api_key
+            && let Ok(mut g) = self.key_id.lock()
+        {
+            *g = Some(k.id.clone());
+        }
+        let principal = match &auth.authorizer {
+            Some(AuthorizerOutput::Jwt { claims, .. }) => claims
+                .get("sub")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            Some(AuthorizerOutput::Lambda { principal_id, .. }) => principal_id.clone(),
+            Some(AuthorizerOutput::Iam(i)) => i
+                .user_arn
+                .clone()
+                .or_else(|| i.caller_id.clone())
+                .or_else(|| Some(i.access_key.clone())),
+            None => None,
+        };
+        if let Some(p) = principal
+            && let Ok(mut g) = self.principal.lock()
+        {
+            *g = Some(p);
+        }
+    }
+
+    fn key_id(&self) -> Option<String> {
+        self.key_id.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn principal(&self) -> Option<String> {
+        self.principal.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+/// A request body that counts the bytes read through it.
+struct CountingBody {
+    inner: axum::body::Body,
+    record: Arc<AccessRecord>,
+}
+
+impl http_body::Body for CountingBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.record
+                .bytes_in
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn acceptable_id(v: &HeaderValue) -> Option<String> {
@@ -50,16 +153,26 @@ pub async fn request_id_and_log(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let record = Arc::new(AccessRecord::default());
     let info = RequestInfo {
         request_id: request_id.clone(),
         received_at: SystemTime::now(),
         started: Instant::now(),
         source_ip,
+        record: record.clone(),
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(info.clone());
+    let req = req.map(|inner| {
+        axum::body::Body::new(CountingBody {
+            inner,
+            record: record.clone(),
+        })
+    });
+    crate::metrics::in_flight(1.0);
     let mut res = next.run(req).await;
+    crate::metrics::in_flight(-1.0);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         let name = match state.config.gateway.flavor {
             Flavor::Rest => "x-amzn-requestid",
@@ -76,6 +189,14 @@ pub async fn request_id_and_log(
         .extensions()
         .get::<ErrorDetail>()
         .map(|e| e.0.to_string());
+    let latency = info.started.elapsed();
+    let integration = record.integration_time();
+    let status = res.status().as_u16();
+    // Bytes out: known exactly for buffered bodies; streamed ones log -1.
+    let bytes_out = http_body::Body::size_hint(res.body())
+        .exact()
+        .map_or(-1, |n| n as i64);
+    crate::metrics::request(&route_key, method.as_str(), status, latency, integration);
     tracing::info!(
         target: "lambdagate::access",
         request_id = %request_id,
@@ -83,11 +204,28 @@ pub async fn request_id_and_log(
         method = %method,
         path = %path,
         route = %route_key,
-        status = res.status().as_u16(),
-        latency_us = info.started.elapsed().as_micros() as u64,
+        status,
+        latency_us = latency.as_micros() as u64,
+        integration_latency_us = integration.map_or(-1, |d| d.as_micros() as i64),
+        key_id = record.key_id().as_deref().unwrap_or("-"),
+        principal = record.principal().as_deref().unwrap_or("-"),
+        bytes_in = record.bytes_in.load(Ordering::Relaxed),
+        bytes_out,
         error = error.as_deref().unwrap_or(""),
     );
     res
+}
+
+/// Identity-for-the-log phase (right after auth): copies who the caller is
+/// into the access record. A no-op when auth left no `AuthContext`.
+pub async fn note_identity(req: Request, next: Next) -> Response {
+    if let (Some(auth), Some(info)) = (
+        req.extensions().get::<AuthContext>(),
+        req.extensions().get::<RequestInfo>(),
+    ) {
+        info.record.note_auth(auth);
+    }
+    next.run(req).await
 }
 
 /// Sets up logging for the binary: `RUST_LOG`-style filtering, text or JSON.

@@ -33,6 +33,8 @@ pub fn run(config_path: &Path, args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
+    // Prometheus recorder for `/metrics`; recording is a no-op without it.
+    crate::metrics::install();
     let config = match crate::config::load(config_path) {
         Ok(c) => c,
         Err(errors) => {

@@ -9,6 +9,7 @@ mod conformance;
 mod events;
 mod http_backend;
 mod lambda_backend;
+mod ops;
 mod responses;
 mod routing;
 mod smoke;

@@ -1,0 +1,233 @@
+//! Metrics: every Prometheus metric the gateway exports is named here, with
+//! one small recording function each, so feature modules (auth, throttle,
+//! cache, the local backend) record through these functions and never spell
+//! a metric name themselves. Not a pipeline phase: the access-log phase in
+//! `telemetry.rs` records the per-request metrics; other phases call the
+//! functions below where their decision is made.
+//!
+//! Recording is cheap and never fails: until [`install`] has run (the
+//! binary runs it; an embedding app may not), the calls are no-ops.
+//! `/metrics` on the admin listener renders [`render`].
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests answered, by `route` (route key or `-`), `method`, `status`.
+pub const REQUESTS: &str = "lambdagate_requests_total";
+/// Seconds from request received to response head, by `route`.
+pub const REQUEST_DURATION: &str = "lambdagate_request_duration_seconds";
+/// The gateway's own share of a request's time (total − integration), by `route`.
+pub const GATEWAY_OVERHEAD: &str = "lambdagate_gateway_overhead_seconds";
+/// Seconds spent waiting on the integration (function, upstream), by `route`.
+pub const INTEGRATION_DURATION: &str = "lambdagate_integration_duration_seconds";
+/// Auth decisions, by `authorizer` and `decision` (`allow`, `deny`, `error`).
+pub const AUTH_DECISIONS: &str = "lambdagate_auth_decisions_total";
+/// Requests refused by a throttle, by `scope` (`route`, `key`, `stage`, `global`, ...).
+pub const THROTTLED: &str = "lambdagate_throttled_total";
+/// Requests refused because a usage plan's quota is spent, by `plan`.
+pub const QUOTA_EXCEEDED: &str = "lambdagate_quota_exceeded_total";
+/// Response-cache lookups that hit, by `route`.
+pub const CACHE_HITS: &str = "lambdagate_cache_hits_total";
+/// Response-cache lookups that missed, by `route`.
+pub const CACHE_MISSES: &str = "lambdagate_cache_misses_total";
+/// Local-backend function processes started for an invocation, by `function`.
+pub const COLD_STARTS: &str = "lambdagate_cold_starts_total";
+/// Local-backend function processes alive, by `function`.
+pub const POOL_SIZE: &str = "lambdagate_pool_size";
+/// Invocations waiting for a free function process, by `function`.
+pub const QUEUE_DEPTH: &str = "lambdagate_queue_depth";
+/// Invocations or forwards that failed, by `backend` and `kind`.
+pub const BACKEND_ERRORS: &str = "lambdagate_backend_errors_total";
+/// Requests being handled right now.
+pub const IN_FLIGHT: &str = "lambdagate_in_flight_requests";
+/// Client connections open right now.
+pub const CONNECTIONS: &str = "lambdagate_connections_open";
+/// Connections closed at once because `max_connections` were open.
+pub const CONNECTIONS_REFUSED: &str = "lambdagate_connections_refused_total";
+/// Config reloads, by `result` (`ok`, `invalid`).
+pub const CONFIG_RELOADS: &str = "lambdagate_config_reloads_total";
+
+/// Latency buckets in seconds: 100 µs to 30 s (the integration timeout).
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// the same handle). `None` if another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .ok()?;
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// The Prometheus text exposition of every metric, or `None` when no
+/// recorder is installed.
+pub fn render() -> Option<String> {
+    let handle = install()?;
+    handle.run_upkeep();
+    Some(handle.render())
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REQUESTS, "Requests answered, by route, method and status");
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from request received to response head"
+    );
+    describe_histogram!(
+        GATEWAY_OVERHEAD,
+        Unit::Seconds,
+        "Gateway time excluding the integration"
+    );
+    describe_histogram!(
+        INTEGRATION_DURATION,
+        Unit::Seconds,
+        "Time waiting on the integration"
+    );
+    describe_counter!(AUTH_DECISIONS, "Auth decisions by authorizer and decision");
+    describe_counter!(THROTTLED, "Requests refused by a throttle, by scope");
+    describe_counter!(QUOTA_EXCEEDED, "Requests refused by a spent quota, by plan");
+    describe_counter!(CACHE_HITS, "Response cache hits by route");
+    describe_counter!(CACHE_MISSES, "Response cache misses by route");
+    describe_counter!(COLD_STARTS, "Local function processes started, by function");
+    describe_gauge!(POOL_SIZE, "Local function processes alive, by function");
+    describe_gauge!(QUEUE_DEPTH, "Invocations waiting for a function process");
+    describe_counter!(BACKEND_ERRORS, "Backend failures by backend and kind");
+    describe_gauge!(IN_FLIGHT, "Requests being handled");
+    describe_gauge!(CONNECTIONS, "Client connections open");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed because max_connections were open"
+    );
+    describe_counter!(CONFIG_RELOADS, "Config reloads by result");
+}
+
+/// One answered request (recorded by the access-log phase).
+pub fn request(
+    route: &str,
+    method: &str,
+    status: u16,
+    total: Duration,
+    integration: Option<Duration>,
+) {
+    counter!(REQUESTS, "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
+    histogram!(REQUEST_DURATION, "route" => route.to_string()).record(total.as_secs_f64());
+    let overhead = total.saturating_sub(integration.unwrap_or_default());
+    histogram!(GATEWAY_OVERHEAD, "route" => route.to_string()).record(overhead.as_secs_f64());
+    if let Some(i) = integration {
+        histogram!(INTEGRATION_DURATION, "route" => route.to_string()).record(i.as_secs_f64());
+    }
+}
+
+/// An authorizer's decision: `decision` is `allow`, `deny` or `error`.
+pub fn auth_decision(authorizer: &str, decision: &'static str) {
+    counter!(AUTH_DECISIONS, "authorizer" => authorizer.to_string(), "decision" => decision)
+        .increment(1);
+}
+
+/// A request refused by a throttle; `scope` says which (`route`, `key`, `stage`, `global`).
+pub fn throttled(scope: &'static str) {
+    counter!(THROTTLED, "scope" => scope).increment(1);
+}
+
+/// A request refused because `plan`'s quota is spent.
+pub fn quota_exceeded(plan: &str) {
+    counter!(QUOTA_EXCEEDED, "plan" => plan.to_string()).increment(1);
+}
+
+/// A response-cache lookup for `route`.
+pub fn cache_lookup(route: &str, hit: bool) {
+    if hit {
+        counter!(CACHE_HITS, "route" => route.to_string()).increment(1);
+    } else {
+        counter!(CACHE_MISSES, "route" => route.to_string()).increment(1);
+    }
+}
+
+/// The local backend started a process for `function`.
+pub fn cold_start(function: &str) {
+    counter!(COLD_STARTS, "function" => function.to_string()).increment(1);
+}
+
+/// Processes alive for `function` in the local backend.
+pub fn pool_size(function: &str, processes: usize) {
+    gauge!(POOL_SIZE, "function" => function.to_string()).set(processes as f64);
+}
+
+/// Invocations of `function` waiting for a process.
+pub fn queue_depth(function: &str, waiting: usize) {
+    gauge!(QUEUE_DEPTH, "function" => function.to_string()).set(waiting as f64);
+}
+
+/// A backend failure; `kind` is short and fixed (`timeout`, `throttled`,
+/// `function_error`, `bad_response`, `unreachable`, ...).
+pub fn backend_error(backend: &str, kind: &'static str) {
+    counter!(BACKEND_ERRORS, "backend" => backend.to_string(), "kind" => kind).increment(1);
+}
+
+/// A config reload attempt.
+pub fn config_reload(ok: bool) {
+    counter!(CONFIG_RELOADS, "result" => if ok { "ok" } else { "invalid" }).increment(1);
+}
+
+/// Requests in flight went up (`+1`) or down (`-1`).
+pub fn in_flight(delta: f64) {
+    gauge!(IN_FLIGHT).increment(delta);
+}
+
+/// Open connections went up (`+1`) or down (`-1`).
+pub fn connections(delta: f64) {
+    gauge!(CONNECTIONS).increment(delta);
+}
+
+/// A connection was closed at once because the limit was reached.
+pub fn connection_refused() {
+    counter!(CONNECTIONS_REFUSED).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_metrics_render_as_prometheus_text() {
+        assert!(install().is_some());
+        request(
+            "GET /unit",
+            "GET",
+            200,
+            Duration::from_millis(5),
+            Some(Duration::from_millis(3)),
+        );
+        backend_error("unit-backend", "timeout");
+        cache_lookup("GET /unit", true);
+        let text = render().unwrap();
+        assert!(text.contains(
+            r#"lambdagate_requests_total{route="GET /unit",method="GET",status="200"} 1"#
+        ));
+        assert!(
+            text.contains(r#"lambdagate_integration_duration_seconds_bucket{route="GET /unit""#)
+        );
+        assert!(text.contains(r#"lambdagate_gateway_overhead_seconds_bucket{route="GET /unit""#));
+        assert!(text.contains(
+            r#"lambdagate_backend_errors_total{backend="unit-backend",kind="timeout"} 1"#
+        ));
+        assert!(text.contains(r#"lambdagate_cache_hits_total{route="GET /unit"} 1"#));
+    }
+}
