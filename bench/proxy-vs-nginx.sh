@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Requests/s and p50/p99 latency through lambdagate (a `mock` route and an
+# `http` route) against nginx proxying to the same upstream, in one run.
+#
+# Pinning (2-core machine): the proxy under test (lambdagate or nginx) runs on
+# CPU 0; the load generator (wrk) and the upstream (nginx returning a fixed
+# body) share CPU 1. Access logs are off on both sides. Loopback only; every
+# run is bounded by DURATION.
+#
+# Usage: bench/proxy-vs-nginx.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${2:-32}
+ROUNDS=${3:-3}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+cargo build --release --quiet
+BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP_PORT=$(free_port); NGX_PORT=$(free_port); GW_PORT=$(free_port)
+
+nginx_conf() { # name body
+    mkdir -p "$WORK/$1/logs"
+    cat > "$WORK/$1/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/$1;
+    proxy_temp_path $WORK/$1;
+    fastcgi_temp_path $WORK/$1;
+    uwsgi_temp_path $WORK/$1;
+    scgi_temp_path $WORK/$1;
+    $2
+}
+CONF
+}
+
+nginx_conf upstream "server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 'ok'; } }"
+nginx_conf proxy "upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; }
+    server { listen 127.0.0.1:$NGX_PORT; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+
+taskset -c 1 nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" & PIDS+=($!)
+taskset -c 0 nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" & PIDS+=($!)
+
+cat > "$WORK/routes.toml" <<TOML
+[backends.up]
+kind = "http"
+url = "http://127.0.0.1:$UP_PORT"
+
+[[routes]]
+method = "GET"
+path = "/mock"
+mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
+
+[[routes]]
+method = "GET"
+path = "/http/{proxy+}"
+backend = "up"
+TOML
+RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
+
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$GW_PORT"
+
+run() { # label url -> "rps p50_ms p99_ms"
+    local out
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
+    python3 - "$out" <<'PY'
+import re, sys
+text = sys.argv[1]
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
+p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors:
+    sys.exit(f"non-2xx responses: {errors.group(1)}")
+print(f"{rps:.0f} {p50:.3f} {p99:.3f}")
+PY
+}
+
+# Warm up every path once.
+for u in "http://127.0.0.1:$NGX_PORT/x" "http://127.0.0.1:$GW_PORT/http/x" "http://127.0.0.1:$GW_PORT/mock"; do
+    taskset -c 1 wrk -t1 -c"$CONNS" -d2s "$u" >/dev/null
+done
+
+declare -A RPS P50 P99
+for r in $(seq "$ROUNDS"); do
+    for label in nginx gateway_http gateway_mock; do
+        case $label in
+            nginx) url="http://127.0.0.1:$NGX_PORT/x" ;;
+            gateway_http) url="http://127.0.0.1:$GW_PORT/http/x" ;;
+            gateway_mock) url="http://127.0.0.1:$GW_PORT/mock" ;;
+        esac
+        read -r rps p50 p99 < <(run "$label" "$url")
+        RPS[$label]+="$rps "; P50[$label]+="$p50 "; P99[$label]+="$p99 "
+        echo "round $r $label: $rps req/s, p50 ${p50} ms, p99 ${p99} ms" >&2
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+NGX=$(echo "${RPS[nginx]}" | median)
+echo
+echo "| path | req/s (median of $ROUNDS) | p50 ms | p99 ms | ÷ nginx |"
+echo "|---|---|---|---|---|"
+for label in nginx gateway_http gateway_mock; do
+    rps=$(echo "${RPS[$label]}" | median)
+    p50=$(echo "${P50[$label]}" | median)
+    p99=$(echo "${P99[$label]}" | median)
+    ratio=$(python3 -c "print(f'{$rps/$NGX:.2f}')")
+    echo "| $label | $rps | $p50 | $p99 | $ratio |"
+done
+echo
+echo "wrk: 1 thread, $CONNS connections, ${DURATION}s per run; proxy on CPU 0, wrk + upstream on CPU 1; $(nproc) CPUs"
