@@ -77,6 +77,8 @@ pub struct GatewayOptions {
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<GatewayState>,
+    /// Set when `[admin]` is configured (its token was read at build time).
+    admin_token: Option<Arc<crate::admin::AdminToken>>,
 }
 
 impl Gateway {
@@ -93,6 +95,10 @@ impl Gateway {
             ))
         })?;
         refuse_unsupported(&config)?;
+        let admin_token = match &config.admin {
+            Some(a) => Some(Arc::new(crate::admin::AdminToken::from_config(a)?)),
+            None => None,
+        };
 
         // Function hosts, created only when a route needs them.
         let mut function_backends: BTreeMap<String, Arc<dyn FunctionBackend>> = BTreeMap::new();
@@ -170,6 +176,7 @@ impl Gateway {
                 routes,
                 function_backends,
             }),
+            admin_token,
         })
     }
 
@@ -180,6 +187,31 @@ impl Gateway {
     /// The whole API as an axum `Router`, ready to nest or serve.
     pub fn router(&self) -> Router {
         crate::pipeline::build(self.state.clone())
+    }
+
+    /// The admin API's `Router`, when `[admin]` is configured.
+    pub fn admin_router(&self) -> Option<Router> {
+        let token = self.admin_token.clone()?;
+        Some(crate::admin::router(crate::admin::AdminState {
+            gateway: self.state.clone(),
+            token,
+        }))
+    }
+
+    /// Serves the admin API on `listener` until `shutdown` completes; an
+    /// error if `[admin]` is not configured.
+    pub async fn serve_admin(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.admin_router().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "[admin] is not configured",
+            )
+        })?;
+        crate::admin::serve(listener, router, shutdown).await
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight

@@ -16,6 +16,7 @@
 //! The request pipeline is assembled in one place, [`pipeline`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backend;

@@ -16,6 +16,10 @@ pub struct ServeArgs {
     /// Listen here instead of `[gateway] listen` (port 0 picks a free port).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Serve the admin API here instead of `[admin] listen` (port 0 picks a
+    /// free port). Only used when `[admin]` is configured.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 pub fn run(config_path: &Path, args: ServeArgs) -> ExitCode {
@@ -66,12 +70,51 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(addr);
+    // The admin API gets its own listener, bound before anything is announced.
+    let admin_listener = match &config.admin {
+        Some(a) => {
+            let admin_addr = args.admin_listen.unwrap_or(a.listen);
+            match tokio::net::TcpListener::bind(admin_addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("error: cannot listen on {admin_addr} (admin API): {e}");
+                    gateway.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    let admin_note = admin_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| format!("; admin API on http://{a}"))
+        .unwrap_or_default();
     // The first stdout line is machine-readable: tests and scripts wait for it.
     println!(
-        "lambdagate listening on http://{local} ({})",
+        "lambdagate listening on http://{local} ({}){admin_note}",
         gateway.summary()
     );
-    match gateway.serve(listener, shutdown_signal()).await {
+    // One shutdown signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_task = admin_listener.map(|l| {
+        let g = gateway.clone();
+        let mut rx = stop_rx;
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = g.serve_admin(l, stopped).await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        })
+    });
+    let result = gateway.serve(listener, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,6 +8,7 @@ mod config_errors;
 mod conformance;
 mod events;
 mod http_backend;
+mod keys;
 mod lambda_backend;
 mod ops;
 mod responses;

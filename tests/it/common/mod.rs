@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 /// A gateway served in this process on 127.0.0.1:0.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin API's address, when the config has `[admin]`.
+    pub admin_addr: Option<SocketAddr>,
     pub gateway: Gateway,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -26,6 +28,15 @@ pub struct TestGateway {
 impl TestGateway {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener (panics if `[admin]` is not configured).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin_addr.expect("[admin] configured"),
+            path
+        )
     }
 
     /// Stops accepting, drains, stops backends.
@@ -79,6 +90,20 @@ pub async fn start_with(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
+    // The admin API, when configured, on the address the config names
+    // (tests use 127.0.0.1:0); it stops with the gateway.
+    let (admin_addr, admin_stop) = match (&gateway.state().config.admin, gateway.admin_router()) {
+        (Some(a), Some(router)) => {
+            let l = tokio::net::TcpListener::bind(a.listen).await.unwrap();
+            let admin_addr = l.local_addr().unwrap();
+            let (atx, arx) = oneshot::channel::<()>();
+            tokio::spawn(lambdagate::admin::serve(l, router, async {
+                let _ = arx.await;
+            }));
+            (Some(admin_addr), Some(atx))
+        }
+        _ => (None, None),
+    };
     let g = gateway.clone();
     let task = tokio::spawn(async move {
         let _ = g
@@ -86,9 +111,11 @@ pub async fn start_with(
                 let _ = rx.await;
             })
             .await;
+        drop(admin_stop);
     });
     TestGateway {
         addr,
+        admin_addr,
         gateway,
         dir,
         shutdown: Some(tx),
@@ -106,6 +133,8 @@ pub fn client() -> reqwest::Client {
 /// The `lambdagate` binary, run as a child process.
 pub struct GatewayProcess {
     pub addr: SocketAddr,
+    /// The admin API's address, when the config has `[admin]`.
+    pub admin_addr: Option<SocketAddr>,
     pub child: tokio::process::Child,
     pub stderr_lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -113,6 +142,15 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener (panics if `[admin]` is not configured).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin_addr.expect("[admin] configured"),
+            path
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -177,9 +215,15 @@ pub async fn spawn_binary(
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    let admin_addr = first
+        .split("admin API on http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok());
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     GatewayProcess {
         addr,
+        admin_addr,
         child,
         stderr_lines,
     }
