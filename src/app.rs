@@ -58,6 +58,8 @@ pub struct GatewayState {
     pub table: RouteTable,
     pub routes: Vec<Arc<RouteRuntime>>,
     pub function_backends: BTreeMap<String, Arc<dyn FunctionBackend>>,
+    /// The OpenAPI document and docs page served at `[openapi] path`.
+    pub openapi: Option<Arc<crate::openapi::ServedSpec>>,
 }
 
 /// Why a config could not be turned into a running gateway.
@@ -168,6 +170,9 @@ impl Gateway {
                 binary_media_types: binary,
             }));
         }
+        let openapi = crate::openapi::ServedSpec::build(&config, &stage.name)
+            .map_err(|e| BuildError(format!("OpenAPI document: {e}")))?
+            .map(Arc::new);
         Ok(Self {
             state: Arc::new(GatewayState {
                 config,
@@ -175,6 +180,7 @@ impl Gateway {
                 table,
                 routes,
                 function_backends,
+                openapi,
             }),
             admin_token,
         })

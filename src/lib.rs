@@ -27,6 +27,7 @@ pub mod event;
 pub mod integration;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod pipeline;
 pub mod routing;
 pub mod telemetry;

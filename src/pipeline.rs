@@ -22,6 +22,12 @@ pub fn build(state: Arc<GatewayState>) -> Router {
         // Size limits before anything reads headers into events or buffers
         // the body.
         .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
+        // The gateway's own OpenAPI document and docs page, answered before
+        // route match so no user route (not even `{proxy+}`) shadows them.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::openapi::serve_spec,
+        ))
         // Route match: later phases read the route's settings from the
         // `RouteContext` it stores; unknown routes stop here (404/403), so a
         // bad path never turns into a 401.

@@ -1,6 +1,7 @@
 //! The command line: parses arguments and calls the library. Each
 //! subcommand lives in its own file.
 
+mod openapi;
 mod serve;
 mod validate;
 
@@ -49,6 +50,11 @@ pub enum Command {
     ///
     /// Example: lambdagate validate --config routes.toml
     Validate,
+    /// Write the OpenAPI 3.1 document of the routes file.
+    ///
+    /// Example: lambdagate openapi --config routes.toml --out openapi/openapi.json
+    /// Example: lambdagate openapi --aws --format yaml   (for API Gateway import)
+    Openapi(openapi::OpenApiArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -57,6 +63,7 @@ pub fn run() -> ExitCode {
     crate::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
     match cli.command {
         Some(Command::Validate) => validate::run(&cli.config),
+        Some(Command::Openapi(args)) => openapi::run(&cli.config, args),
         Some(Command::Serve(args)) => serve::run(&cli.config, args),
         None => serve::run(&cli.config, serve::ServeArgs::default()),
     }

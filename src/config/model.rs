@@ -230,6 +230,8 @@ pub struct InvokeApiConfig {
 pub struct OpenApiSettings {
     /// Where the running gateway serves its spec (None: not served).
     pub path: Option<String>,
+    /// Where the running gateway serves the HTML docs page (None: not served).
+    pub docs_path: Option<String>,
     pub title: String,
     pub version: String,
     pub description: Option<String>,
@@ -273,6 +275,8 @@ pub struct RouteConfig {
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub operation_id: Option<String>,
+    /// JSON Schema of the successful response body, documented in OpenAPI.
+    pub response_schema: Option<PathBuf>,
 }
 
 impl RouteConfig {

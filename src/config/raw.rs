@@ -211,7 +211,10 @@ pub struct RawCors {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOpenApi {
+    /// Where the running gateway serves its spec ("" turns it off).
     pub path: Option<Str>,
+    /// Where it serves the HTML docs page ("" turns it off).
+    pub docs_path: Option<Str>,
     pub title: Option<String>,
     pub version: Option<String>,
     pub description: Option<String>,
@@ -239,6 +242,8 @@ pub struct RawRoute {
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
     pub operation_id: Option<String>,
+    /// JSON Schema file of the successful response body (OpenAPI only).
+    pub response_schema: Option<Str>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -72,27 +72,9 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
     {
         duration(max_age, d);
     }
-    let openapi = OpenApiSettings {
-        path: Some(
-            raw.openapi
-                .as_ref()
-                .and_then(|o| o.path.as_ref().map(|p| p.get_ref().clone()))
-                .unwrap_or_else(|| "/openapi.json".to_string()),
-        )
-        .filter(|p| !p.is_empty()),
-        title: raw
-            .openapi
-            .as_ref()
-            .and_then(|o| o.title.clone())
-            .unwrap_or_else(|| "lambdagate API".to_string()),
-        version: raw
-            .openapi
-            .as_ref()
-            .and_then(|o| o.version.clone())
-            .unwrap_or_else(|| "1.0.0".to_string()),
-        description: raw.openapi.as_ref().and_then(|o| o.description.clone()),
-    };
-    let routes = check_routes(&raw, &gateway, &backends, &functions, d);
+    let openapi = crate::openapi::check_settings(raw.openapi.as_ref(), &raw.routes, d);
+    let mut routes = check_routes(&raw, &gateway, &backends, &functions, d);
+    crate::openapi::check_response_schemas(&raw.routes, &mut routes, &base_dir, d);
 
     if d.has_errors() {
         return None;
@@ -999,6 +981,7 @@ fn check_routes(
             description: r.description.clone(),
             tags: r.tags.clone().unwrap_or_default(),
             operation_id: r.operation_id.clone(),
+            response_schema: None,
         });
     }
     out

@@ -1,0 +1,1 @@
+//! API Gateway OpenAPI/Swagger export → routes.toml.
