@@ -10,6 +10,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 PIP_PACKAGES=(
+    # OpenAPI proofs (tests/it/openapi.rs)
+    openapi-spec-validator
+    schemathesis
+    openapi-python-client
 )
 if [ ${#PIP_PACKAGES[@]} -gt 0 ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{
-    Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
-};
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, OpenIdConnect, SecurityRequirement,
@@ -50,7 +48,11 @@ pub const GATEWAY_RESPONSES: &[(&str, u16, &str)] = &[
         403,
         "Credentials valid but not allowed here (missing scope, API key or policy).",
     ),
-    ("PayloadTooLarge", 413, "The request body is over the limit."),
+    (
+        "PayloadTooLarge",
+        413,
+        "The request body is over the limit.",
+    ),
     (
         "TooManyRequests",
         429,
@@ -210,9 +212,9 @@ impl Generator<'_> {
                         value,
                     );
                 } else {
-                    self.warnings.push(format!(
+                    self.warnings.push(
                         "route `$default` (any method, any path) has no OpenAPI path and is left out of the document (use --aws to include it as API Gateway does)"
-                    ));
+                    .to_string());
                 }
                 continue;
             }
@@ -283,7 +285,9 @@ impl Generator<'_> {
                     "x-amzn-ErrorType",
                     HeaderBuilder::new()
                         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                        .description(Some("API Gateway's error type, e.g. `UnauthorizedException`."))
+                        .description(Some(
+                            "API Gateway's error type, e.g. `UnauthorizedException`.",
+                        ))
                         .build(),
                 );
             if *status == 429 {
@@ -349,7 +353,10 @@ impl Generator<'_> {
                 }
             }
             if !binary.is_empty() {
-                ext.insert("x-amazon-apigateway-binary-media-types".into(), json!(binary));
+                ext.insert(
+                    "x-amazon-apigateway-binary-media-types".into(),
+                    json!(binary),
+                );
             }
             if !self.validators.is_empty() {
                 let all = [
@@ -464,7 +471,10 @@ impl Generator<'_> {
     }
 
     fn operation_id(&mut self, route: &RouteConfig, method: &str) -> String {
-        let base = match (&route.operation_id, route.method == "ANY" && method != "ANY") {
+        let base = match (
+            &route.operation_id,
+            route.method == "ANY" && method != "ANY",
+        ) {
             (Some(id), false) => id.clone(),
             (Some(id), true) => format!("{id}_{}", method.to_ascii_lowercase()),
             (None, _) => {
@@ -609,7 +619,8 @@ impl Generator<'_> {
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
                     .map(|(_, v)| v.clone());
-                let mut r = ResponseBuilder::new().description("The route's static (mock) response.");
+                let mut r =
+                    ResponseBuilder::new().description("The route's static (mock) response.");
                 let ct = content_type.clone().unwrap_or_else(|| "text/plain".into());
                 let json_body = ct.contains("json");
                 let schema = if json_body {
@@ -683,7 +694,10 @@ impl Generator<'_> {
                 _ => true,
             };
             if wanted && *code.to_string() != status {
-                op = op.response(code.to_string(), Ref::new(format!("#/components/responses/{name}")));
+                op = op.response(
+                    code.to_string(),
+                    Ref::new(format!("#/components/responses/{name}")),
+                );
             }
         }
 
@@ -759,7 +773,7 @@ impl Generator<'_> {
         }
         for (n, mut v) in def_values {
             rewrite_refs(&mut v, &renames);
-            let s = self.to_schema(&v, &format!("{} ($defs/{n})", path.display()));
+            let s = self.convert_schema(&v, &format!("{} ($defs/{n})", path.display()));
             self.schemas.insert(n, s);
         }
         rewrite_refs(&mut value, &renames);
@@ -767,7 +781,7 @@ impl Generator<'_> {
             o.remove("$schema");
             o.remove("$id");
         }
-        let s = self.to_schema(&value, &path.display().to_string());
+        let s = self.convert_schema(&value, &path.display().to_string());
         self.schemas.insert(name.clone(), s);
         Ok(name)
     }
@@ -800,7 +814,7 @@ impl Generator<'_> {
 
     /// JSON Schema → utoipa's `Schema`; keywords utoipa cannot carry are
     /// reported.
-    fn to_schema(&mut self, value: &Value, what: &str) -> RefOr<Schema> {
+    fn convert_schema(&mut self, value: &Value, what: &str) -> RefOr<Schema> {
         match serde_json::from_value::<RefOr<Schema>>(value.clone()) {
             Ok(s) => {
                 let back = serde_json::to_value(&s).unwrap_or(Value::Null);
@@ -1051,10 +1065,7 @@ impl Generator<'_> {
                 if !params.is_empty() {
                     default.insert("responseParameters".into(), Value::Object(params));
                 }
-                default.insert(
-                    "responseTemplates".into(),
-                    json!({ content_type: m.body }),
-                );
+                default.insert("responseTemplates".into(), json!({ content_type: m.body }));
                 i.insert("type".into(), json!("mock"));
                 i.insert(
                     "requestTemplates".into(),

@@ -77,7 +77,9 @@ fn checked_path(p: &Spanned<String>, key: &str, d: &mut Diagnostics<'_>) -> Opti
     if !v.starts_with('/') || v.contains(['{', '}', '?', '#', ' ']) {
         d.at(
             p.span(),
-            format!("[openapi] {key} must be a plain path starting with `/`, or \"\" to turn it off"),
+            format!(
+                "[openapi] {key} must be a plain path starting with `/`, or \"\" to turn it off"
+            ),
         );
         return None;
     }
@@ -121,7 +123,10 @@ pub fn check_response_schemas(
                 }
                 Ok(_) => d.at(
                     spec.span(),
-                    format!("response schema {} is not a JSON Schema object", path.display()),
+                    format!(
+                        "response schema {} is not a JSON Schema object",
+                        path.display()
+                    ),
                 ),
                 Err(e) => d.at(
                     spec.span(),
@@ -288,9 +293,17 @@ fn docs_page(config: &Config, doc: &utoipa::openapi::OpenApi) -> String {
         .map(|s| format!("<code>{}</code>", esc(&s.url)))
         .collect();
     let s = &config.openapi;
-    let mut html = String::from("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    html += &format!("<title>{}</title>\n<style>{DOCS_CSS}</style>\n</head>\n<body>\n", esc(&s.title));
-    html += &format!("<h1>{} <small>{}</small></h1>\n", esc(&s.title), esc(&s.version));
+    let mut html =
+        String::from("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    html += &format!(
+        "<title>{}</title>\n<style>{DOCS_CSS}</style>\n</head>\n<body>\n",
+        esc(&s.title)
+    );
+    html += &format!(
+        "<h1>{} <small>{}</small></h1>\n",
+        esc(&s.title),
+        esc(&s.version)
+    );
     if let Some(d) = &s.description {
         html += &format!("<p>{}</p>\n", esc(d));
     }
@@ -318,11 +331,20 @@ fn docs_page(config: &Config, doc: &utoipa::openapi::OpenApi) -> String {
         if let Some(d) = text("description") {
             html += &format!("<p>{d}</p>");
         }
-        let params = op.get("params").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+        let params = op
+            .get("params")
+            .and_then(|p| p.as_array())
+            .cloned()
+            .unwrap_or_default();
         if !params.is_empty() {
             html += "<table>";
             for p in params {
-                let f = |k: &str| p.get(k).and_then(|v| v.as_str()).map(esc).unwrap_or_default();
+                let f = |k: &str| {
+                    p.get(k)
+                        .and_then(|v| v.as_str())
+                        .map(esc)
+                        .unwrap_or_default()
+                };
                 html += &format!(
                     "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
                     f("name"),

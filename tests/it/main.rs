@@ -10,6 +10,7 @@ mod events;
 mod http_backend;
 mod keys;
 mod lambda_backend;
+mod openapi;
 mod ops;
 mod responses;
 mod routing;

@@ -1,0 +1,502 @@
+//! OpenAPI: the document generated from routes.toml, the spec and docs page
+//! the running gateway serves, the `openapi` and `import` commands, and the
+//! proofs with real tools (openapi-spec-validator, schemathesis,
+//! openapi-python-client) from `.venv/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{binary, client, start_with};
+
+const ITEM_SCHEMA: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "required": ["name"],
+  "properties": {
+    "name": {"type": "string", "minLength": 1},
+    "price": {"type": "number"}
+  },
+  "additionalProperties": false
+}"#;
+
+const ROUTES: &str = r#"
+[gateway]
+flavor = "http"
+
+[openapi]
+title = "Items"
+version = "2.1.0"
+description = "An example API"
+
+[stages.dev]
+backend = "aws"
+[stages.prod]
+backend = "aws"
+
+[backends.aws]
+kind = "lambda"
+[backends.legacy]
+kind = "http"
+url = "http://127.0.0.1:3000"
+
+[functions.hello]
+name = "hello-fn"
+
+[auth.users]
+kind = "jwt"
+issuer = "https://issuer.example"
+audience = ["api"]
+jwks_url = "https://issuer.example/jwks.json"
+
+[auth.iam]
+kind = "sigv4"
+
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+function = "hello"
+auth = "users"
+scopes = ["items:read"]
+api_key = true
+summary = "Read one item"
+description = "Returns the item."
+tags = ["items"]
+operation_id = "getItem"
+response_schema = "schemas/item.json"
+cache = { ttl = "60s", key = ["path.id", "query.lang"] }
+
+[[routes]]
+method = "POST"
+path = "/items"
+function = "hello"
+auth = "iam"
+request = { body_schema = "schemas/item.json", required_query = ["lang"], required_headers = ["X-Trace"] }
+
+[[routes]]
+method = "GET"
+path = "/ping"
+mock = { status = 200, body = "pong", headers = { content-type = "text/plain" } }
+
+[[routes]]
+method = "ANY"
+path = "/legacy/{proxy+}"
+backend = "legacy"
+"#;
+
+fn write_config(dir: &Path, routes: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(dir.join("schemas/item.json"), ITEM_SCHEMA).unwrap();
+    let p = dir.join("routes.toml");
+    std::fs::write(&p, routes).unwrap();
+    p
+}
+
+fn generate(routes: &str, aws: bool) -> (Value, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lambdagate::config::load(&write_config(dir.path(), routes))
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    let g = lambdagate::openapi::generate(
+        &config,
+        &lambdagate::openapi::GenerateOptions { stage: None, aws },
+    )
+    .unwrap();
+    (
+        lambdagate::openapi::generate::canonical(&g.document),
+        g.warnings,
+    )
+}
+
+#[test]
+fn document_describes_every_route() {
+    let (doc, _) = generate(ROUTES, false);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["title"], "Items");
+    assert_eq!(doc["info"]["version"], "2.1.0");
+    let servers: Vec<&str> = doc["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        servers,
+        ["http://127.0.0.1:8080/dev", "http://127.0.0.1:8080/prod"]
+    );
+
+    let get = &doc["paths"]["/items/{id}"]["get"];
+    assert_eq!(get["operationId"], "getItem");
+    assert_eq!(get["summary"], "Read one item");
+    assert_eq!(get["description"], "Returns the item.");
+    assert_eq!(get["tags"][0], "items");
+    let params = get["parameters"].as_array().unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "id" && p["in"] == "path" && p["required"] == true)
+    );
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "lang" && p["in"] == "query" && p["required"] == false)
+    );
+    assert_eq!(
+        get["security"][0]["users"],
+        serde_json::json!(["items:read"])
+    );
+    assert_eq!(get["security"][0]["api_key"], serde_json::json!([]));
+    assert_eq!(
+        get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/item"
+    );
+    for code in ["401", "403", "413", "429", "502", "504"] {
+        assert!(
+            get["responses"][code]["$ref"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("#/components/responses/")),
+            "GET /items/{{id}} lacks {code}"
+        );
+    }
+    assert!(get["responses"]["400"].is_null(), "no validation, no 400");
+
+    let post = &doc["paths"]["/items"]["post"];
+    assert_eq!(
+        post["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/item"
+    );
+    assert_eq!(post["requestBody"]["required"], true);
+    let params = post["parameters"].as_array().unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "lang" && p["in"] == "query" && p["required"] == true)
+    );
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "X-Trace" && p["in"] == "header" && p["required"] == true)
+    );
+    assert_eq!(
+        post["responses"]["400"]["$ref"],
+        "#/components/responses/BadRequest"
+    );
+    assert_eq!(post["security"][0]["iam"], serde_json::json!([]));
+
+    // The user's JSON Schema became a component; `$schema` is dropped.
+    let item = &doc["components"]["schemas"]["item"];
+    assert_eq!(item["required"], serde_json::json!(["name"]));
+    assert_eq!(item["properties"]["name"]["minLength"], 1);
+    assert_eq!(item["additionalProperties"], false);
+    assert!(item["$schema"].is_null());
+    let err = &doc["components"]["schemas"]["GatewayError"];
+    assert_eq!(err["required"], serde_json::json!(["message"]));
+
+    // Mock: its status, content type and example.
+    let ping = &doc["paths"]["/ping"]["get"];
+    assert_eq!(
+        ping["responses"]["200"]["content"]["text/plain"]["example"],
+        "pong"
+    );
+    assert!(ping["responses"]["502"].is_null(), "a mock never fails");
+
+    // `{proxy+}` is a path parameter `proxy`; ANY is every method.
+    let legacy = &doc["paths"]["/legacy/{proxy}"];
+    for m in ["get", "post", "put", "patch", "delete"] {
+        assert_eq!(legacy[m]["parameters"][0]["name"], "proxy", "{m}");
+    }
+
+    // Security schemes: bearer JWT, API key header, SigV4.
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["users"]["type"], "http");
+    assert_eq!(schemes["users"]["scheme"], "bearer");
+    assert_eq!(schemes["users"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["api_key"]["type"], "apiKey");
+    assert_eq!(schemes["api_key"]["in"], "header");
+    assert_eq!(schemes["api_key"]["name"], "x-api-key");
+    assert_eq!(schemes["iam"]["x-amazon-apigateway-authtype"], "awsSigv4");
+
+    // Nothing AWS-specific without --aws.
+    let text = doc.to_string();
+    assert!(!text.contains("x-amazon-apigateway-integration"));
+}
+
+#[test]
+fn aws_document_carries_integrations_and_authorizers() {
+    let routes = format!(
+        "{}\n{}",
+        ROUTES.replace(
+            "flavor = \"http\"",
+            "flavor = \"http\"\nbinary_media_types = [\"image/png\"]"
+        ),
+        r#"
+[auth.partners]
+kind = "lambda"
+function = "hello"
+type = "request"
+identity_sources = ["$request.header.X-Partner"]
+response = "simple"
+ttl = "60s"
+
+[[routes]]
+method = "GET"
+path = "/partners"
+function = "hello"
+auth = "partners"
+timeout = "10s"
+"#
+    );
+    let (doc, warnings) = generate(&routes, true);
+    let get = &doc["paths"]["/items/{id}"]["get"];
+    let i = &get["x-amazon-apigateway-integration"];
+    assert_eq!(i["type"], "aws_proxy");
+    assert_eq!(i["httpMethod"], "POST");
+    assert_eq!(
+        i["uri"],
+        "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:hello-fn/invocations"
+    );
+    assert_eq!(i["payloadFormatVersion"], "2.0");
+    assert_eq!(
+        doc["paths"]["/partners"]["get"]["x-amazon-apigateway-integration"]["timeoutInMillis"],
+        10000
+    );
+    let post = &doc["paths"]["/items"]["post"];
+    assert_eq!(post["x-amazon-apigateway-request-validator"], "all");
+    assert_eq!(
+        doc["x-amazon-apigateway-request-validators"]["all"]["validateRequestBody"],
+        true
+    );
+    let legacy = &doc["paths"]["/legacy/{proxy+}"]["x-amazon-apigateway-any-method"];
+    assert_eq!(
+        legacy["x-amazon-apigateway-integration"]["type"],
+        "http_proxy"
+    );
+    assert_eq!(
+        legacy["x-amazon-apigateway-integration"]["uri"],
+        "http://127.0.0.1:3000/{proxy}"
+    );
+    let mock = &doc["paths"]["/ping"]["get"]["x-amazon-apigateway-integration"];
+    assert_eq!(mock["type"], "mock");
+    assert_eq!(
+        mock["responses"]["default"]["responseTemplates"]["text/plain"],
+        "pong"
+    );
+    assert!(warnings.iter().any(|w| w.contains("no mock integration")));
+    assert_eq!(doc["x-amazon-apigateway-api-key-source"], "HEADER");
+    assert_eq!(
+        doc["x-amazon-apigateway-binary-media-types"],
+        serde_json::json!(["image/png"])
+    );
+    assert_eq!(doc["x-amazon-apigateway-importexport-version"], "1.0");
+    let jwt = &doc["components"]["securitySchemes"]["users"]["x-amazon-apigateway-authorizer"];
+    assert_eq!(jwt["type"], "jwt");
+    assert_eq!(jwt["jwtConfiguration"]["issuer"], "https://issuer.example");
+    let lambda = &doc["components"]["securitySchemes"]["partners"];
+    assert_eq!(lambda["in"], "header");
+    assert_eq!(lambda["name"], "X-Partner");
+    assert_eq!(lambda["x-amazon-apigateway-authtype"], "custom");
+    let a = &lambda["x-amazon-apigateway-authorizer"];
+    assert_eq!(a["type"], "request");
+    assert_eq!(a["authorizerResultTtlInSeconds"], 60);
+    assert_eq!(a["enableSimpleResponses"], true);
+    assert_eq!(
+        a["identitySource"],
+        serde_json::json!(["$request.header.X-Partner"])
+    );
+}
+
+#[tokio::test]
+async fn gateway_serves_its_spec_and_docs_page() {
+    let routes = r#"
+[openapi]
+title = "Served <API>"
+
+[[routes]]
+method = "GET"
+path = "/ping"
+summary = "Ping it"
+mock = { status = 200, body = "pong", headers = { content-type = "text/plain" } }
+
+[[routes]]
+method = "ANY"
+path = "/{proxy+}"
+mock = { status = 200, body = "catch-all" }
+"#;
+    let gw = start_with(routes, &[], Default::default()).await;
+    let c = client();
+    let res = c.get(gw.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let doc: Value = res.json().await.unwrap();
+    assert_eq!(doc["info"]["title"], "Served <API>");
+    assert_eq!(doc["paths"]["/ping"]["get"]["summary"], "Ping it");
+    // The stage-prefixed form works too, as for every route.
+    let res = c.get(gw.url("/dev/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    let res = c.get(gw.url("/openapi.html")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Served &lt;API&gt;"), "title escaped: {html}");
+    assert!(html.contains("/ping") && html.contains("Ping it"));
+
+    // Other methods and paths still reach the routes.
+    let res = c.post(gw.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "catch-all");
+    let res = c.get(gw.url("/other")).send().await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "catch-all");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn spec_path_is_configurable_and_can_be_turned_off() {
+    let routes = r#"
+[openapi]
+path = "/api/spec.json"
+docs_path = ""
+
+[[routes]]
+method = "GET"
+path = "/ping"
+mock = { status = 200, body = "pong" }
+"#;
+    let gw = start_with(routes, &[], Default::default()).await;
+    let c = client();
+    let res = c.get(gw.url("/api/spec.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["paths"]["/ping"]["get"].is_object());
+    for p in ["/openapi.json", "/openapi.html", "/api/spec.html"] {
+        let res = c.get(gw.url(p)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{p}");
+    }
+    gw.stop().await;
+}
+
+#[test]
+fn a_route_on_the_spec_path_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("routes.toml");
+    std::fs::write(
+        &p,
+        "[[routes]]\nmethod = \"GET\"\npath = \"/openapi.json\"\nmock = { status = 200 }\n",
+    )
+    .unwrap();
+    let err = lambdagate::config::load(&p).unwrap_err().to_string();
+    assert!(err.contains("routes.toml:3:8"), "{err}");
+    assert!(err.contains("[openapi] path"), "{err}");
+
+    std::fs::write(
+        &p,
+        "[openapi]\npath = \"/spec.json\"\n[[routes]]\nmethod = \"GET\"\npath = \"/openapi.json\"\nmock = { status = 200 }\n[[routes]]\nmethod = \"GET\"\npath = \"/x\"\nresponse_schema = \"missing.json\"\nmock = { status = 200 }\n",
+    )
+    .unwrap();
+    let err = lambdagate::config::load(&p).unwrap_err().to_string();
+    assert!(!err.contains("[openapi] path"), "moved away: {err}");
+    assert!(err.contains("cannot read response schema"), "{err}");
+}
+
+#[test]
+fn cli_writes_json_and_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), ROUTES);
+    let out = dir.path().join("out/spec.yaml");
+    let status = Command::new(binary())
+        .args(["openapi", "--aws", "--stage", "prod", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let yaml: Value = yaml_serde::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(yaml["servers"][0]["url"], "http://127.0.0.1:8080/prod");
+    assert_eq!(yaml["servers"].as_array().unwrap().len(), 1);
+    assert!(yaml["paths"]["/items/{id}"]["get"]["x-amazon-apigateway-integration"].is_object());
+
+    let json = Command::new(binary())
+        .args(["openapi", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Same input, same bytes: the checked-in document can be diffed.
+    let again = Command::new(binary())
+        .args(["openapi", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(json.stdout, again.stdout);
+
+    let bad = Command::new(binary())
+        .args(["openapi", "--stage", "nope", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("stage `nope`"));
+}
+
+/// The project's `.venv/bin/python` (scripts/setup-test-deps.sh makes it).
+pub fn venv_python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-deps.sh",
+        p.display()
+    );
+    p
+}
+
+/// Runs openapi-spec-validator on a document file; panics with its report.
+fn validate_with_python(doc: &Path) {
+    let out = Command::new(venv_python())
+        .args([
+            "-c",
+            "import sys, json, yaml\n\
+             from openapi_spec_validator import validate\n\
+             text = open(sys.argv[1]).read()\n\
+             validate(json.loads(text) if sys.argv[1].endswith('.json') else yaml.safe_load(text))\n\
+             print('valid')",
+        ])
+        .arg(doc)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "openapi-spec-validator refused {}:\n{}",
+        doc.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn generated_documents_pass_openapi_spec_validator() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), ROUTES);
+    for (args, name) in [
+        (&["openapi"][..], "plain.json"),
+        (&["openapi", "--aws"][..], "aws.json"),
+        (&["openapi", "--format", "yaml"][..], "plain.yaml"),
+    ] {
+        let out = dir.path().join(name);
+        let status = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}");
+        validate_with_python(&out);
+    }
+}
