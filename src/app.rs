@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -227,14 +226,11 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        self.shutdown().await;
-        result
+        // The hyper-util loop in `server.rs` (TLS, timeouts, connection cap,
+        // drain); `Server` also allows hot reload, which the binary uses.
+        crate::server::Server::new(self.clone())
+            .serve(listener, shutdown)
+            .await
     }
 
     /// Stops every backend (local function processes, pools).

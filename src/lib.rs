@@ -29,8 +29,11 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod reload;
 pub mod routing;
+pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::{BuildError, Gateway, GatewayOptions};
 pub use error::GatewayError;

@@ -67,6 +67,10 @@ pub struct GatewaySettings {
     pub timeout: Duration,
     pub throttle: Option<ThrottleConfig>,
     pub limits: Limits,
+    /// HTTPS on `listen` (HTTP/2 and HTTP/1.1 via ALPN); plain HTTP when `None`.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// How long shutdown waits for in-flight requests before cutting them.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +78,13 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_body: usize,
     pub max_function_payload: usize,
+    /// A client that has not sent a request's headers in this time is cut off
+    /// (also bounds how long an idle HTTP/1 keep-alive connection waits).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Client connections open at once; more are closed on accept.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -82,6 +93,9 @@ impl Default for Limits {
             max_header_bytes: 10_240,
             max_body: 10 * 1024 * 1024,
             max_function_payload: 6 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }

@@ -54,6 +54,17 @@ pub struct RawGateway {
     pub timeout: Option<Str>,
     pub throttle: Option<Spanned<RawThrottle>>,
     pub limits: Option<RawLimits>,
+    /// Serve HTTPS with these PEM files (see `tls.rs`).
+    pub tls: Option<Spanned<RawTls>>,
+    /// How long shutdown waits for in-flight requests (default "30s").
+    pub drain_timeout: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Str,
+    pub key: Str,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -65,6 +76,12 @@ pub struct RawLimits {
     pub max_body: Option<Spanned<toml::Value>>,
     /// Payload into a function and out of it (default "6MB").
     pub max_function_payload: Option<Spanned<toml::Value>>,
+    /// Time a client gets to send a request's headers (default "10s").
+    pub header_read_timeout: Option<Str>,
+    /// A connection with no request in flight this long is closed (default "60s").
+    pub idle_timeout: Option<Str>,
+    /// Client connections open at once; more are closed at once (default 10000).
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

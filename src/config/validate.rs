@@ -26,7 +26,8 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    let gateway = check_gateway(&raw.gateway, d);
+    let mut gateway = check_gateway(&raw.gateway, d);
+    gateway.tls = check_tls(raw.gateway.tls.as_ref(), &base_dir, d);
     let stages = check_stages(&raw, &gateway, d);
     let backends = check_backends(&raw.backends, d);
     let functions = check_functions(&raw.functions, &base_dir, &backends, d);
@@ -148,6 +149,23 @@ fn check_gateway(g: &RawGateway, d: &mut Diagnostics<'_>) -> GatewaySettings {
         {
             limits.max_function_payload = n;
         }
+        if let Some(v) = &l.header_read_timeout
+            && let Some(t) = nonzero_duration(v, d)
+        {
+            limits.header_read_timeout = t;
+        }
+        if let Some(v) = &l.idle_timeout
+            && let Some(t) = nonzero_duration(v, d)
+        {
+            limits.idle_timeout = t;
+        }
+        if let Some(v) = &l.max_connections {
+            match count(v, "max_connections", d) {
+                Some(0) => d.at(v.span(), "`max_connections` must be at least 1"),
+                Some(n) => limits.max_connections = n,
+                None => {}
+            }
+        }
     }
     GatewaySettings {
         listen,
@@ -165,6 +183,42 @@ fn check_gateway(g: &RawGateway, d: &mut Diagnostics<'_>) -> GatewaySettings {
         timeout,
         throttle: g.throttle.as_ref().and_then(|t| throttle(t, d)),
         limits,
+        tls: None, // needs the base folder: see `check_tls`
+        drain_timeout: g
+            .drain_timeout
+            .as_ref()
+            .and_then(|t| duration(t, d))
+            .unwrap_or(Duration::from_secs(30)),
+    }
+}
+
+fn nonzero_duration(v: &Str, d: &mut Diagnostics<'_>) -> Option<Duration> {
+    let t = duration(v, d)?;
+    if t.is_zero() {
+        d.at(v.span(), "this timeout must be longer than 0s");
+        return None;
+    }
+    Some(t)
+}
+
+/// `[gateway] tls`: both files must exist and form a usable certificate and
+/// key, so a reload with a broken certificate keeps the old config.
+fn check_tls(
+    raw: Option<&Spanned<RawTls>>,
+    base_dir: &Path,
+    d: &mut Diagnostics<'_>,
+) -> Option<crate::tls::TlsSettings> {
+    let t = raw?;
+    let tls = t.get_ref();
+    match crate::tls::load(
+        &base_dir.join(tls.cert.get_ref()),
+        &base_dir.join(tls.key.get_ref()),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            d.at(t.span(), e);
+            None
+        }
     }
 }
 

@@ -1,0 +1,386 @@
+//! The listener: accepts connections, terminates TLS, speaks HTTP/1.1 and
+//! HTTP/2 (ALPN on TLS, prior-knowledge h2c on plain sockets) and hands each
+//! request to the pipeline of the config that is live when it arrives. Not a
+//! pipeline phase: everything here happens before a request exists or after
+//! the last one finished.
+//!
+//! - **Hot reload**: the live gateway sits in an `ArcSwap`; [`Server::reload`]
+//!   swaps in a fully built new one. Each request holds the gateway it
+//!   started on until its response head is out, and a retired gateway's
+//!   backends are stopped only once its last request finished.
+//! - **Hardening**: a header read timeout (slowloris), an idle timeout, a cap
+//!   on open connections, a cap on header bytes hyper buffers, and rejection
+//!   of requests framed with both `Content-Length` and `Transfer-Encoding`.
+//! - **Graceful shutdown**: stop accepting, let in-flight requests finish up
+//!   to `[gateway] drain_timeout`, cut the rest, stop every backend.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::app::Gateway;
+use crate::config::Limits;
+use crate::error::GatewayError;
+
+mod framing;
+pub use framing::FramingTracker;
+
+/// One loaded config, ready to serve.
+struct Live {
+    gateway: Gateway,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    /// Dropped with the last reference to this `Live`: tells the reloader
+    /// that every request on it finished, so its backends may stop.
+    _retired: oneshot::Sender<()>,
+}
+
+impl Live {
+    fn new(gateway: Gateway) -> (Arc<Self>, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let g = &gateway.state().config.gateway;
+        let live = Live {
+            router: gateway.router(),
+            tls: g
+                .tls
+                .as_ref()
+                .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone())),
+            limits: g.limits,
+            gateway,
+            _retired: tx,
+        };
+        (Arc::new(live), rx)
+    }
+}
+
+/// A gateway behind a listener, swappable while serving.
+#[derive(Clone)]
+pub struct Server {
+    live: Arc<ArcSwap<Live>>,
+    /// Fires when the live gateway has no more requests (after a swap).
+    live_retired: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+    /// Retired gateways whose backends are being stopped.
+    retiring: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl Server {
+    pub fn new(gateway: Gateway) -> Self {
+        let (live, rx) = Live::new(gateway);
+        Self {
+            live: Arc::new(ArcSwap::new(live)),
+            live_retired: Arc::new(Mutex::new(Some(rx))),
+            retiring: Arc::new(Mutex::new(JoinSet::new())),
+        }
+    }
+
+    /// The gateway new requests go to.
+    pub fn current(&self) -> Gateway {
+        self.live.load().gateway.clone()
+    }
+
+    /// Atomically makes `gateway` the one new requests go to. Requests in
+    /// flight finish on the old one; its backends stop after the last.
+    pub fn reload(&self, gateway: Gateway) {
+        let (live, rx) = Live::new(gateway);
+        let old = self.live.swap(live);
+        let old_gateway = old.gateway.clone();
+        drop(old);
+        let old_retired = self
+            .live_retired
+            .lock()
+            .ok()
+            .and_then(|mut g| g.replace(rx));
+        if let Ok(mut set) = self.retiring.lock() {
+            set.spawn(async move {
+                if let Some(rx) = old_retired {
+                    // Resolves (with an error) when the old `Live` is dropped.
+                    let _ = rx.await;
+                }
+                old_gateway.shutdown().await;
+            });
+        }
+    }
+
+    /// Serves `listener` until `shutdown` completes, then drains: stops
+    /// accepting, waits up to the drain timeout for open connections to
+    /// finish their requests, cuts the rest and stops every backend.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let max = self.live.load().limits.max_connections;
+        let slots = Arc::new(Semaphore::new(max));
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Per-connection failures (reset before accept) and
+                        // fd exhaustion: log, back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                crate::metrics::connection_refused();
+                tracing::warn!(%peer, max, "max_connections reached; closing new connection");
+                drop(stream);
+                continue;
+            };
+            let live = self.live.clone();
+            let drain = drain_rx.clone();
+            connections.spawn(async move {
+                serve_connection(stream, peer, live, drain).await;
+                drop(slot);
+            });
+        }
+        drop(listener);
+        let _ = drain_tx.send(true);
+        let drain_timeout = self.live.load().gateway.state().config.gateway.drain_timeout;
+        let open = connections.len();
+        tracing::info!(
+            open,
+            ?drain_timeout,
+            "stopped accepting; draining connections"
+        );
+        let drained = tokio::time::timeout(drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                cut = connections.len(),
+                "drain timeout reached; closing the remaining connections"
+            );
+            connections.shutdown().await;
+        }
+        self.stop_backends().await;
+        Ok(())
+    }
+
+    /// Stops the live gateway's backends and waits for retired ones.
+    async fn stop_backends(&self) {
+        self.live.load().gateway.shutdown().await;
+        let retiring = self
+            .retiring
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        // Requests were drained or cut, so retired gateways are free now.
+        let _ = tokio::time::timeout(Duration::from_secs(10), retiring.join_all()).await;
+    }
+}
+
+/// Requests in flight on one connection, for the idle timeout.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+    fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Completes once no request has been in flight for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                changed.await;
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {
+                    if self.in_flight.load(Ordering::SeqCst) == 0 {
+                        return;
+                    }
+                }
+                _ = changed => {}
+            }
+        }
+    }
+}
+
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> Self {
+        crate::metrics::connections(1.0);
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        crate::metrics::connections(-1.0);
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    live: Arc<ArcSwap<Live>>,
+    drain: watch::Receiver<bool>,
+) {
+    let _open = OpenConnection::new();
+    let _ = stream.set_nodelay(true);
+    let at_accept = live.load_full();
+    let limits = at_accept.limits;
+    let tls = at_accept.tls.clone();
+    drop(at_accept);
+
+    let activity = Arc::new(Activity::default());
+    // Raised by the HTTP/1 framing guard when a request head carries both
+    // `Content-Length` and `Transfer-Encoding`.
+    let conflict = Arc::new(AtomicBool::new(false));
+    let service = {
+        let activity = activity.clone();
+        let conflict = conflict.clone();
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            // The config live when the request arrives serves all of it.
+            let live = live.load_full();
+            let activity = activity.clone();
+            let conflict = conflict.clone();
+            activity.begin();
+            async move {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let res = if conflict.load(Ordering::SeqCst) {
+                    smuggling_refusal()
+                } else {
+                    live.router.clone().oneshot(req).await.unwrap_or_else(|e| match e {})
+                };
+                drop(live);
+                activity.end();
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        })
+    };
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper answers 431 itself past this many buffered header bytes;
+        // `limits::enforce` applies the exact configured limit below it.
+        .max_buf_size((limits.max_header_bytes + 4096).max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX));
+
+    match tls {
+        None => {
+            let io = framing::FramingGuard::new(stream, conflict);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            drive(conn, drain, &activity, limits.idle_timeout).await;
+        }
+        Some(acceptor) => {
+            // The handshake counts against the header read timeout.
+            let tls_stream =
+                match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let io = framing::FramingGuard::new(tls_stream, conflict);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            drive(conn, drain, &activity, limits.idle_timeout).await;
+        }
+    }
+}
+
+/// `400` for a request framed two ways; `Connection: close` makes hyper
+/// close the connection after it, as RFC 9112 §6.1 requires.
+fn smuggling_refusal() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut res = GatewayError::BadRequest(
+        "Content-Length and Transfer-Encoding must not both be present".into(),
+    )
+    .into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    res
+}
+
+/// Runs one connection until it ends, shutting it down gracefully (finish
+/// the request in progress, accept no more) on drain or when idle.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    mut drain: watch::Receiver<bool>,
+    activity: &Activity,
+    idle_timeout: Duration,
+) where
+    C::Error: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    let idle = activity.idle_for(idle_timeout);
+    tokio::pin!(idle);
+    let mut closing = false;
+    if *drain.borrow() {
+        closing = true;
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut idle, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
