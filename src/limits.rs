@@ -1,6 +1,7 @@
 //! Limits phase: refuses requests whose line + headers or declared body
 //! exceed the configured limits before anything buffers them, and caps the
-//! body stream so a lying or absent `Content-Length` cannot get past.
+//! body stream so a lying or absent `Content-Length` cannot get past. Also
+//! refuses paths that would climb out of a route ([`check_path`]).
 
 use std::sync::Arc;
 
@@ -25,8 +26,32 @@ pub fn header_bytes(req: &Request) -> usize {
         .sum::<usize>()
 }
 
+/// Path policy (docs/routes.md, "Paths"): a `.` or `..` segment — sent
+/// plainly, percent-encoded (`%2e%2e`) or hidden behind an encoded slash or
+/// backslash (`a%2f..`) — and a NUL byte are refused with `400`, because an
+/// `http` upstream that normalises them would let `/{proxy+}` escape its
+/// base path. Other paths are matched as sent: `//` is an empty segment that
+/// no `{param}` or literal matches (it may sit inside a `{proxy+}`), and an
+/// encoded slash stays inside its segment (decoded only in
+/// `pathParameters`, forwarded still encoded).
+pub fn check_path(raw_path: &str) -> Result<(), GatewayError> {
+    let decoded = percent_encoding::percent_decode_str(raw_path).collect::<Vec<u8>>();
+    let bad = decoded.contains(&0)
+        || decoded
+            .split(|b| *b == b'/' || *b == b'\\')
+            .any(|seg| seg == b"." || seg == b"..");
+    if bad {
+        return Err(GatewayError::BadRequest("Invalid request path".into()));
+    }
+    Ok(())
+}
+
 pub async fn enforce(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
     let limits = state.config.gateway.limits;
+    // Before route match, so a dot segment never selects a route.
+    if let Err(e) = check_path(req.uri().path()) {
+        return e.into_response();
+    }
     if header_bytes(&req) > limits.max_header_bytes {
         return GatewayError::HeadersTooLarge.into_response();
     }
@@ -61,6 +86,39 @@ pub async fn collect_body(body: Body, max: usize) -> Result<bytes::Bytes, Gatewa
             Err(GatewayError::BadRequest(
                 "could not read the request body".into(),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_path;
+
+    #[test]
+    fn dot_segments_in_any_spelling_are_refused() {
+        for p in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/%2e%2e/b",
+            "/a/%2E%2e",
+            "/a/.%2e/b",
+            "/a/b%2f..%2fc",
+            "/a/b%5c..%5cc",
+            "/a/%00",
+        ] {
+            assert!(check_path(p).is_err(), "{p} should be refused");
+        }
+        for p in [
+            "/",
+            "/a//b",
+            "/a/..b",
+            "/a/b..",
+            "/a/%2e%2ea",
+            "/a/b%2fc",
+            "/.well-known/x",
+        ] {
+            assert!(check_path(p).is_ok(), "{p} should pass");
         }
     }
 }

@@ -51,7 +51,8 @@ pub fn spawn(
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
         let tx = tx.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {

@@ -34,8 +34,12 @@ pub fn load(cert: &Path, key: &Path) -> Result<TlsSettings, String> {
         ));
     }
     // The key's contents never go into a message.
-    let private_key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|_| format!("key file {} holds no readable PEM private key", key.display()))?;
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+        format!(
+            "key file {} holds no readable PEM private key",
+            key.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

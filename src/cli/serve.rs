@@ -1,4 +1,5 @@
-//! `lambdagate serve`: load, build, listen, serve until SIGINT/SIGTERM.
+//! `lambdagate serve`: load, build, listen, serve until SIGINT/SIGTERM
+//! (then drain); reload the routes file on SIGHUP or when it changes.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,6 +21,9 @@ pub struct ServeArgs {
     /// free port). Only used when `[admin]` is configured.
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
+    /// Do not reload when the routes file changes (SIGHUP still reloads).
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 pub fn run(config_path: &Path, args: ServeArgs) -> ExitCode {
@@ -46,14 +50,10 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let gateway = match Gateway::new(
-        config.clone(),
-        GatewayOptions {
-            stage: args.stage.clone(),
-        },
-    )
-    .await
-    {
+    let options = GatewayOptions {
+        stage: args.stage.clone(),
+    };
+    let gateway = match Gateway::new(config.clone(), options.clone()).await {
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: {e}");
@@ -90,9 +90,25 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
         .and_then(|l| l.local_addr().ok())
         .map(|a| format!("; admin API on http://{a}"))
         .unwrap_or_default();
+    // Hot reload (SIGHUP, file changes) swaps the gateway inside `server`;
+    // registered before the announcement so no change is missed.
+    let server = crate::server::Server::new(gateway.clone());
+    let _reload = match crate::reload::spawn(server.clone(), config_path, options, !args.no_watch) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            gateway.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if config.gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // The first stdout line is machine-readable: tests and scripts wait for it.
     println!(
-        "lambdagate listening on http://{local} ({}){admin_note}",
+        "lambdagate listening on {scheme}://{local} ({}){admin_note}",
         gateway.summary()
     );
     // One shutdown signal stops both listeners.
@@ -109,7 +125,7 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
             }
         })
     });
-    let result = gateway.serve(listener, shutdown_signal()).await;
+    let result = server.serve(listener, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     if let Some(t) = admin_task {
         let _ = t.await;

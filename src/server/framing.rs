@@ -63,7 +63,10 @@ impl FramingTracker {
                         return;
                     }
                     // Blank lines before a request line are allowed.
-                    let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                    let skip = buf
+                        .iter()
+                        .take_while(|b| **b == b'\r' || **b == b'\n')
+                        .count();
                     let Some(end) = head_end(&buf[skip..]).map(|e| e + skip) else {
                         return;
                     };
@@ -165,7 +168,10 @@ impl FramingTracker {
             self.conflict.store(true, Ordering::SeqCst);
             return State::Off;
         }
-        if req.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT")) {
+        if req
+            .method
+            .is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"))
+        {
             return State::Off;
         }
         match (te, chunked, length) {
@@ -289,7 +295,9 @@ mod tests {
         )
         .into_bytes();
         stream.extend_from_slice(body);
-        stream.extend_from_slice(b"POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        stream.extend_from_slice(
+            b"POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
         stream.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
         stream.extend_from_slice(body);
         stream.extend_from_slice(b"\r\n0\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n");

@@ -160,7 +160,14 @@ impl Server {
         }
         drop(listener);
         let _ = drain_tx.send(true);
-        let drain_timeout = self.live.load().gateway.state().config.gateway.drain_timeout;
+        let drain_timeout = self
+            .live
+            .load()
+            .gateway
+            .state()
+            .config
+            .gateway
+            .drain_timeout;
         let open = connections.len();
         tracing::info!(
             open,
@@ -281,7 +288,11 @@ async fn serve_connection(
                 let res = if conflict.load(Ordering::SeqCst) {
                     smuggling_refusal()
                 } else {
-                    live.router.clone().oneshot(req).await.unwrap_or_else(|e| match e {})
+                    live.router
+                        .clone()
+                        .oneshot(req)
+                        .await
+                        .unwrap_or_else(|e| match e {})
                 };
                 drop(live);
                 activity.end();

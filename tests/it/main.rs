@@ -7,6 +7,7 @@ mod cli;
 mod config_errors;
 mod conformance;
 mod events;
+mod hardening;
 mod http_backend;
 mod keys;
 mod lambda_backend;

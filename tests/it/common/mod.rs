@@ -209,8 +209,9 @@ pub async fn spawn_binary(
             stderr_lines.lock().unwrap().join("\n")
         );
     };
+    // `http://ADDR` or, with `[gateway] tls`, `https://ADDR`.
     let addr = first
-        .split("http://")
+        .split("://")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
