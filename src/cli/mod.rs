@@ -1,6 +1,7 @@
 //! The command line: parses arguments and calls the library. Each
 //! subcommand lives in its own file.
 
+mod import;
 mod openapi;
 mod serve;
 mod validate;
@@ -55,6 +56,10 @@ pub enum Command {
     /// Example: lambdagate openapi --config routes.toml --out openapi/openapi.json
     /// Example: lambdagate openapi --aws --format yaml   (for API Gateway import)
     Openapi(openapi::OpenApiArgs),
+    /// Convert an API Gateway OpenAPI/Swagger export into a routes file.
+    ///
+    /// Example: lambdagate import api-export.json --out routes.toml
+    Import(import::ImportArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -63,6 +68,7 @@ pub fn run() -> ExitCode {
     crate::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
     match cli.command {
         Some(Command::Validate) => validate::run(&cli.config),
+        Some(Command::Import(args)) => import::run(args),
         Some(Command::Openapi(args)) => openapi::run(&cli.config, args),
         Some(Command::Serve(args)) => serve::run(&cli.config, args),
         None => serve::run(&cli.config, serve::ServeArgs::default()),

@@ -477,33 +477,7 @@ impl Generator<'_> {
         ) {
             (Some(id), false) => id.clone(),
             (Some(id), true) => format!("{id}_{}", method.to_ascii_lowercase()),
-            (None, _) => {
-                let mut id = method.to_ascii_lowercase();
-                for s in route.template.segments() {
-                    id.push('_');
-                    match s {
-                        Segment::Literal(l) => id.extend(
-                            l.chars()
-                                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
-                        ),
-                        Segment::Param(n) | Segment::Greedy(n) => {
-                            id.push_str("by_");
-                            id.extend(
-                                n.chars()
-                                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
-                            );
-                        }
-                    }
-                }
-                if route.template.segments().is_empty() {
-                    id.push_str(if route.template.is_default() {
-                        "_default"
-                    } else {
-                        "_root"
-                    });
-                }
-                id
-            }
+            (None, _) => default_operation_id(method, &route.template),
         };
         let mut id = base.clone();
         let mut n = 2;
@@ -765,7 +739,8 @@ impl Generator<'_> {
             .and_then(|o| o.remove("$defs").or_else(|| o.remove("definitions")));
         let mut def_values = Vec::new();
         if let Some(Value::Object(defs)) = defs {
-            for (def, v) in defs {
+            for (def, mut v) in defs {
+                rewrite_refs(&mut v, &BTreeMap::new());
                 let n = self.unique_schema_name(&component_name(&def), &v);
                 renames.insert(def.clone(), n.clone());
                 def_values.push((n, v));
@@ -1085,6 +1060,35 @@ impl Generator<'_> {
         }
         Value::Object(i)
     }
+}
+
+/// `get_items_by_id` for `GET /items/{id}`: the operationId of a route
+/// that sets none.
+pub fn default_operation_id(method: &str, template: &crate::routing::RouteTemplate) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    };
+    let mut id = method.to_ascii_lowercase();
+    for s in template.segments() {
+        id.push('_');
+        match s {
+            Segment::Literal(l) => id.push_str(&clean(l)),
+            Segment::Param(n) | Segment::Greedy(n) => {
+                id.push_str("by_");
+                id.push_str(&clean(n));
+            }
+        }
+    }
+    if template.segments().is_empty() {
+        id.push_str(if template.is_default() {
+            "_default"
+        } else {
+            "_root"
+        });
+    }
+    id
 }
 
 /// `$request.header.Authorization` → ("header", "Authorization").
