@@ -488,15 +488,19 @@ fn generated_documents_pass_openapi_spec_validator() {
         (&["openapi", "--format", "yaml"][..], "plain.yaml"),
     ] {
         let out = dir.path().join(name);
-        let status = Command::new(binary())
+        let res = Command::new(binary())
             .args(args)
             .arg("--config")
             .arg(&config)
             .arg("--out")
             .arg(&out)
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success(), "{args:?}");
+        assert!(
+            res.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
         validate_with_python(&out);
     }
 }
