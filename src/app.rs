@@ -59,6 +59,10 @@ pub struct GatewayState {
     pub function_backends: BTreeMap<String, Arc<dyn FunctionBackend>>,
     /// The OpenAPI document and docs page served at `[openapi] path`.
     pub openapi: Option<Arc<crate::openapi::ServedSpec>>,
+    /// The response cache, when any route caches.
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
+    /// `[cors]`, ready to wrap the rest of the pipeline.
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 /// Why a config could not be turned into a running gateway.
@@ -172,6 +176,12 @@ impl Gateway {
         let openapi = crate::openapi::ServedSpec::build(&config, &stage.name)
             .map_err(|e| BuildError(format!("OpenAPI document: {e}")))?
             .map(Arc::new);
+        let cache = config
+            .routes
+            .iter()
+            .any(|r| r.cache.is_some())
+            .then(|| Arc::new(crate::cache::ResponseCache::new(&config.cache)));
+        let cors = config.cors.as_ref().map(crate::cors::layer);
         Ok(Self {
             state: Arc::new(GatewayState {
                 config,
@@ -180,6 +190,8 @@ impl Gateway {
                 routes,
                 function_backends,
                 openapi,
+                cache,
+                cors,
             }),
             admin_token,
         })
@@ -367,23 +379,9 @@ fn refuse_unsupported(config: &Config) -> Result<(), BuildError> {
                 "route `{key}`: `throttle` is not supported by this build yet"
             ));
         }
-        for (what, v) in [
-            ("cache", &r.cache),
-            ("response", &r.response),
-            ("request", &r.request),
-        ] {
-            if v.is_some() {
-                problems.push(format!(
-                    "route `{key}`: `{what}` is not supported by this build yet"
-                ));
-            }
-        }
     }
     if config.gateway.throttle.is_some() || config.stages.values().any(|s| s.throttle.is_some()) {
         problems.push("throttles are not supported by this build yet".to_string());
-    }
-    if config.cors.is_some() {
-        problems.push("[cors] is not supported by this build yet".to_string());
     }
     if problems.is_empty() {
         Ok(())

@@ -38,6 +38,9 @@ pub enum GatewayError {
     /// Request validation failed; the message lists the problems.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The body does not match the route's JSON Schema; the first problems.
+    #[error("invalid request body: {}", .0.join("; "))]
+    InvalidBody(Vec<String>),
     /// A function error, a malformed function response, a failed upstream.
     #[error("integration failed: {0}")]
     Integration(String),
@@ -61,9 +64,9 @@ impl GatewayError {
             }
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            GatewayError::BadRequest(_) | GatewayError::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            GatewayError::BadRequest(_)
+            | GatewayError::InvalidRequest(_)
+            | GatewayError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::Integration(_) => StatusCode::BAD_GATEWAY,
             GatewayError::IntegrationTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,7 +86,9 @@ impl GatewayError {
             GatewayError::LimitExceeded { .. } => "LimitExceededException",
             GatewayError::PayloadTooLarge => "RequestEntityTooLargeException",
             GatewayError::HeadersTooLarge => "RequestHeaderFieldsTooLargeException",
-            GatewayError::BadRequest(_) | GatewayError::InvalidRequest(_) => "BadRequestException",
+            GatewayError::BadRequest(_)
+            | GatewayError::InvalidRequest(_)
+            | GatewayError::InvalidBody(_) => "BadRequestException",
             GatewayError::Integration(_) => "InternalServerErrorException",
             GatewayError::IntegrationTimeout => "IntegrationTimeoutException",
             GatewayError::Unavailable(_) => "ServiceUnavailableException",
@@ -107,6 +112,7 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => "Request Header Fields Too Large".into(),
             GatewayError::BadRequest(m) => m.clone(),
             GatewayError::InvalidRequest(m) => m.clone(),
+            GatewayError::InvalidBody(_) => "Invalid request body".into(),
             GatewayError::Integration(_) | GatewayError::Internal(_) => {
                 "Internal server error".into()
             }
@@ -119,7 +125,14 @@ impl GatewayError {
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = serde_json::json!({ "message": self.public_message() }).to_string();
+        let body = match &self {
+            // API Gateway's message, plus the problems a client can fix.
+            GatewayError::InvalidBody(errors) => {
+                serde_json::json!({ "message": self.public_message(), "errors": errors })
+            }
+            _ => serde_json::json!({ "message": self.public_message() }),
+        }
+        .to_string();
         let mut res = (status, body).into_response();
         let h = res.headers_mut();
         h.insert(

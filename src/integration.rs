@@ -132,6 +132,9 @@ async fn call(
                 .get::<RequestInfo>()
                 .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
             let auth = parts.extensions.get::<AuthContext>();
+            if let Some(mapping) = &route.config.mapping {
+                return call_mapped(state, ctx, &parts, body, info, auth, mapping).await;
+            }
             let payload = build_event(state, ctx, &parts, &body, info, auth);
             if payload.len() > limits.max_function_payload {
                 return Err(GatewayError::PayloadTooLarge);
@@ -169,6 +172,76 @@ async fn call(
     }
 }
 
+/// A non-proxy (mapping template) call: the input comes from the route's
+/// `request_template`, the answer from the integration response selected.
+async fn call_mapped(
+    state: &GatewayState,
+    ctx: &RouteContext,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    info: &RequestInfo,
+    auth: Option<&AuthContext>,
+    mapping: &crate::config::Mapping,
+) -> Result<Response<Body>, GatewayError> {
+    let route = &ctx.route;
+    let RouteIntegration::Proxy {
+        backend, function, ..
+    } = &route.integration
+    else {
+        return Err(GatewayError::Internal(
+            "mapping on a non-function route".into(),
+        ));
+    };
+    let limits = state.config.gateway.limits;
+    // The request as a payload 1.0 event gives `context`, `stageVariables`
+    // and the parameters exactly as a proxy function would see them.
+    let content_type = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let input_body = crate::transform::binary::request_body(
+        &body,
+        content_type,
+        &route.binary_media_types,
+        mapping.content_handling,
+    )
+    .map_err(GatewayError::BadRequest)?;
+    let event = build_event_value(
+        state,
+        ctx,
+        parts,
+        &Bytes::new(),
+        info,
+        auth,
+        PayloadVersion::V1,
+    );
+    let scope = crate::transform::mapping::MappingScope::from_v1_event(&event);
+    let templates = &state.config.templates;
+    let payload = scope.request_payload(mapping, templates, input_body)?;
+    if payload.len() > limits.max_function_payload {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let out = backend
+        .invoke(InvokeRequest {
+            function: function.clone(),
+            payload: Bytes::from(payload),
+            timeout: route.timeout,
+            request_id: info.request_id.clone(),
+            client_context: None,
+            log_tail: false,
+        })
+        .await?;
+    if let Some(kind) = &out.function_error {
+        tracing::info!(route = %route.route_key, function = %function.key, kind = %kind, "function error; selecting a response by its message");
+    }
+    scope.response(
+        mapping,
+        templates,
+        &out.payload,
+        out.function_error.as_deref(),
+    )
+}
+
 /// Serialises the route's event for a request.
 pub fn build_event(
     state: &GatewayState,
@@ -178,6 +251,28 @@ pub fn build_event(
     info: &RequestInfo,
     auth: Option<&AuthContext>,
 ) -> Bytes {
+    let value = build_event_value(
+        state,
+        ctx,
+        parts,
+        body,
+        info,
+        auth,
+        ctx.route.config.payload_version,
+    );
+    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+/// The event of a request in one payload version.
+pub fn build_event_value(
+    state: &GatewayState,
+    ctx: &RouteContext,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+    info: &RequestInfo,
+    auth: Option<&AuthContext>,
+    version: PayloadVersion,
+) -> serde_json::Value {
     let route = &ctx.route;
     let g = &state.config.gateway;
     let protocol = match parts.version {
@@ -206,9 +301,8 @@ pub fn build_event(
         binary_media_types: &route.binary_media_types,
         auth,
     };
-    let value = match route.config.payload_version {
+    match version {
         PayloadVersion::V1 => event::v1::to_event(&input),
         PayloadVersion::V2 => event::v2::to_event(&input),
-    };
-    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+    }
 }

@@ -35,15 +35,26 @@ pub fn build(state: Arc<GatewayState>) -> Router {
             state.clone(),
             crate::routing::route_match,
         ))
-        // CORS preflight: answered before auth, as API Gateway does. (issue 7)
+        // CORS: preflights answered before auth, as API Gateway does (route
+        // match lets a preflight for a served path through unmatched).
+        .layer(from_fn_with_state(state.clone(), crate::cors::cors))
         // Auth: api key | jwt | sigv4 | lambda authorizer. (issue 5)
         // Identity for the access log: right after auth, so every later
         // answer (throttled, cached, integrated) is logged with key id and
         // principal.
         .layer(axum::middleware::from_fn(crate::telemetry::note_identity))
         // Throttle & quota: route, key/plan, stage, global. (issue 6)
-        // Request validation: JSON Schema, required parameters. (issue 7)
-        // Cache lookup and store, after auth so no cached answer leaks. (issue 7)
+        // Request validation: refuses bad input before any cache or backend work.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::validation::validate,
+        ))
+        // Cache lookup and store: after auth so no cached answer leaks to a
+        // refused caller; around response mapping so renderings are cached.
+        .layer(from_fn_with_state(state.clone(), crate::cache::lookup))
+        // Response mapping: templates and content negotiation on the
+        // integration's answer.
+        .layer(from_fn_with_state(state.clone(), crate::transform::render))
         // Integration: event or forwarded request → backend → response mapping.
         .service(axum::routing::any(crate::integration::integrate).with_state(state));
     Router::new().fallback_service(any_service(stack))

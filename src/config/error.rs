@@ -86,6 +86,17 @@ impl<'a> Diagnostics<'a> {
         });
     }
 
+    /// Records an error in another file the routes file names (a template,
+    /// a JSON Schema), at a 1-based line and column there.
+    pub fn in_file(&mut self, file: &Path, line: usize, column: usize, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
     /// Records an error with no better position than the file itself.
     pub fn whole_file(&mut self, message: impl Into<String>) {
         self.errors.push(ConfigError {

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod model;
 pub mod raw;
+pub mod shaping;
 pub mod validate;
 
 use std::path::Path;

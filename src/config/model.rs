@@ -6,8 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::raw::{RawCors, RawMock};
+use crate::config::raw::RawMock;
+pub use crate::config::shaping::{
+    CacheKeyPart, CacheSettings, ContentHandling, CorsConfig, IntegrationResponse, Invalidation,
+    JsonSchema, Mapping, ResponseOffer, RouteCache, RouteRequest, RouteResponse,
+};
 use crate::routing::RouteTemplate;
+use crate::transform::template::TemplateSet;
 
 /// The API flavor: which AWS product lambdagate imitates at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +54,11 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     pub admin: Option<AdminConfig>,
     pub invoke_api: Option<InvokeApiConfig>,
-    pub cors: Option<RawCors>,
+    pub cors: Option<CorsConfig>,
+    /// `[cache]`: the shared response cache's bounds.
+    pub cache: CacheSettings,
+    /// Every response and mapping template, compiled.
+    pub templates: std::sync::Arc<TemplateSet>,
     pub openapi: OpenApiSettings,
     pub routes: Vec<RouteConfig>,
 }
@@ -281,10 +290,14 @@ pub struct RouteConfig {
     pub api_key: bool,
     pub throttle: Option<ThrottleConfig>,
     pub binary_media_types: Vec<String>,
-    /// Feature slices not yet typed by the core; owned by their modules.
-    pub cache: Option<toml::Table>,
-    pub response: Option<toml::Table>,
-    pub request: Option<toml::Table>,
+    /// Response cache (`cache = {...}`).
+    pub cache: Option<RouteCache>,
+    /// Response templates and content negotiation (`response = {...}`).
+    pub response: Option<RouteResponse>,
+    /// Request validation (`request = {...}`).
+    pub request: Option<RouteRequest>,
+    /// Non-proxy integration (`request_template`, `responses`, `content_handling`).
+    pub mapping: Option<Mapping>,
     pub summary: Option<String>,
     pub description: Option<String>,
     pub tags: Vec<String>,

@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub invoke_api: Option<RawInvokeApi>,
     pub cors: Option<Spanned<RawCors>>,
+    /// The response cache shared by every route with `cache = {...}`.
+    pub cache: Option<RawCacheSettings>,
     pub openapi: Option<RawOpenApi>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
@@ -210,19 +212,77 @@ pub struct RawInvokeApi {
     pub auth: Option<Str>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
     #[serde(default)]
-    pub allow_origins: Vec<String>,
+    pub allow_origins: Vec<Str>,
     #[serde(default)]
-    pub allow_methods: Vec<String>,
+    pub allow_methods: Vec<Str>,
     #[serde(default)]
-    pub allow_headers: Vec<String>,
+    pub allow_headers: Vec<Str>,
     #[serde(default)]
-    pub expose_headers: Vec<String>,
-    pub allow_credentials: Option<bool>,
+    pub expose_headers: Vec<Str>,
+    pub allow_credentials: Option<Spanned<bool>>,
     pub max_age: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheSettings {
+    /// Bound on the bytes of all cached responses (default "64MB").
+    pub max_size: Option<Spanned<toml::Value>>,
+    /// Largest response that is cached (default "1MB").
+    pub max_entry_size: Option<Spanned<toml::Value>>,
+}
+
+/// `cache = { ttl = "60s", key = ["path.id", "query.lang"] }` on a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteCache {
+    pub ttl: Option<Str>,
+    pub key: Option<Vec<Str>>,
+    /// One entry per API key / caller identity.
+    pub per_identity: Option<bool>,
+    /// Who may force a refresh with `Cache-Control: max-age=0`:
+    /// "nobody" (default), "authorized" or "anyone".
+    pub invalidation: Option<Str>,
+}
+
+/// `response = { template = "templates/item.html", content_type = "text/html" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteResponse {
+    pub template: Option<Str>,
+    pub content_type: Option<Str>,
+    /// More renderings, chosen by `Accept`: media type → template file.
+    pub templates: Option<BTreeMap<String, Str>>,
+    /// Also offer the function's own JSON as `application/json`.
+    pub json: Option<bool>,
+    /// The media type served when `Accept` names none of the offers.
+    pub default: Option<Str>,
+}
+
+/// `request = { body_schema = "schemas/item.json", required_query = ["lang"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteRequest {
+    pub body_schema: Option<Str>,
+    pub required_query: Option<Vec<Str>>,
+    pub required_headers: Option<Vec<Str>>,
+}
+
+/// One `[[routes.responses]]`: API Gateway's integration response.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntegrationResponse {
+    /// Regex over the function's error message; absent: the default response.
+    pub pattern: Option<Str>,
+    pub status: Spanned<i64>,
+    pub headers: Option<BTreeMap<String, Str>>,
+    pub template: Option<Str>,
+    pub content_type: Option<Str>,
+    pub content_handling: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,9 +311,15 @@ pub struct RawRoute {
     pub scopes: Option<Vec<Str>>,
     pub api_key: Option<bool>,
     pub throttle: Option<Spanned<RawThrottle>>,
-    pub cache: Option<Spanned<toml::Table>>,
-    pub response: Option<Spanned<toml::Table>>,
-    pub request: Option<Spanned<toml::Table>>,
+    pub cache: Option<Spanned<RawRouteCache>>,
+    pub response: Option<Spanned<RawRouteResponse>>,
+    pub request: Option<Spanned<RawRouteRequest>>,
+    /// Non-proxy integration: the function's input, as a template.
+    pub request_template: Option<Str>,
+    /// Non-proxy integration: `CONVERT_TO_TEXT` | `CONVERT_TO_BINARY` for the request body.
+    pub content_handling: Option<Str>,
+    /// Non-proxy integration responses.
+    pub responses: Option<Vec<Spanned<RawIntegrationResponse>>>,
     pub binary_media_types: Option<Vec<Str>>,
     pub summary: Option<String>,
     pub description: Option<String>,

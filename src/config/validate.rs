@@ -13,7 +13,9 @@ use toml::Spanned;
 use crate::config::error::Diagnostics;
 use crate::config::model::*;
 use crate::config::raw::*;
+use crate::config::shaping;
 use crate::routing::{RouteTable, RouteTemplate, TableConflict};
+use crate::transform::template::TemplateSetBuilder;
 
 pub const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY",
@@ -68,13 +70,12 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
             auth: a.auth.as_ref().map(|s| s.get_ref().clone()),
         }
     });
-    if let Some(cors) = &raw.cors
-        && let Some(max_age) = &cors.get_ref().max_age
-    {
-        duration(max_age, d);
-    }
+    let cors = raw.cors.as_ref().map(|c| shaping::check_cors(c, d));
+    let cache = shaping::check_cache_settings(raw.cache.as_ref(), d);
     let openapi = crate::openapi::check_settings(raw.openapi.as_ref(), &raw.routes, d);
-    let mut routes = check_routes(&raw, &gateway, &backends, &functions, d);
+    let mut templates = TemplateSetBuilder::new(&base_dir);
+    let mut routes = check_routes(&raw, &gateway, &backends, &functions, &mut templates, d);
+    let templates = shaping::finish_templates(templates, d);
     crate::openapi::check_response_schemas(&raw.routes, &mut routes, &base_dir, d);
 
     if d.has_errors() {
@@ -93,7 +94,9 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
         cluster,
         admin,
         invoke_api,
-        cors: raw.cors.map(|c| c.into_inner()),
+        cors,
+        cache,
+        templates,
         openapi,
         routes,
     })
@@ -827,8 +830,14 @@ fn check_routes(
     gateway: &GatewaySettings,
     backends: &BTreeMap<String, BackendConfig>,
     functions: &BTreeMap<String, FunctionConfig>,
+    templates: &mut TemplateSetBuilder,
     d: &mut Diagnostics<'_>,
 ) -> Vec<RouteConfig> {
+    let file_name = d
+        .file()
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "routes.toml".to_string());
     let mut out = Vec::new();
     let mut table = RouteTable::new();
     for (index, spanned) in raw.routes.iter().enumerate() {
@@ -1007,6 +1016,17 @@ fn check_routes(
             };
             d.at(r.path.span(), msg);
         }
+        let params: Vec<String> = template.param_names().map(str::to_string).collect();
+        let base_dir = templates.base_dir().to_path_buf();
+        let shaping = shaping::check_route_shaping(
+            r,
+            matches!(integration, IntegrationConfig::Function { .. }),
+            &params,
+            &base_dir,
+            &file_name,
+            templates,
+            d,
+        );
         out.push(RouteConfig {
             index,
             method,
@@ -1028,9 +1048,10 @@ fn check_routes(
                 .as_ref()
                 .map(|v| media_types(v, d))
                 .unwrap_or_default(),
-            cache: r.cache.as_ref().map(|c| c.get_ref().clone()),
-            response: r.response.as_ref().map(|c| c.get_ref().clone()),
-            request: r.request.as_ref().map(|c| c.get_ref().clone()),
+            cache: shaping.cache,
+            response: shaping.response,
+            request: shaping.request,
+            mapping: shaping.mapping,
             summary: r.summary.clone(),
             description: r.description.clone(),
             tags: r.tags.clone().unwrap_or_default(),

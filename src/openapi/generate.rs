@@ -101,27 +101,14 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
-    pub fn of(config: &Config, route: &RouteConfig) -> Self {
+    pub fn of(_config: &Config, route: &RouteConfig) -> Self {
         let Some(t) = &route.request else {
             return Self::default();
         };
-        let strings = |key: &str| -> Vec<String> {
-            t.get(key)
-                .and_then(|v| v.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         Self {
-            body_schema: t
-                .get("body_schema")
-                .and_then(|v| v.as_str())
-                .map(|p| config.base_dir.join(p)),
-            required_query: strings("required_query"),
-            required_headers: strings("required_headers"),
+            body_schema: t.body_schema.as_ref().map(|s| s.path.clone()),
+            required_query: t.required_query.clone(),
+            required_headers: t.required_headers.clone(),
         }
     }
 
@@ -136,23 +123,16 @@ impl RequestSpec {
 
 /// Optional query/header parameters named in a route's cache key.
 fn cache_key_params(route: &RouteConfig) -> Vec<(ParameterIn, String)> {
-    let Some(key) = route
-        .cache
-        .as_ref()
-        .and_then(|c| c.get("key"))
-        .and_then(|k| k.as_array())
-    else {
+    let Some(cache) = &route.cache else {
         return Vec::new();
     };
-    key.iter()
-        .filter_map(|k| k.as_str())
-        .filter_map(|k| {
-            if let Some(q) = k.strip_prefix("query.") {
-                Some((ParameterIn::Query, q.to_string()))
-            } else {
-                k.strip_prefix("header.")
-                    .map(|h| (ParameterIn::Header, h.to_string()))
-            }
+    cache
+        .key
+        .iter()
+        .filter_map(|k| match k {
+            crate::config::CacheKeyPart::Query(q) => Some((ParameterIn::Query, q.clone())),
+            crate::config::CacheKeyPart::Header(h) => Some((ParameterIn::Header, h.clone())),
+            crate::config::CacheKeyPart::Path(_) => None,
         })
         .collect()
 }
@@ -394,12 +374,10 @@ impl Generator<'_> {
                 if !cors.expose_headers.is_empty() {
                     c.insert("exposeHeaders".into(), list(&cors.expose_headers));
                 }
-                if let Some(b) = cors.allow_credentials {
-                    c.insert("allowCredentials".into(), json!(b));
+                if cors.allow_credentials {
+                    c.insert("allowCredentials".into(), json!(true));
                 }
-                if let Some(m) = &cors.max_age
-                    && let Ok(d) = crate::config::validate::parse_duration(m.get_ref())
-                {
+                if let Some(d) = &cors.max_age {
                     c.insert("maxAge".into(), json!(d.as_secs()));
                 }
                 ext.insert("x-amazon-apigateway-cors".into(), Value::Object(c));

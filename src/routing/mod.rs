@@ -87,6 +87,16 @@ pub async fn route_match(
             req.extensions_mut().insert(ctx);
             next.run(req).await
         }
+        // A CORS preflight for a path some route serves goes on to the CORS
+        // phase, which answers it, even with no OPTIONS route (as API Gateway).
+        Err(_)
+            if state.cors.is_some()
+                && crate::cors::is_preflight(&req)
+                && crate::cors::requested_method(&req)
+                    .is_some_and(|m| resolve(&state, m, req.uri().path()).is_ok()) =>
+        {
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }

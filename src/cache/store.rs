@@ -1,0 +1,239 @@
+//! The response cache store on `moka`: one cache for the whole gateway,
+//! bounded by the bytes of its entries, each entry living for its route's
+//! TTL. Concurrent misses for one key are coalesced: one caller runs the
+//! backend, the others wait for its answer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Response, StatusCode};
+use bytes::Bytes;
+use moka::Expiry;
+use moka::future::Cache;
+
+use crate::config::CacheSettings;
+
+/// A response held in memory: what is cached, and what coalesced waiters get.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl StoredResponse {
+    pub fn to_response(&self) -> Response<Body> {
+        let mut res = Response::new(Body::from(self.body.clone()));
+        *res.status_mut() = self.status;
+        *res.headers_mut() = self.headers.clone();
+        res
+    }
+
+    /// Bytes the entry costs the cache.
+    fn weight(&self) -> u32 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 16)
+            .sum();
+        u32::try_from(self.body.len() + headers + 64).unwrap_or(u32::MAX)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    response: Arc<StoredResponse>,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _at: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _at: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Hit and miss counts since start.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl CacheStats {
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether an answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    Miss,
+}
+
+pub struct ResponseCache {
+    cache: Cache<String, Entry>,
+    max_entry_size: usize,
+    pub stats: CacheStats,
+}
+
+impl ResponseCache {
+    pub fn new(settings: &CacheSettings) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(settings.max_size)
+            .weigher(|_k: &String, v: &Entry| v.response.weight())
+            .expire_after(PerEntryTtl)
+            .build();
+        Self {
+            cache,
+            max_entry_size: settings.max_entry_size,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// May this response be cached? Only successes, only up to the entry size.
+    pub fn cacheable(&self, r: &StoredResponse) -> bool {
+        r.status.is_success() && r.body.len() <= self.max_entry_size
+    }
+
+    /// The cached answer for `key`, or the one `fetch` produces. Concurrent
+    /// callers with the same key share one `fetch`; only cacheable answers
+    /// are stored.
+    pub async fn get_or_fetch<F>(
+        &self,
+        key: String,
+        ttl: Duration,
+        fetch: F,
+    ) -> (Arc<StoredResponse>, Outcome)
+    where
+        F: Future<Output = StoredResponse>,
+    {
+        let max = self.max_entry_size;
+        let result = self
+            .cache
+            .entry(key)
+            .or_try_insert_with(async move {
+                let r = fetch.await;
+                if r.status.is_success() && r.body.len() <= max {
+                    Ok(Entry {
+                        response: Arc::new(r),
+                        ttl,
+                    })
+                } else {
+                    Err(r)
+                }
+            })
+            .await;
+        match result {
+            Ok(entry) if entry.is_fresh() => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                (entry.into_value().response, Outcome::Miss)
+            }
+            Ok(entry) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                (entry.into_value().response, Outcome::Hit)
+            }
+            Err(uncacheable) => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                (uncacheable, Outcome::Miss)
+            }
+        }
+    }
+
+    /// Replaces (or drops) the entry for `key` with a fresh answer.
+    pub async fn refresh(
+        &self,
+        key: String,
+        ttl: Duration,
+        r: StoredResponse,
+    ) -> Arc<StoredResponse> {
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let r = Arc::new(r);
+        if self.cacheable(&r) {
+            self.cache
+                .insert(
+                    key,
+                    Entry {
+                        response: r.clone(),
+                        ttl,
+                    },
+                )
+                .await;
+        } else {
+            self.cache.invalidate(&key).await;
+        }
+        r
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &'static str) -> StoredResponse {
+        StoredResponse {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn hit_after_miss_and_failures_not_stored() {
+        let c = ResponseCache::new(&CacheSettings::default());
+        let ttl = Duration::from_secs(60);
+        let (_, o) = c.get_or_fetch("a".into(), ttl, async { ok("1") }).await;
+        assert_eq!(o, Outcome::Miss);
+        let (r, o) = c.get_or_fetch("a".into(), ttl, async { ok("2") }).await;
+        assert_eq!(o, Outcome::Hit);
+        assert_eq!(r.body, "1");
+        let fail = || async {
+            StoredResponse {
+                status: StatusCode::BAD_GATEWAY,
+                headers: HeaderMap::new(),
+                body: Bytes::new(),
+            }
+        };
+        let (_, o) = c.get_or_fetch("b".into(), ttl, fail()).await;
+        assert_eq!(o, Outcome::Miss);
+        let (_, o) = c.get_or_fetch("b".into(), ttl, fail()).await;
+        assert_eq!(o, Outcome::Miss);
+        assert_eq!((c.stats.hits(), c.stats.misses()), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn large_entries_are_not_cached() {
+        let c = ResponseCache::new(&CacheSettings {
+            max_size: 1 << 20,
+            max_entry_size: 4,
+        });
+        let ttl = Duration::from_secs(60);
+        c.get_or_fetch("a".into(), ttl, async { ok("12345") }).await;
+        let (_, o) = c.get_or_fetch("a".into(), ttl, async { ok("12345") }).await;
+        assert_eq!(o, Outcome::Miss);
+    }
+}

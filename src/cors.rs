@@ -1,0 +1,98 @@
+//! CORS phase (right after route match, before auth): tower-http's
+//! `CorsLayer` configured from `[cors]`. Preflight requests (`OPTIONS` with
+//! `Origin` and `Access-Control-Request-Method`) are answered here for every
+//! path a route serves, as API Gateway does, so they never need credentials;
+//! other responses get the `Access-Control-*` headers. Plain `OPTIONS`
+//! requests (not preflights) go on to their route.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower::{Layer, ServiceExt};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
+
+use crate::app::GatewayState;
+use crate::config::CorsConfig;
+
+/// Builds the layer; `[cors]` was checked at load so nothing here can panic
+/// in tower-http (no `*` with credentials).
+pub fn layer(c: &CorsConfig) -> CorsLayer {
+    let star = |v: &[String]| v.iter().any(|s| s == "*");
+    let mut l = CorsLayer::new();
+    l = if star(&c.allow_origins) {
+        l.allow_origin(AllowOrigin::any())
+    } else {
+        l.allow_origin(AllowOrigin::list(
+            c.allow_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+    };
+    l = if star(&c.allow_methods) {
+        l.allow_methods(AllowMethods::any())
+    } else {
+        l.allow_methods(AllowMethods::list(
+            c.allow_methods
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok()),
+        ))
+    };
+    l = if star(&c.allow_headers) {
+        l.allow_headers(AllowHeaders::any())
+    } else {
+        l.allow_headers(AllowHeaders::list(
+            c.allow_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+        ))
+    };
+    l = if star(&c.expose_headers) {
+        l.expose_headers(ExposeHeaders::any())
+    } else {
+        l.expose_headers(ExposeHeaders::list(
+            c.expose_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+        ))
+    };
+    if c.allow_credentials {
+        l = l.allow_credentials(true);
+    }
+    if let Some(age) = c.max_age {
+        l = l.max_age(age);
+    }
+    l
+}
+
+/// A CORS preflight request.
+pub fn is_preflight(req: &Request) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The method a preflight asks about.
+pub fn requested_method(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// CORS phase.
+pub async fn cors(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
+    let Some(layer) = &state.cors else {
+        return next.run(req).await;
+    };
+    if req.method() == Method::OPTIONS && !is_preflight(&req) {
+        return next.run(req).await;
+    }
+    match layer.layer(next).oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }
+}
