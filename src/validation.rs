@@ -38,7 +38,7 @@ pub fn missing_parameters(
         }
     }
     for h in &rules.required_headers {
-        if !headers.contains_key(h.as_str()) {
+        if !headers.contains_key(h.to_ascii_lowercase().as_str()) {
             missing.push(h.clone());
         }
     }

@@ -88,7 +88,7 @@ pub struct ResponseOffer {
 pub struct RouteRequest {
     pub body_schema: Option<JsonSchema>,
     pub required_query: Vec<String>,
-    /// Lower-case header names.
+    /// Header names as written (matched case-insensitively).
     pub required_headers: Vec<String>,
 }
 
@@ -529,7 +529,7 @@ fn check_route_request(
         if http::HeaderName::from_bytes(h.get_ref().as_bytes()).is_err() {
             d.at(h.span(), format!("`{}` is not a header name", h.get_ref()));
         }
-        required_headers.push(h.get_ref().to_ascii_lowercase());
+        required_headers.push(h.get_ref().clone());
     }
     RouteRequest {
         body_schema,

@@ -229,6 +229,13 @@ pub fn describe(e: &Error) -> String {
 
 fn new_environment(base_dir: PathBuf) -> Environment<'static> {
     let mut env = Environment::new();
+    // Text formats (CSV, plain text) keep the file's last newline.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
     // `{% include "partials/x.html" %}` is relative to the including file.
     env.set_path_join_callback(|name, parent| {
         if let Some(abs) = name.strip_prefix('/') {

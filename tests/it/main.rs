@@ -3,9 +3,11 @@
 
 mod common;
 
+mod cache;
 mod cli;
 mod config_errors;
 mod conformance;
+mod cors;
 mod events;
 mod hardening;
 mod http_backend;
@@ -16,3 +18,5 @@ mod ops;
 mod responses;
 mod routing;
 mod smoke;
+mod transform;
+mod validation;

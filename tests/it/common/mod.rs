@@ -264,3 +264,46 @@ pub async fn serve_router(router: axum::Router) -> TestServer {
 }
 
 pub type Headers = HashMap<String, String>;
+
+/// What a fake function returns: its result, or a function error payload.
+pub enum FakeResult {
+    Ok(serde_json::Value),
+    /// Sent with `X-Amz-Function-Error: Unhandled`.
+    Error(serde_json::Value),
+}
+
+/// A [`fake_lambda::FakeLambda`] whose function is `handler(function name,
+/// payload)`.
+pub async fn fake_function<F>(handler: F) -> fake_lambda::FakeLambda
+where
+    F: Fn(&str, serde_json::Value) -> FakeResult + Send + Sync + 'static,
+{
+    fake_lambda::FakeLambda::start(move |inv| {
+        let payload = serde_json::from_slice(&inv.payload).unwrap_or(serde_json::Value::Null);
+        match handler(&inv.function, payload) {
+            FakeResult::Ok(v) => fake_lambda::Reply::json(v),
+            FakeResult::Error(v) => {
+                let mut r = fake_lambda::Reply::json(v);
+                r.function_error = Some("Unhandled".to_string());
+                r
+            }
+        }
+    })
+    .await
+}
+
+/// Writes `routes` (and files beside it) into a fresh folder; returns the
+/// folder and the routes file's path, for [`spawn_binary`].
+pub fn write_config(routes: &str, files: &[(&str, &[u8])]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, contents) in files {
+        let p = dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, contents).unwrap();
+    }
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, routes).unwrap();
+    (dir, path)
+}

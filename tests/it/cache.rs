@@ -1,0 +1,223 @@
+//! Response cache: hits and misses, coalescing, TTL bounds, what is never
+//! cached, invalidation, through the real gateway with a counting upstream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::common::{TestServer, client, serve_router, start};
+
+#[derive(Clone, Default)]
+struct Upstream {
+    calls: Arc<AtomicUsize>,
+}
+
+/// `/items/{id}` answers after a short delay with a body naming the call;
+/// `/big` answers 2 MB; `/fail` answers 500.
+async fn upstream() -> (TestServer, Arc<AtomicUsize>) {
+    let u = Upstream::default();
+    let calls = u.calls.clone();
+    let app =
+        Router::new()
+            .route(
+                "/items/{id}",
+                get(
+                    |State(u): State<Upstream>,
+                     Path(id): Path<String>,
+                     q: axum::extract::RawQuery| async move {
+                        let n = u.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        format!("item {id} q={} call {n}", q.0.unwrap_or_default())
+                    },
+                ),
+            )
+            .route(
+                "/big",
+                get(|State(u): State<Upstream>| async move {
+                    u.calls.fetch_add(1, Ordering::SeqCst);
+                    vec![b'x'; 2 * 1024 * 1024]
+                }),
+            )
+            .route(
+                "/fail",
+                get(|State(u): State<Upstream>| async move {
+                    u.calls.fetch_add(1, Ordering::SeqCst);
+                    (StatusCode::INTERNAL_SERVER_ERROR, "nope")
+                }),
+            )
+            .with_state(u);
+    (serve_router(app).await, calls)
+}
+
+fn routes(upstream: &TestServer, invalidation: &str) -> String {
+    format!(
+        r#"
+[backends.up]
+kind = "http"
+url = "{}"
+
+[[routes]]
+method = "GET"
+path = "/items/{{id}}"
+backend = "up"
+cache = {{ ttl = "60s", key = ["path.id", "query.lang"], invalidation = "{invalidation}" }}
+
+[[routes]]
+method = "GET"
+path = "/big"
+backend = "up"
+cache = {{ ttl = "60s" }}
+
+[[routes]]
+method = "GET"
+path = "/fail"
+backend = "up"
+cache = {{ ttl = "60s" }}
+"#,
+        upstream.url("")
+    )
+}
+
+#[tokio::test]
+async fn second_request_is_a_hit_and_key_parameters_separate_entries() {
+    let (up, calls) = upstream().await;
+    let gw = start(&routes(&up, "nobody")).await;
+    let c = client();
+    let first = c.get(gw.url("/items/1?lang=en&x=1")).send().await.unwrap();
+    assert_eq!(first.headers()["x-cache"], "Miss");
+    let first_body = first.text().await.unwrap();
+    assert_eq!(first_body, "item 1 q=lang=en&x=1 call 1");
+    // `x` is not part of the key: same entry.
+    let second = c.get(gw.url("/items/1?lang=en&x=2")).send().await.unwrap();
+    assert_eq!(second.headers()["x-cache"], "Hit");
+    assert_eq!(second.text().await.unwrap(), first_body);
+    // Another `lang` or another id is another entry.
+    let other = c.get(gw.url("/items/1?lang=fr")).send().await.unwrap();
+    assert_eq!(other.headers()["x-cache"], "Miss");
+    let other = c.get(gw.url("/items/2?lang=en")).send().await.unwrap();
+    assert_eq!(other.headers()["x-cache"], "Miss");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let stats = &gw.gateway.state().cache.as_ref().unwrap().stats;
+    assert_eq!((stats.hits(), stats.misses()), (1, 3));
+}
+
+#[tokio::test]
+async fn concurrent_misses_invoke_the_backend_once() {
+    let (up, calls) = upstream().await;
+    let gw = start(&routes(&up, "nobody")).await;
+    let c = client();
+    let url = gw.url("/items/7?lang=en");
+    let answers = futures::future::join_all((0..20).map(|_| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            let x = r.headers()["x-cache"].to_str().unwrap().to_string();
+            (x, r.text().await.unwrap())
+        }
+    }))
+    .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "20 concurrent misses, one upstream call"
+    );
+    assert!(answers.iter().all(|(_, b)| b == "item 7 q=lang=en call 1"));
+    assert_eq!(answers.iter().filter(|(x, _)| x == "Miss").count(), 1);
+}
+
+#[tokio::test]
+async fn failures_and_large_responses_are_not_cached() {
+    let (up, calls) = upstream().await;
+    let gw = start(&routes(&up, "nobody")).await;
+    let c = client();
+    for _ in 0..2 {
+        let r = c.get(gw.url("/fail")).send().await.unwrap();
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.headers()["x-cache"], "Miss");
+    }
+    for _ in 0..2 {
+        let r = c.get(gw.url("/big")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-cache"], "Miss");
+        assert_eq!(r.bytes().await.unwrap().len(), 2 * 1024 * 1024);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn max_age_zero_refreshes_only_when_the_route_allows_it() {
+    let (up, calls) = upstream().await;
+    // Not allowed: the header is ignored and the cached answer served.
+    let gw = start(&routes(&up, "nobody")).await;
+    let c = client();
+    c.get(gw.url("/items/1")).send().await.unwrap();
+    let r = c
+        .get(gw.url("/items/1"))
+        .header("cache-control", "max-age=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache"], "Hit");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    gw.stop().await;
+
+    // "authorized" with no authorizer on the route: nobody is authorized.
+    let gw = start(&routes(&up, "authorized")).await;
+    c.get(gw.url("/items/1")).send().await.unwrap();
+    let r = c
+        .get(gw.url("/items/1"))
+        .header("cache-control", "max-age=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache"], "Hit");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    gw.stop().await;
+
+    // Allowed: the entry is refreshed and the new answer cached.
+    let gw = start(&routes(&up, "anyone")).await;
+    c.get(gw.url("/items/1")).send().await.unwrap();
+    let r = c
+        .get(gw.url("/items/1"))
+        .header("cache-control", "max-age=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.text().await.unwrap(), "item 1 q= call 4");
+    let r = c.get(gw.url("/items/1")).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Hit");
+    assert_eq!(r.text().await.unwrap(), "item 1 q= call 4");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn cache_config_errors_point_at_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    let src = r#"
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200 }
+cache = { ttl = "2h", key = ["path.nope", "cookie.x"] }
+"#;
+    let err = lambdagate::config::parse(&path, src)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routes.toml:6:17: cache `ttl` is at most 3600s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`path.nope`: the route's path has no parameter `{nope}`"),
+        "{err}"
+    );
+    assert!(err.contains("cache key `cookie.x` is not"), "{err}");
+}

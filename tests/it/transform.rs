@@ -1,0 +1,520 @@
+//! Transforms: JSON → HTML templates with content negotiation, binary
+//! bodies byte-exact through Lambda proxy events, and non-proxy mapping
+//! templates (API Gateway's calc example) with error-pattern responses.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::get;
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::common::fake_lambda::aws_env;
+use crate::common::{
+    FakeResult, client, fake_function, serve_router, spawn_binary, start_with, write_config,
+};
+use lambdagate::GatewayOptions;
+
+const BASE: &str = r#"<!doctype html>
+<html><head><title>{% block title %}{% endblock %}</title></head>
+<body>{% block content %}{% endblock %}</body></html>
+"#;
+const ITEM: &str = r#"{% extends "base.html" %}
+{% block title %}{{ body.name }}{% endblock %}
+{% block content %}<h1>{{ body.name }}</h1>{% include "partials/price.html" %}<p>{{ request.params.id }} in {{ stage }}</p>{% endblock %}
+"#;
+const PRICE: &str = "<p class=\"price\">{{ body.price }} EUR</p>";
+const CSV: &str = "name,price\n{{ body.name }},{{ body.price }}\n";
+const BROKEN_AT_RENDER: &str = "{{ body.name | no_such_filter }}";
+
+async fn item_upstream() -> crate::common::TestServer {
+    serve_router(
+        Router::new()
+            .route(
+                "/items/{id}",
+                get(|| async {
+                    (
+                        [("content-type", "application/json")],
+                        r#"{"name":"Lamp <b>&</b>","price":12.5}"#,
+                    )
+                }),
+            )
+            .route(
+                "/missing/{id}",
+                get(|| async {
+                    (
+                        axum::http::StatusCode::NOT_FOUND,
+                        r#"{"message":"no such item"}"#,
+                    )
+                }),
+            ),
+    )
+    .await
+}
+
+fn template_routes(upstream: &str) -> String {
+    format!(
+        r#"
+[backends.up]
+kind = "http"
+url = "{upstream}"
+
+[[routes]]
+method = "GET"
+path = "/items/{{id}}"
+backend = "up"
+response = {{ template = "templates/item.html", templates = {{ "text/csv" = "templates/item.csv" }}, json = true, default = "application/json" }}
+
+[[routes]]
+method = "GET"
+path = "/missing/{{id}}"
+backend = "up"
+response = {{ template = "templates/item.html" }}
+
+[[routes]]
+method = "GET"
+path = "/broken/{{id}}"
+backend = "up"
+response = {{ template = "templates/broken.txt" }}
+"#
+    )
+}
+
+fn template_files() -> Vec<(&'static str, &'static [u8])> {
+    vec![
+        ("templates/base.html", BASE.as_bytes()),
+        ("templates/item.html", ITEM.as_bytes()),
+        ("templates/partials/price.html", PRICE.as_bytes()),
+        ("templates/item.csv", CSV.as_bytes()),
+        ("templates/broken.txt", BROKEN_AT_RENDER.as_bytes()),
+    ]
+}
+
+#[tokio::test]
+async fn json_renders_as_html_csv_or_json_by_accept() {
+    let up = item_upstream().await;
+    // `/broken/{id}` has no upstream route: point it at /items via the same upstream.
+    let gw = start_with(
+        &template_routes(&up.url("")),
+        &template_files(),
+        GatewayOptions::default(),
+    )
+    .await;
+    let c = client();
+
+    // A browser's Accept gets the page, escaped, with inheritance and includes.
+    let r = c
+        .get(gw.url("/items/42"))
+        .header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(r.headers()["vary"], "Accept");
+    let html = r.text().await.unwrap();
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(
+        html.contains("<title>Lamp &lt;b&gt;&amp;&lt;&#x2f;b&gt;</title>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<h1>Lamp &lt;b&gt;&amp;&lt;&#x2f;b&gt;</h1>"),
+        "{html}"
+    );
+    assert!(html.contains("<p class=\"price\">12.5 EUR</p>"), "{html}");
+    assert!(html.contains("<p>42 in dev</p>"), "{html}");
+
+    // An SDK (`*/*` or no Accept) gets the default: the function's JSON.
+    for accept in [Some("*/*"), None] {
+        let mut req = c.get(gw.url("/items/42"));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(
+            r.text().await.unwrap(),
+            r#"{"name":"Lamp <b>&</b>","price":12.5}"#
+        );
+    }
+
+    let r = c
+        .get(gw.url("/items/42"))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(r.text().await.unwrap(), "name,price\nLamp <b>&</b>,12.5\n");
+
+    // Errors are passed through, not rendered.
+    let r = c
+        .get(gw.url("/missing/1"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), r#"{"message":"no such item"}"#);
+}
+
+#[tokio::test]
+async fn render_errors_are_502_and_syntax_errors_fail_the_load() {
+    let up = serve_router(Router::new().route("/broken/{id}", get(|| async { r#"{"name":"x"}"# })))
+        .await;
+    let gw = start_with(
+        &template_routes(&up.url("")),
+        &template_files(),
+        GatewayOptions::default(),
+    )
+    .await;
+    let r = client().get(gw.url("/broken/1")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"message":"Internal server error"}"#
+    );
+
+    // A syntax error, in a file included by the referenced one, names file:line.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("templates/partials")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/page.html"),
+        "{% include \"partials/x.html\" %}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("templates/partials/x.html"),
+        "ok\n{% if %}\n",
+    )
+    .unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[routes]]
+method = "GET"
+path = "/p"
+mock = { status = 200, body = "{}" }
+response = { template = "templates/page.html" }
+
+[[routes]]
+method = "GET"
+path = "/q"
+mock = { status = 200, body = "{}" }
+response = { template = "templates/nope.html" }
+"#,
+    )
+    .unwrap();
+    let err = lambdagate::config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("templates/partials/x.html:2:1: template syntax error"),
+        "{err}"
+    );
+    assert!(err.contains("routes.toml:12:25: template file"), "{err}");
+}
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+#[tokio::test]
+async fn png_and_gzip_round_trip_byte_exact_through_a_function() {
+    // The function stores what it receives (decoded) and sends it back.
+    // (content type, isBase64Encoded, decoded body) of each invocation.
+    type Received = Arc<Mutex<Vec<(String, bool, Vec<u8>)>>>;
+    let received: Received = Arc::default();
+    let seen = received.clone();
+    let lambda = fake_function(move |_name, event: Value| {
+        let b64 = event["isBase64Encoded"].as_bool().unwrap_or(false);
+        let body = event["body"].as_str().unwrap_or_default();
+        let bytes = if b64 {
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap()
+        } else {
+            body.as_bytes().to_vec()
+        };
+        let ct = event["headers"]["content-type"]
+            .as_str()
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        seen.lock().unwrap().push((ct.clone(), b64, bytes.clone()));
+        FakeResult::Ok(json!({
+            "statusCode": 200,
+            "headers": { "content-type": ct },
+            "body": base64::engine::general_purpose::STANDARD.encode(&bytes),
+            "isBase64Encoded": true,
+        }))
+    })
+    .await;
+    let routes = format!(
+        r#"
+[gateway]
+binary_media_types = ["image/*"]
+
+[backends.aws]
+kind = "lambda"
+endpoint_url = "{}"
+
+[functions.files]
+name = "files"
+
+[[routes]]
+method = "POST"
+path = "/v1/files"
+function = "files"
+payload_version = "1.0"
+binary_media_types = ["application/gzip"]
+
+[[routes]]
+method = "POST"
+path = "/v2/files"
+function = "files"
+payload_version = "2.0"
+"#,
+        lambda.url()
+    );
+    let (dir, path) = write_config(&routes, &[]);
+    let gw = spawn_binary(&path, &[], &aws_env(dir.path())).await;
+    let png: &[u8] = include_bytes!("fixtures/gradient.png");
+    let gz: &[u8] = include_bytes!("fixtures/hello.txt.gz");
+    let c = client();
+    for (route, ct, file) in [
+        ("/v1/files", "image/png", png),
+        ("/v1/files", "application/gzip", gz),
+        ("/v2/files", "image/png", png),
+        ("/v2/files", "application/gzip", gz),
+    ] {
+        let r = c
+            .post(gw.url(route))
+            .header("content-type", ct)
+            .body(file.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{route} {ct}");
+        assert_eq!(r.headers()["content-type"], ct);
+        assert_eq!(
+            r.headers()["content-length"],
+            file.len().to_string().as_str()
+        );
+        let back = r.bytes().await.unwrap();
+        assert_eq!(sha(&back), sha(file), "{route} {ct}: download differs");
+        let (got_ct, b64, bytes) = received.lock().unwrap().pop().unwrap();
+        assert_eq!(got_ct, ct);
+        assert!(
+            b64,
+            "{route} {ct}: a binary body reaches the function as base64"
+        );
+        assert_eq!(sha(&bytes), sha(file), "{route} {ct}: upload differs");
+    }
+}
+
+/// API Gateway's developer-guide Calc function: `{a, b, op}` → `{a, b, op, c}`,
+/// failing with "Invalid operator" for anything else.
+fn calc(_name: &str, input: Value) -> FakeResult {
+    let num = |v: &Value| {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let (Some(a), Some(b)) = (num(&input["a"]), num(&input["b"])) else {
+        return FakeResult::Error(
+            json!({"errorMessage": "Invalid input: a and b must be numbers", "errorType": "Error"}),
+        );
+    };
+    let op = input["op"].as_str().unwrap_or_default();
+    let c = match op {
+        "add" | "+" => a + b,
+        "sub" | "-" => a - b,
+        "mul" | "*" => a * b,
+        "div" | "/" => a / b,
+        other => {
+            return FakeResult::Error(
+                json!({"errorMessage": format!("Invalid operator: {other}"), "errorType": "Error"}),
+            );
+        }
+    };
+    FakeResult::Ok(json!({"a": a, "b": b, "op": op, "c": c}))
+}
+
+#[tokio::test]
+async fn mapping_templates_convert_the_calc_example() {
+    let lambda = fake_function(calc).await;
+    let routes = format!(
+        r#"
+[backends.aws]
+kind = "lambda"
+endpoint_url = "{}"
+
+[functions.calc]
+name = "Calc"
+
+# GET /calc?operand1=..&operand2=..&operator=..  (the fixture's first method)
+[[routes]]
+method = "GET"
+path = "/calc"
+function = "calc"
+request_template = '''
+{{
+    "a":  "{{{{ input.params('operand1') }}}}",
+    "b":  "{{{{ input.params('operand2') }}}}",
+    "op": "{{{{ input.params('operator') }}}}"
+}}'''
+
+[[routes.responses]]
+status = 200
+headers = {{ operator = "{{{{ input.path('$.op') }}}}", operand_1 = "{{{{ input.path('$.a') }}}}", operand_2 = "{{{{ input.path('$.b') }}}}" }}
+template = '''
+{{% set res = input.path('$') %}}
+{{
+  "result": "{{{{ res.a }}}}, {{{{ res.b }}}}, {{{{ res.op }}}} => {{{{ res.c }}}}",
+  "c" : "{{{{ res.c }}}}"
+}}'''
+
+[[routes.responses]]
+pattern = "Invalid .*"
+status = 400
+template = '''{{"message": "{{{{ util.escapeJavaScript(input.path('$.errorMessage')) }}}}", "requestId": "{{{{ context.requestId }}}}"}}'''
+
+# GET /calc/{{operand1}}/{{operand2}}/{{operator}}  (the fixture's third method)
+[[routes]]
+method = "GET"
+path = "/calc/{{operand1}}/{{operand2}}/{{operator}}"
+function = "calc"
+content_handling = "CONVERT_TO_TEXT"
+request_template = '''
+{{
+   "a": "{{{{ input.params('operand1') }}}}",
+   "b": "{{{{ input.params('operand2') }}}}",
+   "op": {{% if input.params('operator') == '%2F' %}}"/"{{% else %}}"{{{{ input.params('operator') }}}}"{{% endif %}}
+}}'''
+
+[[routes.responses]]
+status = 200
+template = '''
+{{% set inputRoot = input.path('$') %}}
+{{
+  "input" : {{ "a" : {{{{ inputRoot.a }}}}, "b" : {{{{ inputRoot.b }}}}, "op" : "{{{{ inputRoot.op }}}}" }},
+  "output" : {{ "c" : {{{{ inputRoot.c }}}} }}
+}}'''
+"#,
+        lambda.url()
+    );
+    let (dir, path) = write_config(&routes, &[]);
+    let gw = spawn_binary(&path, &[], &aws_env(dir.path())).await;
+    let c = client();
+
+    let r = c
+        .get(gw.url("/calc?operand1=3&operand2=4&operator=mul"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["operator"], "mul");
+    assert_eq!(r.headers()["operand_1"], "3.0");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"result": "3.0, 4.0, mul => 12.0", "c": "12.0"})
+    );
+
+    // The function's error message selects the 400 response.
+    let r = c
+        .get(gw.url("/calc?operand1=3&operand2=4&operator=pow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["message"], "Invalid operator: pow");
+    assert!(!body["requestId"].as_str().unwrap().is_empty());
+
+    let r = c.get(gw.url("/calc/1/2/add")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"input": {"a": 1.0, "b": 2.0, "op": "add"}, "output": {"c": 3.0}})
+    );
+
+    // `%2F` is `/`, as in the original template.
+    let r = c.get(gw.url("/calc/6/3/%2F")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["output"]["c"], 2.0);
+}
+
+#[tokio::test]
+async fn unmatched_function_errors_are_502_and_content_handling_converts() {
+    let lambda = fake_function(|name, input: Value| match name {
+        // Receives the upload as base64 text (CONVERT_TO_TEXT) and returns it.
+        "store" => FakeResult::Ok(json!(input["data"])),
+        _ => FakeResult::Error(json!({"errorMessage": "boom", "errorType": "Error"})),
+    })
+    .await;
+    let routes = format!(
+        r#"
+[gateway]
+binary_media_types = ["image/png"]
+
+[backends.aws]
+kind = "lambda"
+endpoint_url = "{}"
+
+[functions.store]
+name = "store"
+
+[functions.fail]
+name = "fail"
+
+[[routes]]
+method = "PUT"
+path = "/images"
+function = "store"
+content_handling = "CONVERT_TO_TEXT"
+request_template = '{{"data": "{{{{ input.body }}}}"}}'
+
+[[routes.responses]]
+status = 200
+content_type = "image/png"
+content_handling = "CONVERT_TO_BINARY"
+
+[[routes]]
+method = "GET"
+path = "/fail"
+function = "fail"
+
+[[routes.responses]]
+pattern = "Invalid.*"
+status = 400
+"#,
+        lambda.url()
+    );
+    let (dir, path) = write_config(&routes, &[]);
+    let gw = spawn_binary(&path, &[], &aws_env(dir.path())).await;
+    let png: &[u8] = include_bytes!("fixtures/gradient.png");
+    let r = client()
+        .put(gw.url("/images"))
+        .header("content-type", "image/png")
+        .body(png.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(sha(&r.bytes().await.unwrap()), sha(png));
+
+    let r = client().get(gw.url("/fail")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"message":"Internal server error"}"#
+    );
+}
