@@ -9,6 +9,8 @@
 //! reachable without the token (health, metrics) are merged in [`router`]
 //! outside the token layer.
 
+pub mod ops;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -203,6 +205,8 @@ pub fn router(state: AdminState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(protected)
+        // /metrics, /healthz, /readyz: public on the admin listener (ops.rs).
+        .merge(ops::router())
         .fallback(|| async { AdminError::not_found("Not Found") })
         .with_state(state)
 }

@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
     name = "lambdagate",
     version,
     about = "A self-hosted, API-Gateway-compatible HTTP gateway for AWS Lambda",
-    propagate_version = true
+    propagate_version = true,
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     /// The routes file.
@@ -35,6 +36,16 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  lambdagate                                   serve ./routes.toml (same as `lambdagate serve`)
+  lambdagate serve -c api/routes.toml --stage prod --listen 0.0.0.0:8080
+  lambdagate validate -c api/routes.toml       check a routes file, exit 1 on errors
+  lambdagate --log-format json serve           one JSON object per log line
+
+Logging: RUST_LOG filters log lines (e.g. RUST_LOG=info,lambdagate::access=off);
+access-log lines have the target `lambdagate::access`.";
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -45,7 +56,13 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve the API (the default when no subcommand is given).
     ///
+    /// Prints `lambdagate listening on http://ADDR (stage, routes, backends)`
+    /// first. Reloads the routes file on SIGHUP and when it changes (unless
+    /// --no-watch); an invalid file keeps the running config. SIGTERM/SIGINT
+    /// drain in-flight requests for up to `[gateway] drain_timeout`.
+    ///
     /// Example: lambdagate serve --config routes.toml --stage prod --listen 0.0.0.0:8080
+    /// Example: kill -HUP $(pidof lambdagate)   (reload routes.toml now)
     Serve(serve::ServeArgs),
     /// Check a routes file and print a one-line summary; exit 1 on errors.
     ///

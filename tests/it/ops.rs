@@ -2,9 +2,14 @@
 //! Dockerfile. Hardening tests live in `hardening.rs`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::common::{client, spawn_binary};
+use axum::Router;
+use tokio::sync::{Notify, watch};
+
+use crate::common::{client, serve_router, spawn_binary, start_with};
 
 const MOCK_ROUTES: &str = r#"
 [[routes]]
@@ -73,4 +78,521 @@ async fn access_log_is_one_json_line_per_request_with_the_documented_fields() {
         .filter(|l| l.contains("ops-access-1"))
         .count();
     assert_eq!(n, 1, "exactly one access-log line per request");
+}
+
+/// Sends a Unix signal to a spawned gateway.
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// An upstream whose every request waits until `release()`.
+struct SlowUpstream {
+    server: crate::common::TestServer,
+    arrived: Arc<AtomicUsize>,
+    arrivals: Arc<Notify>,
+    release: watch::Sender<bool>,
+}
+
+impl SlowUpstream {
+    async fn start() -> Self {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let arrivals = Arc::new(Notify::new());
+        let (release, rx) = watch::channel(false);
+        let (a, n) = (arrived.clone(), arrivals.clone());
+        let router = Router::new().fallback(move || {
+            let (a, n, mut rx) = (a.clone(), n.clone(), rx.clone());
+            async move {
+                a.fetch_add(1, Ordering::SeqCst);
+                n.notify_waiters();
+                let _ = rx.wait_for(|r| *r).await;
+                "slow-ok"
+            }
+        });
+        Self {
+            server: serve_router(router).await,
+            arrived,
+            arrivals,
+            release,
+        }
+    }
+
+    /// Waits until `n` requests are being held.
+    async fn wait_for(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let notified = self.arrivals.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.arrived.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::timeout_at(deadline, notified)
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "only {} of {n} requests arrived",
+                        self.arrived.load(Ordering::SeqCst)
+                    )
+                });
+        }
+    }
+
+    fn release(&self) {
+        let _ = self.release.send(true);
+    }
+}
+
+fn slow_routes(upstream: &SlowUpstream, version: &str, extra_gateway: &str) -> String {
+    format!(
+        r#"
+[gateway]
+{extra_gateway}
+
+[backends.slow]
+kind = "http"
+url = "{}"
+
+[[routes]]
+method = "GET"
+path = "/slow/{{proxy+}}"
+backend = "slow"
+
+[[routes]]
+method = "GET"
+path = "/version"
+mock = {{ status = 200, body = "{version}" }}
+"#,
+        upstream.server.url("")
+    )
+}
+
+/// Replaces the routes file the way editors do: write beside it, rename over.
+fn replace_file(path: &std::path::Path, contents: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Polls `url` until its body is `want` (bounded).
+async fn wait_for_body(url: &str, want: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client().get(url).send().await
+            && r.text().await.is_ok_and(|b| b == want)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_requests_in_flight_across_a_sighup_reload_lose_none() {
+    let upstream = SlowUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(&dir, &slow_routes(&upstream, "v1", ""));
+    let gw = spawn_binary(&routes, &["--no-watch"], &HashMap::new()).await;
+    let c = client();
+    let mut in_flight = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let c = c.clone();
+        let url = gw.url(&format!("/slow/{i}"));
+        in_flight.spawn(async move {
+            let res = c.get(url).send().await?;
+            let status = res.status();
+            Ok::<_, reqwest::Error>((status, res.text().await?))
+        });
+    }
+    upstream.wait_for(1000).await;
+    // All 1,000 are inside the gateway, on config v1. Reload to v2.
+    replace_file(&routes, &slow_routes(&upstream, "v2", ""));
+    signal(gw.pid(), "HUP");
+    wait_for_body(&gw.url("/version"), "v2").await;
+    upstream.release();
+    let mut ok = 0;
+    while let Some(r) = in_flight.join_next().await {
+        let (status, body) = r.unwrap().expect("request lost across the reload");
+        assert_eq!(status, 200);
+        assert_eq!(body, "slow-ok");
+        ok += 1;
+    }
+    assert_eq!(ok, 1000);
+    let logs = gw.stderr_lines.lock().unwrap().join("\n");
+    assert!(logs.contains("config reloaded"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_changed_file_is_reloaded_and_an_invalid_one_keeps_the_old_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = |body: &str| {
+        format!(
+            "[[routes]]\nmethod = \"GET\"\npath = \"/version\"\nmock = {{ status = 200, body = \"{body}\" }}\n"
+        )
+    };
+    let routes = write_routes(&dir, &v("v1"));
+    let gw = spawn_binary(&routes, &[], &HashMap::new()).await;
+    wait_for_body(&gw.url("/version"), "v1").await;
+    // Line 4 has an unknown key: the reload fails with its position.
+    replace_file(
+        &routes,
+        "[[routes]]\nmethod = \"GET\"\npath = \"/version\"\ncolour = \"red\"\nmock = { status = 200, body = \"bad\" }\n",
+    );
+    let line = wait_for_log(&gw.stderr_lines, |l| l.contains("routes.toml:4:")).await;
+    assert!(line.contains("colour"), "{line}");
+    wait_for_log(&gw.stderr_lines, |l| {
+        l.contains("still serving the previous config")
+    })
+    .await;
+    let body = client()
+        .get(gw.url("/version"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        body, "v1",
+        "an invalid file must not replace the running config"
+    );
+    // A valid file is picked up without a signal.
+    replace_file(&routes, &v("v2"));
+    wait_for_body(&gw.url("/version"), "v2").await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_accepting_and_drains_requests_in_flight() {
+    let upstream = SlowUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(
+        &dir,
+        &slow_routes(&upstream, "v1", "drain_timeout = \"30s\""),
+    );
+    let mut gw = spawn_binary(&routes, &[], &HashMap::new()).await;
+    let c = client();
+    let mut in_flight = tokio::task::JoinSet::new();
+    for i in 0..5 {
+        let url = gw.url(&format!("/slow/{i}"));
+        let c = c.clone();
+        in_flight.spawn(async move { c.get(url).send().await?.text().await });
+    }
+    upstream.wait_for(5).await;
+    signal(gw.pid(), "TERM");
+    // The listener closes: new connections are refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(gw.addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        gw.child.try_wait().unwrap().is_none(),
+        "exited before draining"
+    );
+    upstream.release();
+    while let Some(r) = in_flight.join_next().await {
+        assert_eq!(r.unwrap().expect("in-flight request finished"), "slow-ok");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), gw.child.wait())
+        .await
+        .expect("gateway exits after draining")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_drain_timeout_bounds_shutdown() {
+    let upstream = SlowUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(
+        &dir,
+        &slow_routes(&upstream, "v1", "drain_timeout = \"300ms\""),
+    );
+    let mut gw = spawn_binary(&routes, &[], &HashMap::new()).await;
+    let url = gw.url("/slow/never");
+    let stuck = tokio::spawn(async move { client().get(url).send().await });
+    upstream.wait_for(1).await;
+    let sent = std::time::Instant::now();
+    signal(gw.pid(), "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(20), gw.child.wait())
+        .await
+        .expect("gateway exits after the drain timeout")
+        .unwrap();
+    assert!(status.success());
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    let res = stuck.await.unwrap();
+    assert!(res.is_err(), "the stuck request was cut, not answered");
+    let logs = gw.stderr_lines.lock().unwrap().join("\n");
+    assert!(logs.contains("drain timeout"), "{logs}");
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness_on_the_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(
+        &dir,
+        &format!(
+            r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[backends.down]
+kind = "http"
+url = "http://127.0.0.1:9"
+{MOCK_ROUTES}
+[[routes]]
+method = "GET"
+path = "/down"
+backend = "down"
+"#
+        ),
+    );
+    let env: HashMap<String, String> =
+        [("LAMBDAGATE_ADMIN_TOKEN".to_string(), "t0k".to_string())].into();
+    let gw = spawn_binary(&routes, &[], &env).await;
+    let c = client();
+    assert_eq!(c.get(gw.url("/ping")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(gw.url("/nope")).send().await.unwrap().status(), 404);
+    assert_eq!(c.get(gw.url("/down")).send().await.unwrap().status(), 502);
+    let res = c.get(gw.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "no token needed for /metrics");
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    for want in [
+        r#"lambdagate_requests_total{route="GET /ping",method="GET",status="200"} 1"#,
+        r#"lambdagate_requests_total{route="-",method="GET",status="404"} 1"#,
+        r#"lambdagate_backend_errors_total{backend="down",kind="failed"} 1"#,
+        r#"lambdagate_request_duration_seconds_bucket{route="GET /ping""#,
+        r#"lambdagate_gateway_overhead_seconds_bucket{route="GET /ping""#,
+        r#"lambdagate_integration_duration_seconds_bucket{route="GET /down""#,
+        "lambdagate_connections_open",
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    let res = c.get(gw.admin_url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = c.get(gw.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["routes"], 2);
+    // The admin API proper still needs the token.
+    let res = c.get(gw.admin_url("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+fn self_signed() -> (String, String, Vec<u8>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    (
+        ck.cert.pem(),
+        ck.signing_key.serialize_pem(),
+        ck.cert.der().to_vec(),
+    )
+}
+
+const TLS_ROUTES: &str = r#"
+[gateway]
+tls = { cert = "cert.pem", key = "key.pem" }
+
+[[routes]]
+method = "GET"
+path = "/ping"
+mock = { status = 200, body = "pong" }
+"#;
+
+async fn h2_get(
+    io: impl hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    uri: &str,
+) -> (http::Version, u16, String) {
+    use http_body_util::BodyExt;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get(uri)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.expect("h2 request");
+    let version = res.version();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (version, status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn tls_serves_http2_via_alpn_and_http11() {
+    let (cert, key, der) = self_signed();
+    let gw = start_with(
+        TLS_ROUTES,
+        &[("cert.pem", cert.as_bytes()), ("key.pem", key.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    // HTTP/1.1 over TLS with an ordinary client.
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).unwrap())
+        .resolve("localhost", gw.addr)
+        .build()
+        .unwrap();
+    let res = c
+        .get(format!("https://localhost:{}/ping", gw.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_11);
+    assert_eq!(res.text().await.unwrap(), "pong");
+    // Plain HTTP on the TLS port is not served.
+    assert!(client().get(gw.url("/ping")).send().await.is_err());
+    // HTTP/2 chosen by ALPN.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(der))
+        .unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (version, status, body) =
+        h2_get(hyper_util::rt::TokioIo::new(tls), "https://localhost/ping").await;
+    assert_eq!(version, http::Version::HTTP_2);
+    assert_eq!(status, 200);
+    assert_eq!(body, "pong");
+}
+
+#[tokio::test]
+async fn plain_listener_speaks_h2c_with_prior_knowledge() {
+    let gw = crate::common::start(MOCK_ROUTES).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (version, status, body) = h2_get(
+        hyper_util::rt::TokioIo::new(tcp),
+        &format!("http://{}/ping", gw.addr),
+    )
+    .await;
+    assert_eq!(version, http::Version::HTTP_2);
+    assert_eq!(status, 200);
+    assert_eq!(body, "pong");
+}
+
+#[tokio::test]
+async fn a_broken_certificate_is_a_config_error_at_the_tls_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    let routes = write_routes(&dir, TLS_ROUTES);
+    let err = lambdagate::config::load(&routes).unwrap_err().to_string();
+    assert!(err.contains("routes.toml:3:7"), "{err}");
+    assert!(err.contains("cert.pem"), "{err}");
+    assert!(
+        !err.contains("not a key"),
+        "key contents must not be echoed: {err}"
+    );
+}
+
+#[test]
+fn version_and_help_for_every_subcommand_with_examples() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::common::binary())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?} failed");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v = run(&["--version"]);
+    assert_eq!(
+        v.trim(),
+        format!("lambdagate {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = run(&["--help"]);
+    assert!(help.contains("Examples:"), "{help}");
+    assert!(help.contains("RUST_LOG"), "{help}");
+    // Every subcommand listed under "Commands:" has help with an example.
+    let commands: Vec<String> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.contains(&"serve".to_string()), "{commands:?}");
+    for c in &commands {
+        let h = run(&[c, "--help"]);
+        assert!(h.contains("lambdagate "), "{c} --help has no example:\n{h}");
+        assert!(
+            h.to_lowercase().contains("example"),
+            "{c} --help has no example:\n{h}"
+        );
+    }
+    let serve = run(&["serve", "--help"]);
+    for want in ["SIGHUP", "--no-watch", "--log-format"] {
+        assert!(serve.contains(want), "serve --help lacks {want}:\n{serve}");
+    }
+}
+
+#[tokio::test]
+async fn renewed_certificates_are_picked_up_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_a, key_a, _) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), &cert_a).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key_a).unwrap();
+    let routes = write_routes(&dir, TLS_ROUTES);
+    let gw = spawn_binary(&routes, &["--no-watch"], &HashMap::new()).await;
+    let trusting = |pem: &str| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+            .resolve("localhost", gw.addr)
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{}/ping", gw.addr.port());
+    assert_eq!(
+        trusting(&cert_a).get(&url).send().await.unwrap().status(),
+        200
+    );
+    let (cert_b, key_b, _) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), &cert_b).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key_b).unwrap();
+    signal(gw.pid(), "HUP");
+    wait_for_log(&gw.stderr_lines, |l| l.contains("config reloaded")).await;
+    // New connections present the renewed certificate.
+    let res = trusting(&cert_b).get(&url).send().await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "pong");
+    assert!(trusting(&cert_a).get(&url).send().await.is_err());
 }
