@@ -575,10 +575,10 @@ impl Generator<'_> {
                     ResponseBuilder::new().description("The route's static (mock) response.");
                 let ct = content_type.clone().unwrap_or_else(|| "text/plain".into());
                 let json_body = ct.contains("json");
-                let schema = if json_body {
-                    ObjectBuilder::new()
-                } else {
-                    ObjectBuilder::new().schema_type(Type::String)
+                let schema: RefOr<Schema> = match &route.response_schema {
+                    Some(file) => Ref::from_schema_name(self.schema_component(file)?).into(),
+                    None if json_body => ObjectBuilder::new().into(),
+                    None => ObjectBuilder::new().schema_type(Type::String).into(),
                 };
                 if !m.body.is_empty() || content_type.is_some() {
                     let example = if json_body {
