@@ -10,13 +10,14 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::{Authorizer, RouteAuth};
 use crate::backend::FunctionBackend;
 use crate::backend::http::HttpUpstream;
 use crate::backend::lambda::LambdaBackend;
 use crate::backend::mock::MockResponse;
 use crate::config::validate::substitute;
 use crate::config::{
-    BackendConfig, Config, FunctionConfig, IntegrationConfig, RouteConfig, StageConfig,
+    AuthKind, BackendConfig, Config, FunctionConfig, IntegrationConfig, RouteConfig, StageConfig,
 };
 use crate::routing::RouteTable;
 
@@ -38,6 +39,8 @@ pub struct RouteRuntime {
     /// `GET /items/{id}` or `$default`.
     pub route_key: String,
     pub integration: RouteIntegration,
+    /// The route's authorizer and required scopes, if it has `auth`.
+    pub auth: Option<RouteAuth>,
     pub timeout: Duration,
     /// The gateway's binary media types plus the route's own.
     pub binary_media_types: Vec<String>,
@@ -63,6 +66,8 @@ pub struct GatewayState {
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// `[cors]`, ready to wrap the rest of the pipeline.
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// Authorizers in use (by a route or the Invoke API), by `[auth.NAME]`.
+    pub authorizers: BTreeMap<String, Arc<Authorizer>>,
 }
 
 /// Why a config could not be turned into a running gateway.
@@ -107,6 +112,7 @@ impl Gateway {
 
         // Function hosts, created only when a route needs them.
         let mut function_backends: BTreeMap<String, Arc<dyn FunctionBackend>> = BTreeMap::new();
+        let authorizers = build_authorizers(&config, &stage, &mut function_backends).await?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut table = RouteTable::new();
         for rc in &config.routes {
@@ -165,10 +171,18 @@ impl Gateway {
             table
                 .insert(&rc.method, &rc.template, routes.len())
                 .map_err(|c| BuildError(format!("route conflict: {c:?}")))?;
+            let auth = rc.auth.as_ref().and_then(|name| {
+                authorizers.get(name).map(|a| RouteAuth {
+                    name: name.clone(),
+                    authorizer: a.clone(),
+                    scopes: rc.scopes.clone(),
+                })
+            });
             routes.push(Arc::new(RouteRuntime {
                 route_key: rc.route_key(),
                 config: rc.clone(),
                 integration,
+                auth,
                 timeout: rc.timeout.unwrap_or(config.gateway.timeout),
                 binary_media_types: binary,
             }));
@@ -192,6 +206,7 @@ impl Gateway {
                 openapi,
                 cache,
                 cors,
+                authorizers,
             }),
             admin_token,
         })
@@ -288,6 +303,70 @@ impl Gateway {
     }
 }
 
+/// Builds every authorizer a route or the Invoke API names; a Lambda
+/// authorizer's function runs on the stage's function backend, like a route's.
+async fn build_authorizers(
+    config: &Config,
+    stage: &StageConfig,
+    function_backends: &mut BTreeMap<String, Arc<dyn FunctionBackend>>,
+) -> Result<BTreeMap<String, Arc<Authorizer>>, BuildError> {
+    let mut used: Vec<&String> = config
+        .routes
+        .iter()
+        .filter_map(|r| r.auth.as_ref())
+        .collect();
+    used.extend(config.invoke_api.as_ref().and_then(|i| i.auth.as_ref()));
+    let mut out = BTreeMap::new();
+    for name in used {
+        if out.contains_key(name) {
+            continue;
+        }
+        let cfg = config
+            .auth
+            .get(name)
+            .ok_or_else(|| BuildError(format!("authorizer `{name}` is not defined")))?;
+        let authorizer = match cfg.kind {
+            AuthKind::Jwt => Authorizer::Jwt(Box::new(
+                crate::auth::jwt::JwtAuthorizer::new(cfg).map_err(BuildError)?,
+            )),
+            AuthKind::Sigv4 => Authorizer::Sigv4(
+                crate::auth::sigv4::Sigv4Authorizer::new(cfg, &config.gateway.region)
+                    .map_err(BuildError)?,
+            ),
+            AuthKind::Lambda => {
+                let function = cfg.function.as_deref().unwrap_or_default();
+                let f = config.functions.get(function).ok_or_else(|| {
+                    BuildError(format!(
+                        "[auth.{name}]: function `{function}` is not defined"
+                    ))
+                })?;
+                let backend_name = choose_backend(config, stage, f, None)?;
+                let host = match function_backends.get(&backend_name) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = create_function_backend(config, &backend_name).await?;
+                        function_backends.insert(backend_name.clone(), b.clone());
+                        b
+                    }
+                };
+                Authorizer::Lambda(
+                    crate::auth::lambda_authorizer::LambdaAuthorizer::new(
+                        cfg,
+                        config.gateway.flavor,
+                        host,
+                        Arc::new(resolve_function(f, stage)),
+                    )
+                    .map_err(BuildError)?,
+                )
+            }
+            // API keys are their own phase (the keys/plans feature).
+            AuthKind::ApiKey => continue,
+        };
+        out.insert(name.clone(), Arc::new(authorizer));
+    }
+    Ok(out)
+}
+
 /// Route > function pin > stage > the only function host defined.
 fn choose_backend(
     config: &Config,
@@ -364,9 +443,14 @@ fn refuse_unsupported(config: &Config) -> Result<(), BuildError> {
     let mut problems = Vec::new();
     for r in &config.routes {
         let key = r.route_key();
-        if r.auth.is_some() {
+        if let Some(a) = &r.auth
+            && config
+                .auth
+                .get(a)
+                .is_some_and(|c| c.kind == AuthKind::ApiKey)
+        {
             problems.push(format!(
-                "route `{key}`: `auth` is not supported by this build yet"
+                "route `{key}`: `api_key` authorizers are not supported by this build yet"
             ));
         }
         if r.api_key {

@@ -38,7 +38,11 @@ pub fn build(state: Arc<GatewayState>) -> Router {
         // CORS: preflights answered before auth, as API Gateway does (route
         // match lets a preflight for a served path through unmatched).
         .layer(from_fn_with_state(state.clone(), crate::cors::cors))
-        // Auth: api key | jwt | sigv4 | lambda authorizer. (issue 5)
+        // Auth: jwt | sigv4 | lambda authorizer (api keys: issue 6). After
+        // route match, so an unknown path stays 404/403 and never becomes a
+        // 401; before throttling and caching, so refusals cost no quota and no
+        // cached answer leaks to an unauthenticated caller.
+        .layer(from_fn_with_state(state.clone(), crate::auth::authenticate))
         // Identity for the access log: right after auth, so every later
         // answer (throttled, cached, integrated) is logged with key id and
         // principal.

@@ -632,6 +632,45 @@ fn check_auth(
                 ),
             );
         }
+        for src in a.identity_sources.iter().flatten() {
+            if let Err(e) = crate::auth::IdentitySource::parse(src.get_ref()) {
+                d.at(src.span(), e);
+            }
+        }
+        for alg in a.algorithms.iter().flatten() {
+            const KNOWN: &[&str] = &[
+                "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+                "HS256", "HS384", "HS512",
+            ];
+            if !KNOWN.contains(&alg.get_ref().as_str()) {
+                d.at(
+                    alg.span(),
+                    format!(
+                        "unknown algorithm `{}`; one of {}",
+                        alg.get_ref(),
+                        KNOWN.join(", ")
+                    ),
+                );
+            }
+        }
+        if kind == AuthKind::Sigv4 && a.credentials_file.is_none() {
+            d.at(
+                a.kind.span(),
+                format!(
+                    "sigv4 authorizer `{}` needs `credentials_file` (a TOML file of [[keys]])",
+                    name.get_ref()
+                ),
+            );
+        }
+        if kind == AuthKind::Lambda
+            && let Some(r) = &a.response
+            && r.get_ref() == "simple"
+            && a.payload_version
+                .as_ref()
+                .is_some_and(|p| p.get_ref() != "2.0")
+        {
+            d.at(r.span(), "simple responses need payload_version = \"2.0\"");
+        }
         if kind == AuthKind::Lambda {
             match &a.function {
                 None => d.at(
@@ -973,13 +1012,24 @@ fn check_routes(
             ok = false;
         }
         if let Some(scopes) = &r.scopes
-            && r.auth.is_none()
             && let Some(first) = scopes.first()
         {
-            d.at(
-                first.span(),
-                "`scopes` need an `auth` authorizer on the route",
-            );
+            let kind = r
+                .auth
+                .as_ref()
+                .and_then(|a| raw.auth.get(a))
+                .map(|a| a.kind.get_ref().as_str());
+            match (&r.auth, kind) {
+                (None, _) => d.at(
+                    first.span(),
+                    "`scopes` need an `auth` authorizer on the route",
+                ),
+                (Some(_), Some(k)) if k != "jwt" => d.at(
+                    first.span(),
+                    "`scopes` are checked by jwt authorizers only (the token's scope/scp claims)",
+                ),
+                _ => {}
+            }
         }
         let payload_version = match &r.payload_version {
             Some(p) => payload_version(p, d).unwrap_or(PayloadVersion::V2),

@@ -77,7 +77,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
     if let Some(a) = auth.and_then(|a| a.authorizer.as_ref()) {
         let authorizer = match a {
             AuthorizerOutput::Jwt { claims, scopes } => json!({
-                "claims": claims,
+                "claims": crate::auth::jwt::claims_as_strings(claims),
                 "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes) },
             }),
             AuthorizerOutput::Lambda {

@@ -57,7 +57,10 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
     if let Some(auth) = input.auth {
         let authorizer = match &auth.authorizer {
             Some(AuthorizerOutput::Jwt { claims, scopes }) => Some(json!({
-                "jwt": { "claims": claims, "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes) } }
+                "jwt": {
+                    "claims": crate::auth::jwt::claims_as_strings(claims),
+                    "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes) },
+                }
             })),
             Some(AuthorizerOutput::Lambda { context, .. }) => Some(json!({ "lambda": context })),
             Some(AuthorizerOutput::Iam(iam)) => Some(json!({

@@ -20,3 +20,4 @@ mod routing;
 mod smoke;
 mod transform;
 mod validation;
+mod auth;

@@ -164,8 +164,12 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// The binary under test; `LAMBDAGATE_BIN` overrides it (useful when several
+/// checkouts share one target folder and overwrite `target/debug/lambdagate`).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lambdagate"))
+    std::env::var_os("LAMBDAGATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lambdagate")))
 }
 
 /// Runs `lambdagate serve --config CONFIG --listen 127.0.0.1:0 ARGS...` and

@@ -1,0 +1,449 @@
+//! Auth phase, `kind = "jwt"`: verifies a bearer JWT the way API Gateway's
+//! HTTP API JWT authorizer does — signature (JWKS keys for RS/PS/ES/EdDSA, a
+//! configured secret for HS), `iss`, `aud` or `client_id`, `exp`, `nbf`,
+//! `iat` with leeway — then the route's scopes against `scope`/`scp`.
+//! Refusals are `401 Unauthorized` with a `WWW-Authenticate` header saying
+//! why, or `403 Forbidden` for missing scopes. Verified tokens are cached
+//! (bounded, keyed by the token's hash, expiring with its `exp`).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, Uri};
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use moka::Expiry;
+use serde_json::{Map, Value};
+
+use super::jwks::{JwksCache, KeyError};
+use super::{AuthorizerOutput, Decision, Granted, IdentitySource, credential_hash};
+use crate::config::AuthConfig;
+use crate::error::GatewayError;
+
+/// Verified tokens kept at most (per authorizer).
+const VERIFIED_CACHE_CAPACITY: u64 = 10_000;
+
+const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+const ASYMMETRIC_ALGS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// A token that passed every check, as cached.
+struct Verified {
+    claims: Map<String, Value>,
+    scopes: Vec<String>,
+    exp: u64,
+}
+
+struct UntilExp;
+
+impl Expiry<[u8; 32], Arc<Verified>> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<Verified>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(value.exp.saturating_sub(now_secs())))
+    }
+}
+
+pub struct JwtAuthorizer {
+    source: IdentitySource,
+    algorithms: Vec<Algorithm>,
+    secret: Option<DecodingKey>,
+    jwks: Option<JwksCache>,
+    issuer: Option<String>,
+    audience: Vec<String>,
+    leeway: u64,
+    verified: moka::future::Cache<[u8; 32], Arc<Verified>>,
+}
+
+impl JwtAuthorizer {
+    pub fn new(cfg: &AuthConfig) -> Result<Self, String> {
+        let name = &cfg.name;
+        let source = match cfg.identity_sources.as_slice() {
+            [] => IdentitySource::Header("authorization".into()),
+            [one] => IdentitySource::parse(one).map_err(|e| format!("[auth.{name}]: {e}"))?,
+            _ => {
+                return Err(format!(
+                    "[auth.{name}]: a jwt authorizer reads the token from one identity source"
+                ));
+            }
+        };
+        let secret = read_secret(cfg)?.map(|s| DecodingKey::from_secret(&s));
+        let jwks = if cfg.jwks_url.is_some() || cfg.issuer.is_some() {
+            Some(JwksCache::new(cfg.jwks_url.clone(), cfg.issuer.clone())?)
+        } else {
+            None
+        };
+        let algorithms: Vec<Algorithm> = if cfg.algorithms.is_empty() {
+            let mut v = Vec::new();
+            if secret.is_some() {
+                v.extend(HMAC_ALGS);
+            }
+            if jwks.is_some() {
+                v.extend(ASYMMETRIC_ALGS);
+            }
+            v
+        } else {
+            cfg.algorithms
+                .iter()
+                .map(|a| {
+                    Algorithm::from_str(a)
+                        .map_err(|_| format!("[auth.{name}]: unknown algorithm `{a}`"))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        for a in &algorithms {
+            if HMAC_ALGS.contains(a) && secret.is_none() {
+                return Err(format!(
+                    "[auth.{name}]: {a:?} needs a shared secret (`secret_env` or `secret_file`)"
+                ));
+            }
+            if !HMAC_ALGS.contains(a) && jwks.is_none() {
+                return Err(format!(
+                    "[auth.{name}]: {a:?} needs public keys (`jwks_url` or `issuer`)"
+                ));
+            }
+        }
+        if algorithms.is_empty() {
+            return Err(format!("[auth.{name}]: no algorithm can be verified"));
+        }
+        Ok(Self {
+            source,
+            algorithms,
+            secret,
+            jwks,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            leeway: cfg.leeway.as_secs(),
+            verified: moka::future::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_CAPACITY)
+                .expire_after(UntilExp)
+                .build(),
+        })
+    }
+
+    pub async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        route_scopes: &[String],
+    ) -> Decision {
+        let Some(raw) = self.source.value(headers, uri.query(), &Default::default()) else {
+            return Err(unauthorized(
+                format!("no token in {}", self.source.describe()),
+                r#"Bearer"#.to_string(),
+            ));
+        };
+        let token = strip_bearer(&raw);
+        let key = credential_hash(&[token]);
+        let (verified, cached) = match self.verified.get(&key).await {
+            Some(v) if v.exp > now_secs() => (v, true),
+            _ => {
+                let v = Arc::new(self.verify(token).await?);
+                self.verified.insert(key, v.clone()).await;
+                (v, false)
+            }
+        };
+        if !route_scopes.is_empty() && !route_scopes.iter().any(|s| verified.scopes.contains(s)) {
+            return Err(GatewayError::Forbidden(format!(
+                "the token has none of the route's scopes ({})",
+                route_scopes.join(" ")
+            )));
+        }
+        let sub = verified
+            .claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or("-");
+        Ok(Granted {
+            output: AuthorizerOutput::Jwt {
+                claims: verified.claims.clone(),
+                scopes: verified.scopes.clone(),
+            },
+            usage_identifier_key: None,
+            note: format!("sub {sub}{}", if cached { " (cached)" } else { "" }),
+        })
+    }
+
+    async fn verify(&self, token: &str) -> Result<Verified, GatewayError> {
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(h) => h,
+            Err(_) => {
+                if raw_alg(token).is_some_and(|a| a.eq_ignore_ascii_case("none")) {
+                    return Err(invalid("unsigned tokens (alg none) are not accepted"));
+                }
+                return Err(invalid("the token is malformed"));
+            }
+        };
+        if !self.algorithms.contains(&header.alg) {
+            return Err(invalid(&format!(
+                "the token's algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let jwks_key;
+        let key: &DecodingKey = if HMAC_ALGS.contains(&header.alg) {
+            match &self.secret {
+                Some(s) => s,
+                None => return Err(invalid("the token's algorithm is not accepted")),
+            }
+        } else {
+            let Some(jwks) = &self.jwks else {
+                return Err(invalid("the token's algorithm is not accepted"));
+            };
+            jwks_key = match jwks.key(header.kid.as_deref()).await {
+                Ok(k) => k,
+                Err(KeyError::UnknownKid(_)) => {
+                    return Err(invalid("the token's kid is not in the issuer's key set"));
+                }
+                Err(KeyError::Unavailable(why)) => {
+                    return Err(unauthorized(
+                        why,
+                        r#"Bearer scope="" error="invalid_token" error_description="the issuer's keys could not be fetched""#.into(),
+                    ));
+                }
+            };
+            if jwks_key.alg.is_some_and(|a| a != header.alg) {
+                return Err(invalid("the token's algorithm does not match its key"));
+            }
+            &jwks_key.key
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map_err(|e| {
+                invalid(match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet",
+                    ErrorKind::InvalidIssuer => "the token does not have a valid issuer",
+                    ErrorKind::InvalidSignature => "the token signature is invalid",
+                    ErrorKind::InvalidAlgorithm
+                    | ErrorKind::InvalidRsaKey(_)
+                    | ErrorKind::InvalidEcdsaKey
+                    | ErrorKind::InvalidEddsaKey => "the token's algorithm does not match its key",
+                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => {
+                        "the token does not have a valid issuer"
+                    }
+                    ErrorKind::MissingRequiredClaim(_) => "the token has no exp claim",
+                    ErrorKind::InvalidClaimFormat(_) => "the token has an invalid claim",
+                    _ => "the token is malformed",
+                })
+            })?;
+        let claims = data.claims;
+        if !self.audience.is_empty() && !audience_matches(&claims, &self.audience) {
+            return Err(invalid("the token does not have a valid audience"));
+        }
+        if let Some(iat) = claims.get("iat").and_then(Value::as_f64)
+            && iat > (now_secs() + self.leeway) as f64
+        {
+            return Err(invalid("the token was issued in the future"));
+        }
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|e| e.max(0.0) as u64)
+            .unwrap_or_default();
+        let scopes = scopes_of(&claims);
+        Ok(Verified {
+            claims,
+            scopes,
+            exp,
+        })
+    }
+}
+
+fn read_secret(cfg: &AuthConfig) -> Result<Option<Vec<u8>>, String> {
+    let name = &cfg.name;
+    if let Some(var) = &cfg.secret_env {
+        return match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(v.into_bytes())),
+            _ => Err(format!(
+                "[auth.{name}]: the secret environment variable {var} is not set"
+            )),
+        };
+    }
+    if let Some(path) = &cfg.secret_file {
+        return match std::fs::read(path) {
+            Ok(mut v) => {
+                while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    v.pop();
+                }
+                if v.is_empty() {
+                    Err(format!("[auth.{name}]: {} is empty", path.display()))
+                } else {
+                    Ok(Some(v))
+                }
+            }
+            Err(e) => Err(format!(
+                "[auth.{name}]: cannot read the secret file {}: {e}",
+                path.display()
+            )),
+        };
+    }
+    Ok(None)
+}
+
+/// `Bearer x` → `x`; a bare token stays as it is (API Gateway accepts both).
+fn strip_bearer(v: &str) -> &str {
+    let v = v.trim();
+    match v.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => v[7..].trim_start(),
+        _ => v,
+    }
+}
+
+/// The `alg` a token's header claims, read without trusting anything.
+fn raw_alg(token: &str) -> Option<String> {
+    let head = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head.trim_end_matches('='))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg")?.as_str().map(str::to_string)
+}
+
+/// `aud` (string or array) or, as AWS does for access tokens, `client_id`.
+fn audience_matches(claims: &Map<String, Value>, audience: &[String]) -> bool {
+    let hit = |v: &Value| v.as_str().is_some_and(|s| audience.iter().any(|a| a == s));
+    match claims.get("aud") {
+        Some(Value::Array(items)) if items.iter().any(hit) => return true,
+        Some(v @ Value::String(_)) if hit(v) => return true,
+        _ => {}
+    }
+    claims.get("client_id").is_some_and(hit)
+}
+
+/// Scopes from `scope` (space-separated) or `scp` (array or string).
+fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            Some(Value::String(s)) => out.extend(s.split_whitespace().map(str::to_string)),
+            Some(Value::Array(a)) => {
+                out.extend(a.iter().filter_map(Value::as_str).map(str::to_string))
+            }
+            _ => {}
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Claims as API Gateway hands them to functions: every value a string
+/// (numbers and booleans as text, arrays as `[a b]`, objects as JSON).
+pub fn claims_as_strings(claims: &Map<String, Value>) -> Map<String, Value> {
+    fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => {
+                format!("[{}]", items.iter().map(text).collect::<Vec<_>>().join(" "))
+            }
+            other => other.to_string(),
+        }
+    }
+    claims
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(text(v))))
+        .collect()
+}
+
+fn unauthorized(reason: String, www_authenticate: String) -> GatewayError {
+    GatewayError::Unauthorized {
+        reason,
+        www_authenticate: Some(www_authenticate),
+    }
+}
+
+/// A 401 whose `WWW-Authenticate` says why, as the HTTP API JWT authorizer does.
+fn invalid(why: &str) -> GatewayError {
+    unauthorized(
+        why.to_string(),
+        format!(r#"Bearer scope="" error="invalid_token" error_description="{why}""#),
+    )
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn bearer_prefix_is_optional_and_case_insensitive() {
+        assert_eq!(strip_bearer("Bearer abc"), "abc");
+        assert_eq!(strip_bearer("bearer  abc"), "abc");
+        assert_eq!(strip_bearer("abc"), "abc");
+    }
+
+    #[test]
+    fn audience_from_aud_or_client_id() {
+        let aud = vec!["api".to_string()];
+        assert!(audience_matches(&obj(json!({"aud": "api"})), &aud));
+        assert!(audience_matches(&obj(json!({"aud": ["x", "api"]})), &aud));
+        assert!(audience_matches(&obj(json!({"client_id": "api"})), &aud));
+        assert!(!audience_matches(&obj(json!({"aud": "other"})), &aud));
+        assert!(!audience_matches(&obj(json!({})), &aud));
+    }
+
+    #[test]
+    fn scopes_from_scope_and_scp() {
+        assert_eq!(
+            scopes_of(&obj(json!({"scope": "a b"}))),
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert_eq!(
+            scopes_of(&obj(json!({"scp": ["c"]}))),
+            vec!["c".to_string()]
+        );
+    }
+
+    #[test]
+    fn claims_reach_events_as_strings() {
+        let c = claims_as_strings(&obj(
+            json!({"sub": "u", "exp": 5, "groups": ["a", "b"], "ok": true}),
+        ));
+        assert_eq!(c["sub"], "u");
+        assert_eq!(c["exp"], "5");
+        assert_eq!(c["groups"], "[a b]");
+        assert_eq!(c["ok"], "true");
+    }
+
+    #[test]
+    fn alg_none_is_recognised_for_the_message() {
+        // {"alg":"none","typ":"JWT"}
+        assert_eq!(
+            raw_alg("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.e30.").as_deref(),
+            Some("none")
+        );
+    }
+}

@@ -1,0 +1,577 @@
+//! Auth phase, `kind = "lambda"`: a Lambda authorizer run on the stage's
+//! function backend. REST-style TOKEN and REQUEST authorizers answering with
+//! an IAM policy (`principalId`, `policyDocument`, `context`,
+//! `usageIdentifierKey`), and HTTP-API simple responses (`isAuthorized`,
+//! `context`), with payload 1.0 or 2.0 events shaped as AWS sends them.
+//! Results are cached by the identity sources' values for `ttl` (0 disables);
+//! a cached policy is evaluated again against each request's method ARN. A
+//! missing identity source is a 401 without invoking anything; an authorizer
+//! that fails or answers nonsense is a 500, as API Gateway answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::{AuthorizerOutput, Decision, Granted, IdentitySource, credential_hash};
+use crate::app::GatewayState;
+use crate::backend::{FunctionBackend, InvokeRequest};
+use crate::config::{AuthConfig, Flavor, FunctionConfig, PayloadVersion};
+use crate::error::GatewayError;
+use crate::routing::RouteContext;
+use crate::telemetry::RequestInfo;
+
+/// Cached authorizer results kept at most (per authorizer).
+const CACHE_CAPACITY: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizerType {
+    Token,
+    Request,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFormat {
+    Iam,
+    Simple,
+}
+
+/// What the authorizer function answered, parsed once and cached.
+#[derive(Debug, Clone)]
+pub enum AuthorizerResult {
+    Policy {
+        principal_id: Option<String>,
+        statements: Vec<Statement>,
+        context: Map<String, Value>,
+        usage_identifier_key: Option<String>,
+    },
+    Simple {
+        authorized: bool,
+        context: Map<String, Value>,
+    },
+}
+
+/// One policy statement about `execute-api:Invoke`.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub allow: bool,
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+    /// Conditions are not evaluated: an Allow with one grants nothing, a
+    /// Deny with one still denies (fail closed).
+    pub conditional: bool,
+}
+
+pub struct LambdaAuthorizer {
+    backend: Arc<dyn FunctionBackend>,
+    function: Arc<FunctionConfig>,
+    kind: AuthorizerType,
+    format: ResponseFormat,
+    version: PayloadVersion,
+    flavor: Flavor,
+    sources: Vec<IdentitySource>,
+    cache: Option<moka::future::Cache<[u8; 32], Arc<AuthorizerResult>>>,
+}
+
+impl LambdaAuthorizer {
+    pub fn new(
+        cfg: &AuthConfig,
+        flavor: Flavor,
+        backend: Arc<dyn FunctionBackend>,
+        function: Arc<FunctionConfig>,
+    ) -> Result<Self, String> {
+        let name = &cfg.name;
+        let kind = match cfg.authorizer_type.as_deref() {
+            Some("token") => AuthorizerType::Token,
+            None | Some("request") => AuthorizerType::Request,
+            Some(other) => return Err(format!("[auth.{name}]: unknown type `{other}`")),
+        };
+        let format = match cfg.response.as_deref() {
+            None | Some("iam") => ResponseFormat::Iam,
+            Some("simple") => ResponseFormat::Simple,
+            Some(other) => return Err(format!("[auth.{name}]: unknown response `{other}`")),
+        };
+        let version = cfg.payload_version.unwrap_or(match flavor {
+            Flavor::Rest => PayloadVersion::V1,
+            Flavor::Http => PayloadVersion::V2,
+        });
+        if format == ResponseFormat::Simple && version != PayloadVersion::V2 {
+            return Err(format!(
+                "[auth.{name}]: simple responses need payload_version = \"2.0\""
+            ));
+        }
+        let mut sources: Vec<IdentitySource> = cfg
+            .identity_sources
+            .iter()
+            .map(|s| IdentitySource::parse(s).map_err(|e| format!("[auth.{name}]: {e}")))
+            .collect::<Result<_, _>>()?;
+        if kind == AuthorizerType::Token {
+            match sources.len() {
+                0 => sources.push(IdentitySource::Header("authorization".into())),
+                1 => {}
+                _ => {
+                    return Err(format!(
+                        "[auth.{name}]: a token authorizer reads one identity source"
+                    ));
+                }
+            }
+        }
+        // Without identity sources there is nothing to key a cache on.
+        let cache = (!cfg.ttl.is_zero() && !sources.is_empty()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(cfg.ttl)
+                .build()
+        });
+        Ok(Self {
+            backend,
+            function,
+            kind,
+            format,
+            version,
+            flavor,
+            sources,
+            cache,
+        })
+    }
+
+    pub async fn authorize(
+        &self,
+        state: &GatewayState,
+        ctx: &RouteContext,
+        parts: &Parts,
+    ) -> Decision {
+        let mut identity = Vec::with_capacity(self.sources.len());
+        for s in &self.sources {
+            match s.value(&parts.headers, parts.uri.query(), &state.stage.variables) {
+                Some(v) => identity.push(v),
+                None => {
+                    return Err(GatewayError::Unauthorized {
+                        reason: format!("identity source missing: {}", s.describe()),
+                        www_authenticate: None,
+                    });
+                }
+            }
+        }
+        let method_arn = method_arn(state, parts.method.as_str(), &ctx.path);
+        let invoke = || self.invoke(state, ctx, parts, &identity, &method_arn);
+        let (result, cached) = match &self.cache {
+            Some(cache) => {
+                let refs: Vec<&str> = identity.iter().map(String::as_str).collect();
+                let key = credential_hash(&refs);
+                let mut fresh = false;
+                let r = cache
+                    .try_get_with(key, async {
+                        fresh = true;
+                        invoke().await.map(Arc::new)
+                    })
+                    .await
+                    .map_err(|e| (*e).clone())?;
+                (r, !fresh)
+            }
+            None => (Arc::new(invoke().await?), false),
+        };
+        decide(&result, &method_arn, cached)
+    }
+
+    async fn invoke(
+        &self,
+        state: &GatewayState,
+        ctx: &RouteContext,
+        parts: &Parts,
+        identity: &[String],
+        method_arn: &str,
+    ) -> Result<AuthorizerResult, GatewayError> {
+        let info = parts
+            .extensions
+            .get::<RequestInfo>()
+            .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
+        let event = self.event(state, ctx, parts, info, identity, method_arn);
+        let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+        let out = self
+            .backend
+            .invoke(InvokeRequest {
+                function: self.function.clone(),
+                payload,
+                timeout: self.function.timeout,
+                request_id: info.request_id.clone(),
+                client_context: None,
+                log_tail: false,
+            })
+            .await
+            .map_err(|e| authorizer_failed(&format!("invocation failed: {e}")))?;
+        if out.function_error.is_some() {
+            let msg = serde_json::from_slice::<Value>(&out.payload)
+                .ok()
+                .and_then(|v| {
+                    v.get("errorMessage")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            // `throw new Error("Unauthorized")` / `callback("Unauthorized")`.
+            if msg.as_deref() == Some("Unauthorized") {
+                return Err(GatewayError::Unauthorized {
+                    reason: "the authorizer answered Unauthorized".into(),
+                    www_authenticate: None,
+                });
+            }
+            return Err(authorizer_failed(&format!(
+                "the authorizer function failed: {}",
+                msg.unwrap_or_default()
+            )));
+        }
+        let value: Value = serde_json::from_slice(&out.payload)
+            .map_err(|_| authorizer_failed("the authorizer's response is not JSON"))?;
+        parse_response(&value, self.format).map_err(|e| authorizer_failed(&e))
+    }
+
+    /// The authorizer's event, shaped like AWS's for this type and version.
+    fn event(
+        &self,
+        state: &GatewayState,
+        ctx: &RouteContext,
+        parts: &Parts,
+        info: &RequestInfo,
+        identity: &[String],
+        method_arn: &str,
+    ) -> Value {
+        if self.kind == AuthorizerType::Token {
+            return json!({
+                "type": "TOKEN",
+                "authorizationToken": identity.first(),
+                "methodArn": method_arn,
+            });
+        }
+        let mut event = crate::integration::build_event_value(
+            state,
+            ctx,
+            parts,
+            &Bytes::new(),
+            info,
+            None,
+            self.version,
+        );
+        let Some(obj) = event.as_object_mut() else {
+            return event;
+        };
+        obj.remove("body");
+        obj.remove("isBase64Encoded");
+        obj.insert("type".into(), json!("REQUEST"));
+        match self.version {
+            PayloadVersion::V1 => {
+                obj.insert("methodArn".into(), json!(method_arn));
+                if self.flavor == Flavor::Http {
+                    let joined = identity.join(",");
+                    obj.insert("version".into(), json!("1.0"));
+                    obj.insert("identitySource".into(), json!(joined));
+                    obj.insert("authorizationToken".into(), json!(joined));
+                }
+            }
+            PayloadVersion::V2 => {
+                obj.insert("routeArn".into(), json!(method_arn));
+                obj.insert("identitySource".into(), json!(identity));
+            }
+        }
+        event
+    }
+}
+
+fn authorizer_failed(why: &str) -> GatewayError {
+    GatewayError::Internal(format!("authorizer: {why}"))
+}
+
+/// `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/path`
+pub fn method_arn(state: &GatewayState, method: &str, path: &str) -> String {
+    let g = &state.config.gateway;
+    format!(
+        "arn:aws:execute-api:{}:{}:{}/{}/{}{}",
+        g.region, g.account_id, g.api_id, state.stage.name, method, path
+    )
+}
+
+/// Reads the function's answer as a policy or a simple response.
+pub fn parse_response(v: &Value, format: ResponseFormat) -> Result<AuthorizerResult, String> {
+    let obj = v.as_object().ok_or("the response is not a JSON object")?;
+    let context = match obj.get("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err("`context` is not an object".into()),
+    };
+    match format {
+        ResponseFormat::Simple => {
+            let authorized = obj
+                .get("isAuthorized")
+                .and_then(Value::as_bool)
+                .ok_or("a simple response needs a boolean `isAuthorized`")?;
+            Ok(AuthorizerResult::Simple {
+                authorized,
+                context,
+            })
+        }
+        ResponseFormat::Iam => {
+            let doc = obj
+                .get("policyDocument")
+                .and_then(Value::as_object)
+                .ok_or("an IAM response needs a `policyDocument` object")?;
+            let raw_statements = match doc.get("Statement") {
+                Some(Value::Array(a)) => a.clone(),
+                Some(o @ Value::Object(_)) => vec![o.clone()],
+                _ => return Err("`policyDocument.Statement` is missing".into()),
+            };
+            let mut statements = Vec::new();
+            for s in &raw_statements {
+                let effect = s.get("Effect").and_then(Value::as_str).unwrap_or_default();
+                let allow = match effect.to_ascii_lowercase().as_str() {
+                    "allow" => true,
+                    "deny" => false,
+                    _ => {
+                        return Err(format!(
+                            "a statement's Effect `{effect}` is not Allow or Deny"
+                        ));
+                    }
+                };
+                statements.push(Statement {
+                    allow,
+                    actions: strings(s.get("Action")),
+                    resources: strings(s.get("Resource")),
+                    conditional: s.get("Condition").is_some_and(|c| !c.is_null()),
+                });
+            }
+            let principal_id = match obj.get("principalId") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            Ok(AuthorizerResult::Policy {
+                principal_id,
+                statements,
+                context,
+                usage_identifier_key: obj
+                    .get("usageIdentifierKey")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+        }
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Applies a (possibly cached) result to this request's method ARN.
+pub fn decide(result: &AuthorizerResult, method_arn: &str, cached: bool) -> Decision {
+    let cached_note = if cached { " (cached)" } else { "" };
+    match result {
+        AuthorizerResult::Simple {
+            authorized,
+            context,
+        } => {
+            if !authorized {
+                return Err(GatewayError::Forbidden(format!(
+                    "the authorizer answered isAuthorized=false{cached_note}"
+                )));
+            }
+            Ok(Granted {
+                output: AuthorizerOutput::Lambda {
+                    principal_id: None,
+                    context: context.clone(),
+                },
+                usage_identifier_key: None,
+                note: format!("isAuthorized{cached_note}"),
+            })
+        }
+        AuthorizerResult::Policy {
+            principal_id,
+            statements,
+            context,
+            usage_identifier_key,
+        } => {
+            let applies = |s: &Statement| {
+                s.actions.iter().any(|a| action_matches(a))
+                    && s.resources.iter().any(|r| arn_matches(r, method_arn))
+            };
+            if statements.iter().any(|s| !s.allow && applies(s)) {
+                return Err(GatewayError::ExplicitDeny);
+            }
+            if !statements
+                .iter()
+                .any(|s| s.allow && !s.conditional && applies(s))
+            {
+                return Err(GatewayError::Forbidden(format!(
+                    "the authorizer's policy does not allow {method_arn}{cached_note}"
+                )));
+            }
+            Ok(Granted {
+                output: AuthorizerOutput::Lambda {
+                    principal_id: principal_id.clone(),
+                    context: context.clone(),
+                },
+                usage_identifier_key: usage_identifier_key.clone(),
+                note: format!(
+                    "principal {}{cached_note}",
+                    principal_id.as_deref().unwrap_or("-")
+                ),
+            })
+        }
+    }
+}
+
+fn action_matches(action: &str) -> bool {
+    let a = action.to_ascii_lowercase();
+    a == "*" || a == "execute-api:*" || a == "execute-api:invoke"
+}
+
+/// IAM resource matching: `*` is any run of characters (slashes included),
+/// `?` any one character; everything else compares exactly.
+pub fn arn_matches(pattern: &str, arn: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = arn.chars().collect();
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// How long results are cached at most (as API Gateway).
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:api/dev";
+
+    fn policy(statements: Value) -> AuthorizerResult {
+        parse_response(
+            &json!({"principalId": "u1", "policyDocument": {"Version": "2012-10-17", "Statement": statements}, "context": {"k": "v"}}),
+            ResponseFormat::Iam,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn wildcards_match_like_iam() {
+        assert!(arn_matches(
+            &format!("{ARN}/GET/pets/*"),
+            &format!("{ARN}/GET/pets/1")
+        ));
+        assert!(arn_matches(
+            &format!("{ARN}/GET/pets/*"),
+            &format!("{ARN}/GET/pets/1/toys")
+        ));
+        assert!(!arn_matches(
+            &format!("{ARN}/GET/pets/*"),
+            &format!("{ARN}/DELETE/pets/1")
+        ));
+        assert!(arn_matches(
+            &format!("{ARN}/*/pets/?"),
+            &format!("{ARN}/DELETE/pets/1")
+        ));
+        assert!(arn_matches("*", ARN));
+        assert!(arn_matches(
+            "arn:aws:execute-api:*:*:*/*/GET/",
+            &format!("{ARN}/GET/")
+        ));
+    }
+
+    #[test]
+    fn cached_policy_is_evaluated_per_method_arn() {
+        let p = policy(
+            json!([{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [format!("{ARN}/GET/pets/*")]}]),
+        );
+        assert!(decide(&p, &format!("{ARN}/GET/pets/1"), true).is_ok());
+        assert!(matches!(
+            decide(&p, &format!("{ARN}/DELETE/pets/1"), true),
+            Err(GatewayError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn deny_wins_and_conditions_fail_closed() {
+        let p = policy(json!([
+            {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*"},
+            {"Action": ["execute-api:Invoke"], "Effect": "Deny", "Resource": [format!("{ARN}/DELETE/*")]}
+        ]));
+        assert!(decide(&p, &format!("{ARN}/GET/x"), false).is_ok());
+        assert_eq!(
+            decide(&p, &format!("{ARN}/DELETE/x"), false).err(),
+            Some(GatewayError::ExplicitDeny)
+        );
+        let c = policy(
+            json!([{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceIp": ["1.2.3.4"]}}}]),
+        );
+        assert!(decide(&c, &format!("{ARN}/GET/x"), false).is_err());
+    }
+
+    #[test]
+    fn fixture_responses_parse() {
+        for f in [
+            "example-apigw-custom-auth-response.json",
+            "example-apigw-custom-auth-response-with-condition.json",
+            "example-apigw-custom-auth-response-with-single-value-action.json",
+            "example-apigw-custom-auth-response-with-single-value-resource.json",
+        ] {
+            let path = format!(
+                "{}/../shared/fixtures/aws-events/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let r = parse_response(&v, ResponseFormat::Iam).unwrap();
+            let AuthorizerResult::Policy {
+                principal_id,
+                statements,
+                usage_identifier_key,
+                ..
+            } = r
+            else {
+                panic!("not a policy");
+            };
+            assert_eq!(principal_id.as_deref(), Some("yyyyyyyy"), "{f}");
+            assert!(!statements.is_empty(), "{f}");
+            assert!(usage_identifier_key.is_some(), "{f}");
+        }
+    }
+
+    #[test]
+    fn simple_responses() {
+        let r = parse_response(
+            &json!({"isAuthorized": true, "context": {"a": 1}}),
+            ResponseFormat::Simple,
+        )
+        .unwrap();
+        assert!(decide(&r, ARN, false).is_ok());
+        let r = parse_response(&json!({"isAuthorized": false}), ResponseFormat::Simple).unwrap();
+        assert!(decide(&r, ARN, false).is_err());
+        assert!(parse_response(&json!({"context": {}}), ResponseFormat::Simple).is_err());
+    }
+}
