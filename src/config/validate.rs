@@ -653,15 +653,6 @@ fn check_auth(
                 );
             }
         }
-        if kind == AuthKind::Sigv4 && a.credentials_file.is_none() {
-            d.at(
-                a.kind.span(),
-                format!(
-                    "sigv4 authorizer `{}` needs `credentials_file` (a TOML file of [[keys]])",
-                    name.get_ref()
-                ),
-            );
-        }
         if kind == AuthKind::Lambda
             && let Some(r) = &a.response
             && r.get_ref() == "simple"

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod cache;
 mod cli;
 mod config_errors;
@@ -20,4 +21,3 @@ mod routing;
 mod smoke;
 mod transform;
 mod validation;
-mod auth;

@@ -233,14 +233,23 @@ async fn valid_tokens_reach_the_function_with_claims_and_scopes() {
     assert_eq!(jwt["scopes"], json!(["items:read", "items:write"]));
     let typed: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
         serde_json::from_value(event.clone()).expect("aws_lambda_events reads the v2 event");
-    let claims = &typed.request_context.authorizer.unwrap().jwt.unwrap().claims;
+    let claims = &typed
+        .request_context
+        .authorizer
+        .unwrap()
+        .jwt
+        .unwrap()
+        .claims;
     assert_eq!(claims.get("sub").map(String::as_str), Some("user-1"));
 
     // Payload 1.0: requestContext.authorizer.claims.
     let res = get(&gw, "/v1/items/1", &bearer(issuer.token("rs256"))).await;
     assert_eq!(res.status(), 200);
     let event = fake.last().event();
-    assert_eq!(event["requestContext"]["authorizer"]["claims"]["sub"], "user-1");
+    assert_eq!(
+        event["requestContext"]["authorizer"]["claims"]["sub"],
+        "user-1"
+    );
     assert_eq!(
         event["requestContext"]["authorizer"]["scopes"],
         json!(["items:read", "items:write"])
@@ -255,10 +264,18 @@ async fn valid_tokens_reach_the_function_with_claims_and_scopes() {
         ("/items/3", bearer(issuer.token("ps256")), "user-1"),
         ("/items/4", bearer(issuer.token("client_id")), "user-1"),
         ("/items/5", bearer(issuer.token("scp_array")), "user-1"),
-        ("/items/6", vec![("authorization", issuer.token("rs256_2"))], "user-2"),
+        (
+            "/items/6",
+            vec![("authorization", issuer.token("rs256_2"))],
+            "user-2",
+        ),
         ("/hs", bearer(issuer.token("hs256")), "hs-user"),
         ("/direct", bearer(issuer.token("rs256")), "user-1"),
-        ("/custom", vec![("x-token", issuer.token("rs256"))], "user-1"),
+        (
+            "/custom",
+            vec![("x-token", issuer.token("rs256"))],
+            "user-1",
+        ),
     ] {
         let res = get(&gw, path, &headers).await;
         assert_eq!(res.status(), 200, "{path} {headers:?}");
@@ -275,7 +292,9 @@ async fn valid_tokens_reach_the_function_with_claims_and_scopes() {
     // A repeated token is served from the verified-token cache.
     let lines = wait_for_log(&gw, |l| l.contains("(cached)")).await;
     assert!(
-        lines.iter().any(|l| l.contains("lambdagate::auth") && l.contains("(cached)")),
+        lines
+            .iter()
+            .any(|l| l.contains("lambdagate::auth") && l.contains("(cached)")),
         "no cached decision logged:\n{}",
         lines.join("\n")
     );
@@ -287,25 +306,50 @@ async fn every_bad_token_is_401_with_the_reason_and_never_reaches_the_function()
     let fake = echo_fake().await;
     let gw = gateway_on(&fake, "", &issuer.routes()).await;
     let t = |n: &str| issuer.token(n);
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("/items/1", vec![], "Bearer"),
         ("/items/1", bearer(t("alg_none")), "alg none"),
-        ("/items/1", bearer(t("hs_with_rsa_public_key")), "algorithm HS256 is not accepted"),
-        ("/hs", bearer(t("hs_with_rsa_public_key")), "signature is invalid"),
+        (
+            "/items/1",
+            bearer(t("hs_with_rsa_public_key")),
+            "algorithm HS256 is not accepted",
+        ),
+        (
+            "/hs",
+            bearer(t("hs_with_rsa_public_key")),
+            "signature is invalid",
+        ),
         ("/hs", bearer(t("rs256")), "algorithm RS256 is not accepted"),
         ("/items/1", bearer(t("expired")), "the token has expired"),
         ("/items/1", bearer(t("not_yet_valid")), "not valid yet"),
         ("/items/1", bearer(t("wrong_issuer")), "valid issuer"),
         ("/items/1", bearer(t("wrong_audience")), "valid audience"),
         ("/items/1", bearer(t("unknown_kid")), "kid is not in"),
-        ("/items/1", bearer(t("bad_signature")), "signature is invalid"),
-        ("/items/1", bearer(t("stranger_key")), "signature is invalid"),
+        (
+            "/items/1",
+            bearer(t("bad_signature")),
+            "signature is invalid",
+        ),
+        (
+            "/items/1",
+            bearer(t("stranger_key")),
+            "signature is invalid",
+        ),
         ("/items/1", bearer(t("no_exp")), "no exp claim"),
         ("/items/1", bearer(t("future_iat")), "issued in the future"),
         ("/hs", bearer(t("hs_wrong_secret")), "signature is invalid"),
         ("/items/1", bearer(t("malformed")), "malformed"),
-        ("/items/1", vec![("authorization", "Basic dXNlcjpwYXNz".into())], "malformed"),
-        ("/direct", bearer(t("es256")), "algorithm ES256 is not accepted"),
+        (
+            "/items/1",
+            vec![("authorization", "Basic dXNlcjpwYXNz".into())],
+            "malformed",
+        ),
+        (
+            "/direct",
+            bearer(t("es256")),
+            "algorithm ES256 is not accepted",
+        ),
         // The token in the wrong place.
         ("/items/1", vec![("x-token", t("rs256"))], "Bearer"),
         ("/custom", bearer(t("rs256")), "Bearer"),
@@ -331,15 +375,23 @@ async fn every_bad_token_is_401_with_the_reason_and_never_reaches_the_function()
         .unwrap();
     assert_eq!(res.status(), 401);
 
-    assert!(fake.calls().is_empty(), "a refused request reached the function");
+    assert!(
+        fake.calls().is_empty(),
+        "a refused request reached the function"
+    );
 
     // Decisions are logged with route, authorizer and reason; never the token.
     let lines = wait_for_log(&gw, |l| l.contains("the token has expired")).await;
-    let auth_lines: Vec<&String> = lines.iter().filter(|l| l.contains("lambdagate::auth")).collect();
+    let auth_lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("lambdagate::auth"))
+        .collect();
     assert!(
-        auth_lines.iter().any(|l| l.contains("the token has expired")
-            && l.contains("users")
-            && l.contains("GET /items/{id}")),
+        auth_lines
+            .iter()
+            .any(|l| l.contains("the token has expired")
+                && l.contains("users")
+                && l.contains("GET /items/{id}")),
         "no decision line with route, authorizer and reason:\n{}",
         lines.join("\n")
     );
@@ -347,7 +399,9 @@ async fn every_bad_token_is_401_with_the_reason_and_never_reaches_the_function()
         let tok = t(name);
         let sig = tok.rsplit('.').next().unwrap();
         assert!(
-            !lines.iter().any(|l| l.contains(&tok) || (sig.len() > 10 && l.contains(sig))),
+            !lines
+                .iter()
+                .any(|l| l.contains(&tok) || (sig.len() > 10 && l.contains(sig))),
             "the log contains the {name} token"
         );
     }
@@ -375,13 +429,28 @@ async fn jwks_rotation_unknown_kid_flood_and_issuer_down() {
     let fake = echo_fake().await;
     let gw = gateway_on(&fake, "", &issuer.routes()).await;
 
-    assert_eq!(get(&gw, "/direct", &bearer(issuer.token("rs256"))).await.status(), 200);
-    assert_eq!(get(&gw, "/direct", &bearer(issuer.token("rs256_2"))).await.status(), 200);
+    assert_eq!(
+        get(&gw, "/direct", &bearer(issuer.token("rs256")))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&gw, "/direct", &bearer(issuer.token("rs256_2")))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(issuer.hits(), 1, "keys are cached");
 
     // The issuer rotates: a token with the new kid triggers one refresh.
     *issuer.state.jwks.lock().unwrap() = issuer.minted["jwks_rotated"].clone();
-    assert_eq!(get(&gw, "/direct", &bearer(issuer.token("rotated"))).await.status(), 200);
+    assert_eq!(
+        get(&gw, "/direct", &bearer(issuer.token("rotated")))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(issuer.hits(), 2);
 
     // A flood of bogus kids does not hammer the issuer.
@@ -394,13 +463,33 @@ async fn jwks_rotation_unknown_kid_flood_and_issuer_down() {
     // Issuer down: a fresh gateway fetches once, then the issuer fails; the
     // refresh an unknown kid triggers fails, and cached keys keep working.
     let gw2 = gateway_on(&fake, "", &issuer.routes()).await;
-    assert_eq!(get(&gw2, "/direct", &bearer(issuer.token("rs256"))).await.status(), 200);
+    assert_eq!(
+        get(&gw2, "/direct", &bearer(issuer.token("rs256")))
+            .await
+            .status(),
+        200
+    );
     let before = issuer.hits();
     issuer.state.failing.store(true, Ordering::SeqCst);
-    assert_eq!(get(&gw2, "/direct", &bearer(issuer.token("unknown_kid"))).await.status(), 401);
+    assert_eq!(
+        get(&gw2, "/direct", &bearer(issuer.token("unknown_kid")))
+            .await
+            .status(),
+        401
+    );
     assert_eq!(issuer.hits(), before + 1, "the unknown kid tried a refresh");
-    assert_eq!(get(&gw2, "/direct", &bearer(issuer.token("rs256_2"))).await.status(), 200);
-    assert_eq!(get(&gw2, "/direct", &bearer(issuer.token("rotated"))).await.status(), 200);
+    assert_eq!(
+        get(&gw2, "/direct", &bearer(issuer.token("rs256_2")))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&gw2, "/direct", &bearer(issuer.token("rotated")))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -413,8 +502,14 @@ async fn a_hanging_jwks_endpoint_fails_within_the_fetch_timeout() {
     let took = started.elapsed();
     assert_eq!(res.status(), 401);
     assert!(took < Duration::from_secs(4), "took {took:?}");
-    assert!(took >= Duration::from_millis(1400), "took {took:?}: no timeout happened?");
-    let www = res.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(
+        took >= Duration::from_millis(1400),
+        "took {took:?}: no timeout happened?"
+    );
+    let www = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(www.contains("could not be fetched"), "{www}");
     assert!(fake.calls().is_empty());
 }

@@ -141,7 +141,9 @@ async fn iam_policy_is_cached_and_reevaluated_per_method_arn() {
         r.send()
     };
 
-    let res = send(reqwest::Method::GET, "/pets/1", Some("allow-get-pets")).await.unwrap();
+    let res = send(reqwest::Method::GET, "/pets/1", Some("allow-get-pets"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let authz = calls_to(&fake, "authz");
     assert_eq!(authz.len(), 1);
@@ -152,7 +154,10 @@ async fn iam_policy_is_cached_and_reevaluated_per_method_arn() {
     assert_eq!(ev["identitySource"], "allow-get-pets");
     assert_eq!(ev["authorizationToken"], "allow-get-pets");
     let arn = ev["methodArn"].as_str().unwrap();
-    assert!(arn.starts_with("arn:aws:execute-api:us-east-1:123456789012:"), "{arn}");
+    assert!(
+        arn.starts_with("arn:aws:execute-api:us-east-1:123456789012:"),
+        "{arn}"
+    );
     assert!(arn.ends_with("/dev/GET/pets/1"), "{arn}");
     assert_eq!(ev["resource"], "/pets/{id}");
     assert_eq!(ev["pathParameters"]["id"], "1");
@@ -167,10 +172,14 @@ async fn iam_policy_is_cached_and_reevaluated_per_method_arn() {
     );
 
     // Cached: another id, no second invocation.
-    let res = send(reqwest::Method::GET, "/pets/2", Some("allow-get-pets")).await.unwrap();
+    let res = send(reqwest::Method::GET, "/pets/2", Some("allow-get-pets"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     // Payload 1.0 route: principalId and context under authorizer.
-    let res = send(reqwest::Method::GET, "/v1pets/9", Some("allow-get-pets")).await.unwrap();
+    let res = send(reqwest::Method::GET, "/v1pets/9", Some("allow-get-pets"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let v1 = calls_to(&fake, "hello").pop().unwrap();
     assert_eq!(v1["requestContext"]["authorizer"]["principalId"], "user-7");
@@ -178,10 +187,16 @@ async fn iam_policy_is_cached_and_reevaluated_per_method_arn() {
     let _: aws_lambda_events::apigw::ApiGatewayProxyRequest =
         serde_json::from_value(v1).expect("aws_lambda_events reads the v1 event");
     // The cached policy allows only GET /pets/*: DELETE is denied from cache.
-    let res = send(reqwest::Method::DELETE, "/pets/1", Some("allow-get-pets")).await.unwrap();
+    let res = send(reqwest::Method::DELETE, "/pets/1", Some("allow-get-pets"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     assert_eq!(calls_to(&fake, "authz").len(), 1, "all from the cache");
-    assert_eq!(calls_to(&fake, "hello").len(), 3, "DELETE never reached the function");
+    assert_eq!(
+        calls_to(&fake, "hello").len(),
+        3,
+        "DELETE never reached the function"
+    );
 
     // Missing identity source: 401 without invoking the authorizer.
     let res = send(reqwest::Method::GET, "/pets/1", None).await.unwrap();
@@ -190,19 +205,31 @@ async fn iam_policy_is_cached_and_reevaluated_per_method_arn() {
     assert_eq!(calls_to(&fake, "authz").len(), 1);
 
     // Explicit deny, "Unauthorized", a crashing and a nonsense authorizer.
-    let res = send(reqwest::Method::GET, "/pets/1", Some("deny")).await.unwrap();
+    let res = send(reqwest::Method::GET, "/pets/1", Some("deny"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     assert_eq!(
         res.text().await.unwrap(),
         r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#
     );
-    let res = send(reqwest::Method::GET, "/pets/1", Some("unauthorized")).await.unwrap();
+    let res = send(reqwest::Method::GET, "/pets/1", Some("unauthorized"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
-    let res = send(reqwest::Method::GET, "/pets/1", Some("crash")).await.unwrap();
+    let res = send(reqwest::Method::GET, "/pets/1", Some("crash"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 500);
-    let res = send(reqwest::Method::GET, "/pets/1", Some("garbage")).await.unwrap();
+    let res = send(reqwest::Method::GET, "/pets/1", Some("garbage"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 500);
-    assert_eq!(calls_to(&fake, "hello").len(), 3, "refusals never reach the function");
+    assert_eq!(
+        calls_to(&fake, "hello").len(),
+        3,
+        "refusals never reach the function"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +253,12 @@ async fn simple_responses_cache_by_every_identity_source() {
     assert_eq!(ev["identitySource"], json!(["alice", "a"]));
     assert_eq!(ev["rawPath"], "/simple");
     assert_eq!(ev["routeKey"], "GET /simple");
-    assert!(ev["routeArn"].as_str().unwrap().ends_with("/dev/GET/simple"));
+    assert!(
+        ev["routeArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("/dev/GET/simple")
+    );
     let _: aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request =
         serde_json::from_value(ev.clone()).expect("aws_lambda_events reads the authorizer event");
     let hello = calls_to(&fake, "hello");
@@ -235,10 +267,26 @@ async fn simple_responses_cache_by_every_identity_source() {
         json!({"user": "alice", "tenant": "a"})
     );
 
-    assert_eq!(send("/simple?tenant=a", Some("alice")).await.unwrap().status(), 200);
+    assert_eq!(
+        send("/simple?tenant=a", Some("alice"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(calls_to(&fake, "authz_simple").len(), 1, "cached");
-    assert_eq!(send("/simple?tenant=b", Some("alice")).await.unwrap().status(), 200);
-    assert_eq!(calls_to(&fake, "authz_simple").len(), 2, "another tenant, another key");
+    assert_eq!(
+        send("/simple?tenant=b", Some("alice"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        calls_to(&fake, "authz_simple").len(),
+        2,
+        "another tenant, another key"
+    );
 
     let res = send("/simple?tenant=a", Some("mallory")).await.unwrap();
     assert_eq!(res.status(), 403);
@@ -301,7 +349,12 @@ auth = "req"
     let ev = calls_to(&fake, "authz").pop().unwrap();
     assert_eq!(ev["type"], "TOKEN");
     assert_eq!(ev["authorizationToken"], "allow-get-pets");
-    assert!(ev["methodArn"].as_str().unwrap().ends_with("/dev/GET/pets/1"));
+    assert!(
+        ev["methodArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("/dev/GET/pets/1")
+    );
     assert_eq!(ev.as_object().unwrap().len(), 3, "{ev}");
     let _: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequest =
         serde_json::from_value(ev).unwrap();
@@ -320,8 +373,16 @@ auth = "req"
     assert_eq!(res.status(), 200);
     let ev = calls_to(&fake, "authz").pop().unwrap();
     assert_eq!(ev["type"], "REQUEST");
-    assert!(ev.get("version").is_none(), "REST request events carry no version");
-    assert!(ev["methodArn"].as_str().unwrap().ends_with("/dev/GET/v1pets/2"));
+    assert!(
+        ev.get("version").is_none(),
+        "REST request events carry no version"
+    );
+    assert!(
+        ev["methodArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("/dev/GET/v1pets/2")
+    );
     assert_eq!(ev["queryStringParameters"]["x"], "1");
     assert_eq!(ev["requestContext"]["resourcePath"], "/v1pets/{id}");
     let _: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest =

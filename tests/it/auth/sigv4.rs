@@ -158,15 +158,19 @@ async fn signed_requests_pass_and_tampered_ones_do_not(signer: &str) {
 
     // Allowed.
     let res = send("GET", &s[0], "").await;
-    assert_eq!(res.status(), 200, "{signer} GET: {}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        200,
+        "{signer} GET: {}",
+        res.text().await.unwrap()
+    );
     let ev = fake.last().event();
     let iam = &ev["requestContext"]["authorizer"]["iam"];
     assert_eq!(iam["accessKey"], KEY);
     assert_eq!(iam["accountId"], "111122223333");
     assert_eq!(iam["userArn"], "arn:aws:iam::111122223333:user/alice");
     assert_eq!(iam["userId"], "AIDAALICE");
-    let _: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
-        serde_json::from_value(ev).unwrap();
+    let _: aws_lambda_events::apigw::ApiGatewayV2httpRequest = serde_json::from_value(ev).unwrap();
 
     let res = send("POST", &s[1], r#"{"name":"widget"}"#).await;
     assert_eq!(res.status(), 200, "{signer} POST");
@@ -187,7 +191,12 @@ async fn signed_requests_pass_and_tampered_ones_do_not(signer: &str) {
     assert_eq!(res.status(), 200, "{signer} UNSIGNED-PAYLOAD, other body");
 
     let res = send("GET", &s[4], "").await;
-    assert_eq!(res.status(), 200, "{signer} presigned: {}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        200,
+        "{signer} presigned: {}",
+        res.text().await.unwrap()
+    );
 
     let res = send("GET", &s[5], "").await;
     assert_eq!(res.status(), 200, "{signer} v1");
@@ -208,13 +217,28 @@ async fn signed_requests_pass_and_tampered_ones_do_not(signer: &str) {
     };
     let query_changed = {
         let mut v = s[11].clone();
-        v["url"] = json!(v["url"].as_str().unwrap().replace("amount=1", "amount=1000"));
+        v["url"] = json!(
+            v["url"]
+                .as_str()
+                .unwrap()
+                .replace("amount=1", "amount=1000")
+        );
         v
     };
     let unsigned = json!({"url": url("/items/1"), "headers": {}});
     let refused: Vec<(&str, &Value, &str, &str)> = vec![
-        ("GET", &host_swapped, "", "Host differs from the signed host"),
-        ("POST", &s[7], r#"{"amount":1000}"#, "body changed after signing"),
+        (
+            "GET",
+            &host_swapped,
+            "",
+            "Host differs from the signed host",
+        ),
+        (
+            "POST",
+            &s[7],
+            r#"{"amount":1000}"#,
+            "body changed after signing",
+        ),
         ("GET", &s[8], "", "replay older than 5 minutes"),
         ("GET", &s[9], "", "session key without its token"),
         ("GET", &s[10], "", "wrong secret"),
@@ -240,7 +264,11 @@ async fn signed_requests_pass_and_tampered_ones_do_not(signer: &str) {
     h.insert(token_header, json!("forged-token"));
     assert_eq!(send("GET", &wrong_token, "").await.status(), 403);
 
-    assert_eq!(fake.calls().len(), allowed, "a refused request reached the function");
+    assert_eq!(
+        fake.calls().len(),
+        allowed,
+        "a refused request reached the function"
+    );
 }
 
 #[tokio::test]
