@@ -151,11 +151,7 @@ fn tag(
         Outcome::Hit => "Hit",
         Outcome::Miss => "Miss",
     };
-    metrics::counter!(
-        if outcome == Outcome::Hit { "lambdagate_cache_hits_total" } else { "lambdagate_cache_misses_total" },
-        "route" => ctx.route.route_key.clone()
-    )
-    .increment(1);
+    crate::metrics::cache_lookup(&ctx.route.route_key, outcome == Outcome::Hit);
     res.headers_mut()
         .insert("x-cache", HeaderValue::from_static(v));
     res.extensions_mut().insert(ctx);

@@ -128,6 +128,11 @@ impl ResponseCache {
     where
         F: Future<Output = StoredResponse>,
     {
+        // Fast path: a fresh entry, no coalescing machinery.
+        if let Some(entry) = self.cache.get(&key).await {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return (entry.response, Outcome::Hit);
+        }
         let max = self.max_entry_size;
         let result = self
             .cache

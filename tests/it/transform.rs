@@ -518,3 +518,41 @@ status = 400
         r#"{"message":"Internal server error"}"#
     );
 }
+
+#[tokio::test]
+async fn the_readme_page_renders_as_shown() {
+    let routes = r#"
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200, body = '{"name": "Desk lamp <LED>", "price": 39.5}', headers = { content-type = "application/json" } }
+response = { template = "templates/item.html", json = true, default = "application/json" }
+cache = { ttl = "60s", key = ["path.id"] }
+"#;
+    let base = "<!doctype html><html><head><title>{% block title %}{% endblock %}</title></head>\n<body>{% block content %}{% endblock %}</body></html>\n";
+    let item = "{% extends \"base.html\" %}\n{% block title %}{{ body.name }}{% endblock %}\n{% block content %}<h1>{{ body.name }}</h1><p>Item {{ request.params.id }}: {{ body.price }} EUR</p>{% endblock %}\n";
+    let gw = start_with(
+        routes,
+        &[
+            ("templates/base.html", base.as_bytes()),
+            ("templates/item.html", item.as_bytes()),
+        ],
+        GatewayOptions::default(),
+    )
+    .await;
+    let c = client();
+    let page = "<!doctype html><html><head><title>Desk lamp &lt;LED&gt;</title></head>\n<body><h1>Desk lamp &lt;LED&gt;</h1><p>Item 7: 39.5 EUR</p></body></html>\n";
+    for expect_cache in ["Miss", "Hit"] {
+        let r = c
+            .get(gw.url("/items/7"))
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-cache"], expect_cache);
+        assert_eq!(r.text().await.unwrap(), page);
+    }
+    let r = c.get(gw.url("/items/7")).header("accept", "*/*").send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss", "the JSON rendering is its own entry");
+    assert_eq!(r.text().await.unwrap(), r#"{"name": "Desk lamp <LED>", "price": 39.5}"#);
+}
