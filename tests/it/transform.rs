@@ -552,7 +552,19 @@ cache = { ttl = "60s", key = ["path.id"] }
         assert_eq!(r.headers()["x-cache"], expect_cache);
         assert_eq!(r.text().await.unwrap(), page);
     }
-    let r = c.get(gw.url("/items/7")).header("accept", "*/*").send().await.unwrap();
-    assert_eq!(r.headers()["x-cache"], "Miss", "the JSON rendering is its own entry");
-    assert_eq!(r.text().await.unwrap(), r#"{"name": "Desk lamp <LED>", "price": 39.5}"#);
+    let r = c
+        .get(gw.url("/items/7"))
+        .header("accept", "*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-cache"],
+        "Miss",
+        "the JSON rendering is its own entry"
+    );
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"name": "Desk lamp <LED>", "price": 39.5}"#
+    );
 }
