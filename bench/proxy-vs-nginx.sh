@@ -80,12 +80,27 @@ RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "1
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$GW_PORT"
 
-run() { # label url -> "rps p50_ms p99_ms"
-    local out
+# CPU time (clock ticks) used so far by a process and its threads/children.
+cpu_ticks() { # pid...
+    local total=0
+    for p in "$@"; do
+        for t in /proc/"$p"/task/*/stat; do
+            [ -r "$t" ] || continue
+            total=$((total + $(awk '{print $14 + $15}' "$t")))
+        done
+    done
+    echo "$total"
+}
+
+run() { # label url pids -> "rps p50_ms p99_ms cpu_us_per_request"
+    local out before after
+    before=$(cpu_ticks $3)
     out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
-    python3 - "$out" <<'PY'
+    after=$(cpu_ticks $3)
+    python3 - "$out" "$((after - before))" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = sys.argv[1]
+ticks, hz = int(sys.argv[2]), int(sys.argv[3])
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
     if not m:
@@ -98,7 +113,9 @@ p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors:
     sys.exit(f"non-2xx responses: {errors.group(1)}")
-print(f"{rps:.0f} {p50:.3f} {p99:.3f}")
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+cpu_us = ticks / hz * 1e6 / max(requests, 1)
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {cpu_us:.1f}")
 PY
 }
 
@@ -107,31 +124,36 @@ for u in "http://127.0.0.1:$NGX_PORT/x" "http://127.0.0.1:$GW_PORT/http/x" "http
     taskset -c 1 wrk -t1 -c"$CONNS" -d2s "$u" >/dev/null
 done
 
-declare -A RPS P50 P99
+NGX_PIDS="$(pgrep -f "nginx -p $WORK/proxy" | tr '\n' ' ')$(pgrep -P "$(pgrep -f "nginx -p $WORK/proxy" | head -1)" | tr '\n' ' ')"
+GW_PID=$(pgrep -f "listen 127.0.0.1:$GW_PORT")
+declare -A RPS P50 P99 CPU
 for r in $(seq "$ROUNDS"); do
     for label in nginx gateway_http gateway_mock; do
         case $label in
-            nginx) url="http://127.0.0.1:$NGX_PORT/x" ;;
-            gateway_http) url="http://127.0.0.1:$GW_PORT/http/x" ;;
-            gateway_mock) url="http://127.0.0.1:$GW_PORT/mock" ;;
+            nginx) url="http://127.0.0.1:$NGX_PORT/x"; pids=$NGX_PIDS ;;
+            gateway_http) url="http://127.0.0.1:$GW_PORT/http/x"; pids=$GW_PID ;;
+            gateway_mock) url="http://127.0.0.1:$GW_PORT/mock"; pids=$GW_PID ;;
         esac
-        read -r rps p50 p99 < <(run "$label" "$url")
-        RPS[$label]+="$rps "; P50[$label]+="$p50 "; P99[$label]+="$p99 "
-        echo "round $r $label: $rps req/s, p50 ${p50} ms, p99 ${p99} ms" >&2
+        read -r rps p50 p99 cpu < <(run "$label" "$url" "$pids")
+        RPS[$label]+="$rps "; P50[$label]+="$p50 "; P99[$label]+="$p99 "; CPU[$label]+="$cpu "
+        echo "round $r $label: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, ${cpu} µs CPU/request" >&2
     done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 NGX=$(echo "${RPS[nginx]}" | median)
 echo
-echo "| path | req/s (median of $ROUNDS) | p50 ms | p99 ms | ÷ nginx |"
-echo "|---|---|---|---|---|"
+NGX_CPU=$(echo "${CPU[nginx]}" | median)
+echo "| path | req/s (median of $ROUNDS) | p50 ms | p99 ms | req/s ÷ nginx | proxy CPU µs/request | nginx CPU ÷ this |"
+echo "|---|---|---|---|---|---|---|"
 for label in nginx gateway_http gateway_mock; do
     rps=$(echo "${RPS[$label]}" | median)
     p50=$(echo "${P50[$label]}" | median)
     p99=$(echo "${P99[$label]}" | median)
+    cpu=$(echo "${CPU[$label]}" | median)
     ratio=$(python3 -c "print(f'{$rps/$NGX:.2f}')")
-    echo "| $label | $rps | $p50 | $p99 | $ratio |"
+    cratio=$(python3 -c "print(f'{$NGX_CPU/$cpu:.2f}')")
+    echo "| $label | $rps | $p50 | $p99 | $ratio | $cpu | $cratio |"
 done
 echo
 echo "wrk: 1 thread, $CONNS connections, ${DURATION}s per run; proxy on CPU 0, wrk + upstream on CPU 1; $(nproc) CPUs"
