@@ -221,3 +221,84 @@ cache = { ttl = "2h", key = ["path.nope", "cookie.x"] }
     );
     assert!(err.contains("cache key `cookie.x` is not"), "{err}");
 }
+
+/// Serves `routes` with a stand-in authorizer in front of the pipeline: a
+/// request's `x-test-user` header becomes the caller identity (an API key
+/// id) the auth phase would have stored.
+async fn start_with_identities(routes: &str) -> (TestServer, tempfile::TempDir) {
+    use lambdagate::auth::{ApiKeyIdentity, AuthContext};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, routes).unwrap();
+    let config = lambdagate::config::load(&path).unwrap();
+    let gateway = lambdagate::Gateway::new(config, Default::default())
+        .await
+        .unwrap();
+    let app = gateway.router().layer(axum::middleware::map_request(
+        |mut req: axum::extract::Request| async move {
+            if let Some(user) = req
+                .headers()
+                .get("x-test-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+            {
+                req.extensions_mut().insert(AuthContext {
+                    api_key: Some(ApiKeyIdentity {
+                        id: user.clone(),
+                        key: format!("key-of-{user}"),
+                    }),
+                    ..Default::default()
+                });
+            }
+            req
+        },
+    ));
+    (serve_router(app).await, dir)
+}
+
+#[tokio::test]
+async fn per_identity_entries_and_authorized_invalidation() {
+    let (up, calls) = upstream().await;
+    let routes = format!(
+        r#"
+[backends.up]
+kind = "http"
+url = "{}"
+
+[[routes]]
+method = "GET"
+path = "/items/{{id}}"
+backend = "up"
+cache = {{ ttl = "60s", key = ["path.id"], per_identity = true, invalidation = "authorized" }}
+"#,
+        up.url("")
+    );
+    let (gw, _dir) = start_with_identities(&routes).await;
+    let c = client();
+    let get = |user: Option<&'static str>, refresh: bool| {
+        let mut r = c.get(gw.url("/items/1"));
+        if let Some(u) = user {
+            r = r.header("x-test-user", u);
+        }
+        if refresh {
+            r = r.header("cache-control", "max-age=0");
+        }
+        async move {
+            let res = r.send().await.unwrap();
+            let x = res.headers()["x-cache"].to_str().unwrap().to_string();
+            (x, res.text().await.unwrap())
+        }
+    };
+    assert_eq!(get(Some("alice"), false).await.0, "Miss");
+    assert_eq!(get(Some("alice"), false).await.0, "Hit");
+    // Another caller never gets alice's entry.
+    assert_eq!(get(Some("bob"), false).await.0, "Miss");
+    assert_eq!(get(None, false).await.0, "Miss");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // An anonymous caller cannot invalidate; an identified one can.
+    assert_eq!(get(None, true).await.0, "Hit");
+    let (x, body) = get(Some("alice"), true).await;
+    assert_eq!((x.as_str(), body.as_str()), ("Miss", "item 1 q= call 4"));
+    assert_eq!(get(Some("alice"), false).await.1, "item 1 q= call 4");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}

@@ -568,3 +568,35 @@ cache = { ttl = "60s", key = ["path.id"] }
         r#"{"name": "Desk lamp <LED>", "price": 39.5}"#
     );
 }
+
+#[tokio::test]
+async fn a_render_error_is_logged_by_the_binary() {
+    let routes = r#"
+[[routes]]
+method = "GET"
+path = "/broken"
+mock = { status = 200, body = '{"name":"x"}' }
+response = { template = "templates/broken.txt" }
+"#;
+    let (_dir, path) = write_config(
+        routes,
+        &[("templates/broken.txt", BROKEN_AT_RENDER.as_bytes())],
+    );
+    let gw = spawn_binary(&path, &[], &Default::default()).await;
+    let r = client().get(gw.url("/broken")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let logs = gw.stderr_lines.lock().unwrap().join("\n");
+        if logs.contains("response template failed") {
+            assert!(logs.contains("templates/broken.txt"), "{logs}");
+            assert!(logs.contains("no_such_filter"), "{logs}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log line:\n{logs}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
