@@ -19,6 +19,8 @@ PIP_PACKAGES=(
     cryptography
     # auth: SigV4 requests signed by the AWS SDK's signer
     boto3
+    # Dockerfile checks without a Docker daemon (scripts/check-dockerfile.py)
+    dockerfile-parse
 )
 if [ ${#PIP_PACKAGES[@]} -gt 0 ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"

@@ -1,6 +1,7 @@
 //! The command line: parses arguments and calls the library. Each
 //! subcommand lives in its own file.
 
+mod health;
 mod import;
 mod openapi;
 mod serve;
@@ -77,6 +78,12 @@ pub enum Command {
     ///
     /// Example: lambdagate import api-export.json --out routes.toml
     Import(import::ImportArgs),
+    /// Probe a running gateway: exit 0 if it answers HTTP, 1 if not (for
+    /// container HEALTHCHECKs).
+    ///
+    /// Example: lambdagate health --addr 127.0.0.1:8080
+    /// Example: lambdagate health --url http://127.0.0.1:9081/healthz
+    Health(health::HealthArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -86,6 +93,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Some(Command::Validate) => validate::run(&cli.config),
         Some(Command::Import(args)) => import::run(args),
+        Some(Command::Health(args)) => health::run(&cli.config, args),
         Some(Command::Openapi(args)) => openapi::run(&cli.config, args),
         Some(Command::Serve(args)) => serve::run(&cli.config, args),
         None => serve::run(&cli.config, serve::ServeArgs::default()),

@@ -596,3 +596,101 @@ async fn renewed_certificates_are_picked_up_on_reload() {
     assert_eq!(res.text().await.unwrap(), "pong");
     assert!(trusting(&cert_a).get(&url).send().await.is_err());
 }
+
+/// Kills a child process when dropped (also when an assertion fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// No Docker daemon runs here, so the image is not built. What is checked:
+/// the Dockerfile parses (dockerfile-parse) and passes
+/// `scripts/check-dockerfile.py` (multi-stage, dependency layer, the built
+/// binary is the one copied, non-root, EXPOSE, HEALTHCHECK), and the
+/// container's own command line and health check work with this binary.
+#[test]
+fn dockerfile_checks_and_its_entrypoint_and_healthcheck_run() {
+    use std::io::BufRead;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/check-dockerfile.py"))
+        .output()
+        .expect("run scripts/check-dockerfile.py (scripts/setup-test-deps.sh installs it)");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        out.status.success(),
+        "Dockerfile problems: {}",
+        report["problems"]
+    );
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    // The container's command, on free ports instead of 8080/9081.
+    let argv = strings(&report["argv"]);
+    assert_eq!(argv[..2], ["lambdagate", "serve"]);
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| {
+            if a.starts_with("0.0.0.0:") {
+                "127.0.0.1:0".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(&dir, MOCK_ROUTES);
+    let child = std::process::Command::new(crate::common::binary())
+        .args(&args)
+        .env("LAMBDAGATE_CONFIG", &routes)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let first = std::io::BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a first line")
+        .unwrap();
+    let addr = first
+        .split("://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    // The HEALTHCHECK command, pointed at that address.
+    let health = strings(&report["healthcheck"]);
+    let probe = |addr: &str| {
+        let args: Vec<String> = health[1..]
+            .iter()
+            .map(|a| {
+                if a.starts_with("127.0.0.1:") {
+                    addr.to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        std::process::Command::new(crate::common::binary())
+            .args(&args)
+            .env("LAMBDAGATE_CONFIG", &routes)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(probe(&addr), "health check fails against a running gateway");
+    drop(child);
+    assert!(!probe(&addr), "health check passes with no gateway");
+}
