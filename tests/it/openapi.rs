@@ -853,3 +853,171 @@ fn cli_import_writes_routes_and_schemas() {
         String::from_utf8_lossy(&validate.stderr)
     );
 }
+
+// ---- proofs with real OpenAPI tools ----
+
+const STATUS_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["status", "version"],
+  "properties": {
+    "status": {"type": "string", "enum": ["ok"]},
+    "version": {"type": "integer"}
+  }
+}"#;
+
+/// An API the gateway can serve without functions: mocks only.
+const MOCK_API: &str = r#"
+[openapi]
+title = "Mock API"
+version = "0.1.0"
+
+[[routes]]
+method = "GET"
+path = "/ping"
+operation_id = "ping"
+mock = { status = 200, body = "pong", headers = { content-type = "text/plain" } }
+
+[[routes]]
+method = "GET"
+path = "/status/{id}"
+operation_id = "getStatus"
+tags = ["status"]
+response_schema = "schemas/status.json"
+mock = { status = 200, body = '{"status":"ok","version":3}', headers = { content-type = "application/json" } }
+
+[[routes]]
+method = "POST"
+path = "/things"
+operation_id = "createThing"
+response_schema = "schemas/status.json"
+mock = { status = 201, body = '{"status":"ok","version":1}', headers = { content-type = "application/json", x-thing = "yes" } }
+"#;
+
+/// Runs `.venv/bin/<tool> args...`; panics with its output unless it exits 0.
+async fn run_tool(tool: &str, args: &[&str], cwd: &Path) -> String {
+    let exe = venv_python().with_file_name(tool);
+    let out = tokio::process::Command::new(&exe)
+        .args(args)
+        .current_dir(cwd)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{tool} {args:?} failed:\n{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_undeclared_status_or_schema_violation() {
+    let gw = start_with(
+        MOCK_API,
+        &[("schemas/status.json", STATUS_SCHEMA.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let base = gw.url("");
+    let spec = gw.url("/openapi.json");
+    let out = run_tool(
+        "schemathesis",
+        &[
+            "run",
+            &spec,
+            "--url",
+            &base,
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+            "--no-color",
+        ],
+        gw.dir.path(),
+    )
+    .await;
+    assert!(out.contains("No issues found"), "{out}");
+    assert!(out.contains("3 selected / 3 total"), "{out}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_python_sdk_gets_typed_results() {
+    let gw = start_with(
+        MOCK_API,
+        &[("schemas/status.json", STATUS_SCHEMA.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let spec = client()
+        .get(gw.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(work.path().join("spec.json"), spec).unwrap();
+    std::fs::write(work.path().join("sdk.yaml"), "post_hooks: []\n").unwrap();
+    run_tool(
+        "openapi-python-client",
+        &[
+            "generate",
+            "--path",
+            "spec.json",
+            "--output-path",
+            "mock_sdk",
+            "--meta",
+            "none",
+            "--config",
+            "sdk.yaml",
+        ],
+        work.path(),
+    )
+    .await;
+    let script = r#"
+import sys
+from mock_sdk import Client
+from mock_sdk.api.status import get_status
+from mock_sdk.api.default import create_thing, ping
+from mock_sdk.models import Status
+
+client = Client(base_url=sys.argv[1])
+s = get_status.sync(client=client, id="abc")
+assert isinstance(s, Status), type(s)
+assert s.status.value == "ok" and s.version == 3, s
+created = create_thing.sync_detailed(client=client)
+assert created.status_code == 201, created
+assert isinstance(created.parsed, Status) and created.parsed.version == 1
+print("typed:", type(s).__name__, s.version, created.parsed.version)
+"#;
+    std::fs::write(work.path().join("use_sdk.py"), script).unwrap();
+    let out = run_tool("python", &["use_sdk.py", &gw.url("")], work.path()).await;
+    assert!(out.contains("typed: Status 3 1"), "{out}");
+    gw.stop().await;
+}
+
+/// `openapi/openapi.json` is what `lambdagate openapi` writes for the
+/// top-level routes.toml today.
+#[test]
+fn checked_in_openapi_json_is_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let routes = root.join("routes.toml");
+    if !routes.exists() {
+        println!("SKIPPED: no top-level routes.toml");
+        return;
+    }
+    let config = lambdagate::config::load(&routes).unwrap_or_else(|e| panic!("{e}"));
+    let doc = lambdagate::openapi::generate(&config, &Default::default()).unwrap();
+    let fresh = lambdagate::openapi::generate::to_json(&doc.document);
+    let checked_in = std::fs::read_to_string(root.join("openapi/openapi.json")).unwrap_or_default();
+    assert!(
+        fresh == checked_in,
+        "openapi/openapi.json is out of date with routes.toml; regenerate it with\n    cargo run -- openapi --config routes.toml --out openapi/openapi.json"
+    );
+}
