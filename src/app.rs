@@ -178,12 +178,13 @@ impl Gateway {
                     scopes: rc.scopes.clone(),
                 })
             });
+            let timeout = integration_timeout(rc, &integration, config.gateway.timeout);
             routes.push(Arc::new(RouteRuntime {
                 route_key: rc.route_key(),
                 config: rc.clone(),
                 integration,
                 auth,
-                timeout: rc.timeout.unwrap_or(config.gateway.timeout),
+                timeout,
                 binary_media_types: binary,
             }));
         }
@@ -365,6 +366,22 @@ async fn build_authorizers(
         out.insert(name.clone(), Arc::new(authorizer));
     }
     Ok(out)
+}
+
+/// The route's timeout (else the gateway's), shortened to the function's own
+/// timeout when the routes file sets one.
+fn integration_timeout(
+    rc: &RouteConfig,
+    integration: &RouteIntegration,
+    gateway: Duration,
+) -> Duration {
+    let route = rc.timeout.unwrap_or(gateway);
+    match integration {
+        RouteIntegration::Proxy { function, .. } if function.timeout_configured => {
+            route.min(function.timeout)
+        }
+        _ => route,
+    }
 }
 
 /// Route > function pin > stage > the only function host defined.

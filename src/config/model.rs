@@ -162,7 +162,12 @@ pub struct FunctionConfig {
     /// Name on Lambda; `${stageVariables.X}` templates allowed. Defaults to the key.
     pub name: String,
     pub env: BTreeMap<String, String>,
+    /// The function's own timeout (default 3s, Lambda's default).
     pub timeout: Duration,
+    /// Whether `timeout` was written in the file; only then does it also
+    /// bound invocations on the `lambda` backend, where the real timeout is
+    /// configured in AWS.
+    pub timeout_configured: bool,
     pub concurrency: usize,
     pub memory_size: u32,
     pub handler: Option<String>,

@@ -454,6 +454,7 @@ fn check_functions(
                     .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                     .collect(),
                 timeout,
+                timeout_configured: f.timeout.is_some(),
                 concurrency: f
                     .concurrency
                     .as_ref()

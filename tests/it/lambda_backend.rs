@@ -152,3 +152,26 @@ timeout = "300ms"
     );
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+#[tokio::test]
+async fn a_function_timeout_in_the_routes_file_bounds_the_invocation() {
+    let fake = FakeLambda::start(|_| Reply {
+        delay: Duration::from_secs(5),
+        ..Reply::json(json!({"statusCode": 200}))
+    })
+    .await;
+    let routes = r#"
+[functions.hello]
+timeout = "300ms"
+
+[[routes]]
+method = "GET"
+path = "/slow"
+function = "hello"
+"#;
+    let gw = gateway_on(&fake, "", routes).await;
+    let started = std::time::Instant::now();
+    let res = client().get(gw.url("/slow")).send().await.unwrap();
+    assert_eq!(res.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
