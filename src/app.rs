@@ -191,11 +191,24 @@ impl Gateway {
         let openapi = crate::openapi::ServedSpec::build(&config, &stage.name)
             .map_err(|e| BuildError(format!("OpenAPI document: {e}")))?
             .map(Arc::new);
-        let cache = config
-            .routes
-            .iter()
-            .any(|r| r.cache.is_some())
-            .then(|| Arc::new(crate::cache::ResponseCache::new(&config.cache)));
+        let cache = if config.routes.iter().any(|r| r.cache.is_some()) {
+            let mut c = crate::cache::ResponseCache::new(&config.cache);
+            if config.cache.shared
+                && let Some(cluster) = &config.cluster
+            {
+                let shared = crate::cache::shared::SharedCache::connect(
+                    &cluster.redis_url,
+                    &config.gateway.api_id,
+                    &stage.name,
+                )
+                .await
+                .map_err(|e| BuildError(format!("[cache] shared: {e}")))?;
+                c = c.with_shared(shared);
+            }
+            Some(Arc::new(c))
+        } else {
+            None
+        };
         let cors = config.cors.as_ref().map(crate::cors::layer);
         Ok(Self {
             state: Arc::new(GatewayState {

@@ -6,6 +6,7 @@
 //! route's authorizer refused. Every answer of a cached route carries
 //! `X-Cache: Hit` or `X-Cache: Miss`.
 
+pub mod shared;
 pub mod store;
 
 use std::sync::Arc;

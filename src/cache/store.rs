@@ -14,6 +14,7 @@ use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
 
+use super::shared::SharedCache;
 use crate::config::CacheSettings;
 
 /// A response held in memory: what is cached, and what coalesced waiters get.
@@ -47,6 +48,8 @@ impl StoredResponse {
 struct Entry {
     response: Arc<StoredResponse>,
     ttl: Duration,
+    /// Found in the shared (Redis) tier rather than fetched by this node.
+    from_shared: bool,
 }
 
 struct PerEntryTtl;
@@ -94,6 +97,7 @@ pub enum Outcome {
 pub struct ResponseCache {
     cache: Cache<String, Entry>,
     max_entry_size: usize,
+    shared: Option<SharedCache>,
     pub stats: CacheStats,
 }
 
@@ -107,8 +111,15 @@ impl ResponseCache {
         Self {
             cache,
             max_entry_size: settings.max_entry_size,
+            shared: None,
             stats: CacheStats::default(),
         }
+    }
+
+    /// Adds the shared Redis tier (cluster mode).
+    pub fn with_shared(mut self, shared: SharedCache) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// May this response be cached? Only successes, only up to the entry size.
@@ -134,15 +145,30 @@ impl ResponseCache {
             return (entry.response, Outcome::Hit);
         }
         let max = self.max_entry_size;
+        let shared = self.shared.as_ref();
+        let shared_key = key.clone();
         let result = self
             .cache
             .entry(key)
             .or_try_insert_with(async move {
+                if let Some(tier) = shared
+                    && let Some((r, left)) = tier.get(&shared_key).await
+                {
+                    return Ok(Entry {
+                        response: Arc::new(r),
+                        ttl: left.min(ttl),
+                        from_shared: true,
+                    });
+                }
                 let r = fetch.await;
                 if r.status.is_success() && r.body.len() <= max {
+                    if let Some(tier) = shared {
+                        tier.put(&shared_key, &r, ttl).await;
+                    }
                     Ok(Entry {
                         response: Arc::new(r),
                         ttl,
+                        from_shared: false,
                     })
                 } else {
                     Err(r)
@@ -150,7 +176,7 @@ impl ResponseCache {
             })
             .await;
         match result {
-            Ok(entry) if entry.is_fresh() => {
+            Ok(entry) if entry.is_fresh() && !entry.value().from_shared => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 (entry.into_value().response, Outcome::Miss)
             }
@@ -175,16 +201,23 @@ impl ResponseCache {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let r = Arc::new(r);
         if self.cacheable(&r) {
+            if let Some(tier) = &self.shared {
+                tier.put(&key, &r, ttl).await;
+            }
             self.cache
                 .insert(
                     key,
                     Entry {
                         response: r.clone(),
                         ttl,
+                        from_shared: false,
                     },
                 )
                 .await;
         } else {
+            if let Some(tier) = &self.shared {
+                tier.delete(&key).await;
+            }
             self.cache.invalidate(&key).await;
         }
         r

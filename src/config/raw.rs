@@ -234,6 +234,8 @@ pub struct RawCacheSettings {
     pub max_size: Option<Spanned<toml::Value>>,
     /// Largest response that is cached (default "1MB").
     pub max_entry_size: Option<Spanned<toml::Value>>,
+    /// Also share entries between nodes through `[cluster] redis_url`.
+    pub shared: Option<Spanned<bool>>,
 }
 
 /// `cache = { ttl = "60s", key = ["path.id", "query.lang"] }` on a route.

@@ -26,6 +26,8 @@ pub struct CacheSettings {
     pub max_size: u64,
     /// Larger responses are served but not cached.
     pub max_entry_size: usize,
+    /// Entries are shared between nodes in `[cluster]`'s Redis.
+    pub shared: bool,
 }
 
 impl Default for CacheSettings {
@@ -33,6 +35,7 @@ impl Default for CacheSettings {
         Self {
             max_size: 64 * 1024 * 1024,
             max_entry_size: 1024 * 1024,
+            shared: false,
         }
     }
 }
@@ -166,10 +169,22 @@ fn resolve(base_dir: &Path, p: &str) -> PathBuf {
 
 pub fn check_cache_settings(
     raw: Option<&RawCacheSettings>,
+    has_cluster_redis: bool,
     d: &mut Diagnostics<'_>,
 ) -> CacheSettings {
     let mut s = CacheSettings::default();
     let Some(raw) = raw else { return s };
+    if let Some(shared) = &raw.shared
+        && *shared.get_ref()
+    {
+        if !has_cluster_redis {
+            d.at(
+                shared.span(),
+                "`shared = true` needs `[cluster] redis_url`, the Redis the nodes share",
+            );
+        }
+        s.shared = true;
+    }
     if let Some(v) = &raw.max_size
         && let Some(n) = size(v, d)
     {

@@ -71,7 +71,11 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
         }
     });
     let cors = raw.cors.as_ref().map(|c| shaping::check_cors(c, d));
-    let cache = shaping::check_cache_settings(raw.cache.as_ref(), d);
+    let cache = shaping::check_cache_settings(
+        raw.cache.as_ref(),
+        raw.cluster.as_ref().is_some_and(|c| c.redis_url.is_some()),
+        d,
+    );
     let openapi = crate::openapi::check_settings(raw.openapi.as_ref(), &raw.routes, d);
     let mut templates = TemplateSetBuilder::new(&base_dir);
     let mut routes = check_routes(&raw, &gateway, &backends, &functions, &mut templates, d);

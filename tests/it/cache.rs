@@ -302,3 +302,67 @@ cache = {{ ttl = "60s", key = ["path.id"], per_identity = true, invalidation = "
     assert_eq!(get(Some("alice"), false).await.1, "item 1 q= call 4");
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test]
+async fn shared_cache_in_redis_serves_every_node() {
+    let (up, calls) = upstream().await;
+    let api_id = format!("t{}", std::process::id() as u64 * 1000 + rand_suffix());
+    let routes = format!(
+        r#"
+[gateway]
+api_id = "{api_id}"
+
+[cluster]
+redis_url = "redis://127.0.0.1:6379"
+
+[cache]
+shared = true
+
+[backends.up]
+kind = "http"
+url = "{}"
+
+[[routes]]
+method = "GET"
+path = "/items/{{id}}"
+backend = "up"
+cache = {{ ttl = "60s", key = ["path.id"] }}
+"#,
+        up.url("")
+    );
+    let node_a = start(&routes).await;
+    let node_b = start(&routes).await;
+    let c = client();
+    let r = c.get(node_a.url("/items/5")).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    let body = r.text().await.unwrap();
+    // Another node finds the entry in Redis: a hit, no upstream call.
+    let r = c.get(node_b.url("/items/5")).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Hit");
+    assert_eq!(r.text().await.unwrap(), body);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// A per-test suffix so parallel runs never share Redis keys.
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or_default();
+    nanos + N.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn shared_cache_needs_the_cluster_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    let err = lambdagate::config::parse(&path, "[cache]\nshared = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routes.toml:2:10: `shared = true` needs `[cluster] redis_url`"),
+        "{err}"
+    );
+}
