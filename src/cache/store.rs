@@ -268,6 +268,7 @@ mod tests {
         let c = ResponseCache::new(&CacheSettings {
             max_size: 1 << 20,
             max_entry_size: 4,
+            shared: false,
         });
         let ttl = Duration::from_secs(60);
         c.get_or_fetch("a".into(), ttl, async { ok("12345") }).await;
