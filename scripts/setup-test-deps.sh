@@ -21,6 +21,8 @@ PIP_PACKAGES=(
     boto3
     # Dockerfile checks without a Docker daemon (scripts/check-dockerfile.py)
     dockerfile-parse
+    # local backend: the Python Lambda runtime client (tests/it/local.rs)
+    awslambdaric
 )
 if [ ${#PIP_PACKAGES[@]} -gt 0 ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"

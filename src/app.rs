@@ -14,6 +14,7 @@ use crate::auth::{Authorizer, RouteAuth};
 use crate::backend::FunctionBackend;
 use crate::backend::http::HttpUpstream;
 use crate::backend::lambda::LambdaBackend;
+use crate::backend::local::{LocalBackend, LocalSettings};
 use crate::backend::mock::MockResponse;
 use crate::config::validate::substitute;
 use crate::config::{
@@ -447,9 +448,15 @@ async fn create_function_backend(
             )
             .await,
         )),
-        Some(BackendConfig::Local { .. }) => Err(BuildError(format!(
-            "backend `{name}`: the local backend is not available in this build yet"
-        ))),
+        Some(BackendConfig::Local { max_queue }) => {
+            Ok(Arc::new(LocalBackend::new(LocalSettings {
+                name: name.to_string(),
+                base_dir: config.base_dir.clone(),
+                region: config.gateway.region.clone(),
+                account_id: config.gateway.account_id.clone(),
+                max_queue: *max_queue,
+            })))
+        }
         Some(BackendConfig::Http { .. }) => Err(BuildError(format!(
             "backend `{name}` is an http backend and cannot run functions"
         ))),

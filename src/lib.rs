@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod reload;
 pub mod routing;
+pub mod runtime_api;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod lambda;
+pub mod local;
 pub mod mock;
 
 use std::sync::Arc;

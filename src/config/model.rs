@@ -140,7 +140,7 @@ pub enum BackendConfig {
         headers: BTreeMap<String, String>,
     },
     Local {
-        runtime_api_listen: Option<SocketAddr>,
+        /// Invocations allowed to wait for a busy function, all functions together.
         max_queue: Option<usize>,
     },
 }

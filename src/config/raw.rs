@@ -115,7 +115,6 @@ pub struct RawBackend {
     pub timeout: Option<Str>,
     pub headers: Option<BTreeMap<String, Str>>,
     // local
-    pub runtime_api_listen: Option<Str>,
     pub max_queue: Option<Spanned<i64>>,
 }
 

@@ -321,9 +321,6 @@ fn check_backends(
                 if let Some(u) = &b.url {
                     misplaced("url", true, d, u.span());
                 }
-                if let Some(u) = &b.runtime_api_listen {
-                    misplaced("runtime_api_listen", true, d, u.span());
-                }
                 if let Some(e) = &b.endpoint_url {
                     url(e, d);
                 }
@@ -372,10 +369,6 @@ fn check_backends(
                     }
                 }
                 BackendConfig::Local {
-                    runtime_api_listen: b
-                        .runtime_api_listen
-                        .as_ref()
-                        .and_then(|l| listen_addr(l, d)),
                     max_queue: b.max_queue.as_ref().and_then(|q| count(q, "max_queue", d)),
                 }
             }

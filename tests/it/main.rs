@@ -14,6 +14,7 @@ mod hardening;
 mod http_backend;
 mod keys;
 mod lambda_backend;
+mod local;
 mod openapi;
 mod ops;
 mod responses;

@@ -1,0 +1,284 @@
+//! Function processes: spawned in their own process group (so a function's
+//! own children die with it), their stdout/stderr streamed line by line to
+//! the gateway log prefixed with the function name and the request id being
+//! served, and the tail of each invocation's output kept for
+//! `X-Amz-Log-Type: Tail`. Stopping a process signals its whole group.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The last bytes of an invocation's log kept for `X-Amz-Log-Result` (AWS: 4 KB).
+pub const LOG_TAIL_BYTES: usize = 4096;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub function: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// The output of one process, attributed to the invocation it serves.
+pub struct ProcessLog {
+    function: String,
+    state: Mutex<LogState>,
+    /// Lets a caller wait until the readers consumed what is already in the pipes.
+    flushers: Mutex<Vec<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
+}
+
+#[derive(Default)]
+struct LogState {
+    request_id: Option<String>,
+    tail: String,
+}
+
+impl ProcessLog {
+    pub fn new(function: &str) -> Self {
+        Self {
+            function: function.to_string(),
+            state: Mutex::new(LogState::default()),
+            flushers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An invocation starts: later lines belong to it.
+    pub fn begin(&self, request_id: &str) {
+        let mut s = lock(&self.state);
+        s.request_id = Some(request_id.to_string());
+        s.tail.clear();
+        push_tail(
+            &mut s.tail,
+            &format!("START RequestId: {request_id} Version: $LATEST\n"),
+        );
+    }
+
+    /// An invocation ended: returns its log tail (with AWS's END/REPORT lines).
+    pub fn end(&self, report: &str) -> String {
+        let mut s = lock(&self.state);
+        if let Some(id) = s.request_id.take() {
+            let lines = format!("END RequestId: {id}\nREPORT RequestId: {id}\t{report}\n");
+            push_tail(&mut s.tail, &lines);
+        }
+        std::mem::take(&mut s.tail)
+    }
+
+    fn line(&self, stream: &'static str, line: &str) {
+        let mut s = lock(&self.state);
+        let request_id = s.request_id.clone().unwrap_or_else(|| "-".to_string());
+        push_tail(&mut s.tail, line);
+        push_tail(&mut s.tail, "\n");
+        drop(s);
+        tracing::info!(
+            target: "lambdagate::function",
+            function = %self.function,
+            request_id = %request_id,
+            stream,
+            "[{} {}] {}",
+            self.function,
+            request_id,
+            line
+        );
+    }
+
+    /// Waits (briefly) until both readers consumed what the pipes already hold.
+    pub async fn flush(&self) {
+        let flushers = lock(&self.flushers).clone();
+        let mut acks = Vec::new();
+        for f in flushers {
+            let (tx, rx) = oneshot::channel();
+            if f.send(tx).is_ok() {
+                acks.push(rx);
+            }
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_millis(100), futures::future::join_all(acks)).await;
+    }
+
+    fn attach<R: AsyncRead + Unpin + Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        stream: &'static str,
+        reader: R,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+        lock(&self.flushers).push(tx);
+        let log = self.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            loop {
+                tokio::select! {
+                    line = lines.next_line() => match line {
+                        Ok(Some(l)) => log.line(stream, &l),
+                        _ => break,
+                    },
+                    Some(ack) = rx.recv() => {
+                        // Take whatever is readable now, then answer.
+                        while let Some(Ok(Some(l))) = lines.next_line().now_or_never() {
+                            log.line(stream, &l);
+                        }
+                        let _ = ack.send(());
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Keeps the last [`LOG_TAIL_BYTES`] of `tail`.
+fn push_tail(tail: &mut String, text: &str) {
+    tail.push_str(text);
+    if tail.len() > LOG_TAIL_BYTES {
+        let mut cut = tail.len() - LOG_TAIL_BYTES;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail.drain(..cut);
+    }
+}
+
+/// A running function process (the leader of its own process group).
+pub struct FunctionProcess {
+    pid: u32,
+    exit: watch::Receiver<Option<String>>,
+}
+
+impl FunctionProcess {
+    /// Starts the process; its output goes to `log`.
+    pub fn spawn(spec: &SpawnSpec, log: &std::sync::Arc<ProcessLog>) -> std::io::Result<Self> {
+        let mut cmd = tokio::process::Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .current_dir(&spec.cwd)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let pid = child.id().unwrap_or_default();
+        if let Some(out) = child.stdout.take() {
+            log.attach("stdout", out);
+        }
+        if let Some(err) = child.stderr.take() {
+            log.attach("stderr", err);
+        }
+        let (tx, exit) = watch::channel(None);
+        let function = spec.function.clone();
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("unknown status ({e})"),
+            };
+            tracing::debug!(function = %function, pid, %status, "function process exited");
+            let _ = tx.send(Some(status));
+        });
+        Ok(Self { pid, exit })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&self) -> Option<String> {
+        self.exit.borrow().clone()
+    }
+
+    /// Resolves with the exit status when the process exits.
+    pub async fn exited(&self) -> String {
+        let mut rx = self.exit.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(s) => s.clone().unwrap_or_default(),
+            // The waiter task is gone: the runtime is shutting down.
+            Err(_) => "unknown status".to_string(),
+        }
+    }
+
+    /// Sends `signal` to the process's whole group.
+    fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = i32::try_from(self.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            // ESRCH (already gone) is fine.
+            let _ = rustix::process::kill_process_group(pid, signal);
+        }
+    }
+
+    /// Kills the group now.
+    pub fn kill(&self) {
+        self.signal(rustix::process::Signal::KILL);
+    }
+
+    /// SIGTERM to the group, up to `grace` for the leader to exit, then
+    /// SIGKILL to whatever is left of the group.
+    pub async fn stop(&self, grace: Duration) {
+        if self.exit_status().is_none() {
+            self.signal(rustix::process::Signal::TERM);
+            let _ = tokio::time::timeout(grace, self.exited()).await;
+        }
+        self.kill();
+    }
+}
+
+impl Drop for FunctionProcess {
+    fn drop(&mut self) {
+        // A leader that was reaped may have its pid reused; only a live group is killed.
+        if self.exit_status().is_none() {
+            self.kill();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_4kb_on_a_char_boundary() {
+        let mut t = String::new();
+        push_tail(&mut t, &"é".repeat(3000));
+        assert!(t.len() <= LOG_TAIL_BYTES);
+        assert!(t.chars().all(|c| c == 'é'));
+    }
+
+    #[tokio::test]
+    async fn output_is_attributed_and_the_group_is_killed() {
+        let log = std::sync::Arc::new(ProcessLog::new("f"));
+        log.begin("req-1");
+        let spec = SpawnSpec {
+            function: "f".into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo hi; sleep 30 & wait".into()],
+            cwd: std::env::temp_dir(),
+            env: vec![],
+        };
+        let p = FunctionProcess::spawn(&spec, &log).unwrap();
+        let mut seen = String::new();
+        for _ in 0..200 {
+            log.flush().await;
+            seen = lock(&log.state).tail.clone();
+            if seen.contains("hi") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(seen.contains("START RequestId: req-1"), "{seen}");
+        assert!(seen.contains("hi\n"), "{seen}");
+        p.stop(Duration::from_secs(2)).await;
+        assert!(p.exit_status().is_some());
+        let tail = log.end("Duration: 1 ms");
+        assert!(tail.contains("END RequestId: req-1"));
+    }
+}

@@ -1,0 +1,500 @@
+//! The `local` backend: real runtime clients (Rust `lambda_runtime` and
+//! `lambda_http` example functions, a provided.al2-style bash bootstrap,
+//! Python `awslambdaric`) run as child processes behind the gateway; pool
+//! behaviour (429, crash, timeout, init error, shutdown without orphans).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lambdagate::GatewayOptions;
+use serde_json::Value;
+
+use crate::common::{client, spawn_binary, start, start_with};
+
+/// The example functions (examples/functions/), built once per test run
+/// with the same cargo and target folder as the tests themselves.
+fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--message-format=json"]);
+        for p in ["hello", "items", "page", "image", "echo"] {
+            cmd.args(["-p", p]);
+        }
+        let out = cmd
+            .output()
+            .expect("run cargo build for the example functions");
+        assert!(
+            out.status.success(),
+            "building the example functions failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact")
+            .filter_map(|m| {
+                let exe = m["executable"].as_str()?;
+                Some((m["target"]["name"].as_str()?.to_string(), exe.into()))
+            })
+            .collect()
+    });
+    built
+        .get(name)
+        .unwrap_or_else(|| panic!("example function {name} was not built"))
+        .clone()
+}
+
+fn toml_str(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+fn python() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_string()
+}
+
+/// A provided.al2-style bootstrap: loops on the Runtime API with curl. The
+/// route's last path segment picks what it does.
+const BOOTSTRAP: &str = r#"#!/bin/bash
+set -u
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+echo $$ >> "$PWD/pids"
+if [ "${INIT_FAIL:-}" = 1 ]; then
+    curl -sS -X POST "$API/init/error" -H 'Lambda-Runtime-Function-Error-Type: Runtime.InitError' \
+        -d '{"errorMessage":"cannot start: no config","errorType":"InitError"}' > /dev/null
+    exit 1
+fi
+while true; do
+    HEADERS="$(mktemp)"
+    EVENT="$(curl -sS -D "$HEADERS" "$API/invocation/next")" || exit 1
+    ID="$(grep -i '^lambda-runtime-aws-request-id:' "$HEADERS" | cut -d: -f2 | tr -d '[:space:]')"
+    DEADLINE="$(grep -i '^lambda-runtime-deadline-ms:' "$HEADERS" | cut -d: -f2 | tr -d '[:space:]')"
+    ARN="$(grep -i '^lambda-runtime-invoked-function-arn:' "$HEADERS" | cut -d: -f2- | tr -d '[:space:]')"
+    rm -f "$HEADERS"
+    echo "handling $ID"
+    case "$EVENT" in
+        *'"rawPath":"/bash/crash"'*)
+            echo "about to crash" >&2
+            exit 3 ;;
+        *'"rawPath":"/bash/sleep"'*)
+            sleep 300 &
+            echo $! >> "$PWD/pids"
+            wait ;;
+        *'"rawPath":"/bash/spawn"'*)
+            sleep 300 > /dev/null 2>&1 &
+            echo $! >> "$PWD/pids"
+            curl -sS -X POST "$API/invocation/$ID/response" -d '{"statusCode":200,"body":"spawned"}' > /dev/null ;;
+        *'"rawPath":"/bash/slow"'*)
+            sleep 1
+            curl -sS -X POST "$API/invocation/$ID/response" -d '{"statusCode":200,"body":"slow"}' > /dev/null ;;
+        *'"rawPath":"/bash/fail"'*)
+            curl -sS -X POST "$API/invocation/$ID/error" -H 'Lambda-Runtime-Function-Error-Type: Unhandled' \
+                -d '{"errorMessage":"it failed","errorType":"TestError"}' > /dev/null ;;
+        *)
+            BODY="{\"statusCode\":200,\"headers\":{\"content-type\":\"text/plain\"},\"body\":\"bash ok $ARN $AWS_LAMBDA_FUNCTION_NAME $AWS_LAMBDA_FUNCTION_MEMORY_SIZE $DEADLINE\"}"
+            curl -sS -X POST "$API/invocation/$ID/response" -d "$BODY" > /dev/null ;;
+    esac
+done
+"#;
+
+fn bash_routes(extra: &str) -> String {
+    format!(
+        r#"
+[backends.local]
+kind = "local"
+
+[functions.bash]
+command = ["bash", "bootstrap"]
+timeout = "2s"
+concurrency = 1
+queue = 1
+memory_size = 256
+
+[functions.bashinit]
+command = ["bash", "bootstrap"]
+env = {{ INIT_FAIL = "1" }}
+
+[[routes]]
+method = "GET"
+path = "/bash/{{mode}}"
+function = "bash"
+
+[[routes]]
+method = "GET"
+path = "/init"
+function = "bashinit"
+{extra}
+"#
+    )
+}
+
+async fn get(url: &str) -> (u16, HashMap<String, String>, String) {
+    let res = client().get(url).send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    (status, headers, res.text().await.unwrap())
+}
+
+/// Whether a process is gone (or a zombie waiting to be reaped).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Waits up to 10 s for every pid to be dead.
+async fn all_dead(pids: &[u32]) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if pids.iter().all(|p| is_dead(*p)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn pids_in(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn rust_lambda_runtime_function_answers_and_stays_warm() {
+    let gw = start(&format!(
+        r#"
+[stages.dev]
+backend = "local"
+variables = {{ greeting = "bonjour" }}
+
+[backends.local]
+kind = "local"
+
+[functions.hello]
+command = [{}]
+env = {{ HELLO_GREETING = "${{stageVariables.greeting}}" }}
+
+[[routes]]
+method = "GET"
+path = "/greet"
+function = "hello"
+"#,
+        toml_str(&example("hello"))
+    ))
+    .await;
+    for _ in 0..3 {
+        let (status, headers, body) = get(&gw.url("/greet?name=Ann")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(body, r#"{"message":"bonjour Ann"}"#);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn lambda_http_function_sees_the_request_as_behind_api_gateway() {
+    let gw = start(&format!(
+        r#"
+[stages.dev]
+backend = "local"
+variables = {{ table = "items-dev" }}
+
+[backends.local]
+kind = "local"
+
+[functions.echo]
+command = [{}]
+
+[[routes]]
+method = "POST"
+path = "/things/{{id}}/{{proxy+}}"
+function = "echo"
+"#,
+        toml_str(&example("echo"))
+    ))
+    .await;
+    let res = client()
+        .post(gw.url("/things/42/a/b?color=red&size=9"))
+        .header("x-custom", "yes")
+        .header("cookie", "session=abc; theme=dark")
+        .body(r#"{"hello":"world"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-echo"], "yes");
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["method"], "POST");
+    // lambda_http puts the stage in front of the path, as behind API Gateway.
+    assert_eq!(seen["path"], "/dev/things/42/a/b");
+    assert_eq!(seen["pathParameters"]["id"], "42");
+    assert_eq!(seen["pathParameters"]["proxy"], "a/b");
+    assert_eq!(seen["queryStringParameters"]["color"], "red");
+    assert_eq!(seen["queryStringParameters"]["size"], "9");
+    assert_eq!(seen["headers"]["x-custom"], "yes");
+    assert_eq!(
+        seen["cookies"],
+        serde_json::json!(["session=abc", "theme=dark"])
+    );
+    assert_eq!(seen["body"], r#"{"hello":"world"}"#);
+    assert_eq!(seen["stageVariables"]["table"], "items-dev");
+    assert_eq!(seen["stage"], "dev");
+    assert_eq!(seen["routeKey"], "POST /things/{id}/{proxy+}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bash_bootstrap_gets_the_runtime_environment() {
+    let gw = start_with(
+        &bash_routes(""),
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let (status, _, body) = get(&gw.url("/bash/ok")).await;
+    assert_eq!(status, 200, "{body}");
+    let parts: Vec<&str> = body.split(' ').collect();
+    assert_eq!(parts[..2], ["bash", "ok"]);
+    assert_eq!(
+        parts[2],
+        "arn:aws:lambda:us-east-1:123456789012:function:bash"
+    );
+    assert_eq!(parts[3], "bash");
+    assert_eq!(parts[4], "256");
+    let deadline: u128 = parts[5].parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert!(
+        deadline > now && deadline <= now + 2_000,
+        "{deadline} vs {now}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn function_error_and_init_error_are_502() {
+    let gw = start_with(
+        &bash_routes(""),
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let (status, headers, body) = get(&gw.url("/bash/fail")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    assert_eq!(headers["x-amzn-errortype"], "InternalServerErrorException");
+    // The process survives a handled /error and serves the next request.
+    let (status, _, _) = get(&gw.url("/bash/ok")).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = get(&gw.url("/init")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn crash_mid_invoke_is_502_and_the_next_request_gets_a_fresh_process() {
+    let gw = start_with(
+        &bash_routes(""),
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let (status, _, _) = get(&gw.url("/bash/ok")).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = get(&gw.url("/bash/crash")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    let (status, _, body) = get(&gw.url("/bash/ok")).await;
+    assert_eq!(status, 200, "{body}");
+    let pids = pids_in(gw.dir.path());
+    assert_eq!(pids.len(), 2, "a second process was started: {pids:?}");
+    assert!(is_dead(pids[0]));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn timeout_is_504_and_the_process_group_is_killed() {
+    let gw = start_with(
+        &bash_routes(""),
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let started = Instant::now();
+    let (status, headers, body) = get(&gw.url("/bash/sleep")).await;
+    assert_eq!(status, 504);
+    assert_eq!(body, r#"{"message":"Endpoint request timed out"}"#);
+    assert_eq!(headers["x-amzn-errortype"], "IntegrationTimeoutException");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The bootstrap and the `sleep` it started (same process group) are gone.
+    let pids = pids_in(gw.dir.path());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(all_dead(&pids).await, "still alive: {pids:?}");
+    let (status, _, _) = get(&gw.url("/bash/ok")).await;
+    assert_eq!(status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn concurrency_limit_then_queue_bound_then_429() {
+    let gw = start_with(
+        &bash_routes(""),
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    // concurrency = 1, queue = 1: one runs, one waits, the third is refused.
+    let url = gw.url("/bash/slow");
+    let calls = (0..3).map(|_| get(&url));
+    let results = futures::future::join_all(calls).await;
+    let mut statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = results.iter().find(|r| r.0 == 429).unwrap();
+    assert_eq!(refused.2, r#"{"message":"Too Many Requests"}"#);
+    assert_eq!(refused.1["x-amzn-errortype"], "TooManyRequestsException");
+    assert!(refused.1.contains_key("retry-after"));
+    // Only one process ever ran (concurrency 1).
+    assert_eq!(pids_in(gw.dir.path()).len(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn python_awslambdaric_function_answers_and_reports_init_errors() {
+    let handler = r#"
+import json, os
+
+def handler(event, context):
+    print("python handling", context.aws_request_id)
+    name = (event.get("queryStringParameters") or {}).get("name", "world")
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({
+            "message": "hi " + name,
+            "function": context.function_name,
+            "memory": context.memory_limit_in_mb,
+            "arn": context.invoked_function_arn,
+            "remaining_ok": 0 < context.get_remaining_time_in_millis() <= 3000,
+        }),
+    }
+"#;
+    let broken = "raise RuntimeError('no database')\n";
+    let gw = start_with(
+        &format!(
+            r#"
+[backends.local]
+kind = "local"
+
+[functions.py]
+command = [{py:?}, "-m", "awslambdaric", "handler.handler"]
+handler = "handler.handler"
+runtime = "python3.11"
+
+[functions.pybroken]
+command = [{py:?}, "-m", "awslambdaric", "broken.handler"]
+
+[[routes]]
+method = "GET"
+path = "/py"
+function = "py"
+
+[[routes]]
+method = "GET"
+path = "/broken"
+function = "pybroken"
+"#,
+            py = python()
+        ),
+        &[
+            ("handler.py", handler.as_bytes()),
+            ("broken.py", broken.as_bytes()),
+        ],
+        GatewayOptions::default(),
+    )
+    .await;
+    let (status, _, body) = get(&gw.url("/py?name=Zoe")).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["message"], "hi Zoe");
+    assert_eq!(v["function"], "py");
+    assert_eq!(v["memory"], "128");
+    assert_eq!(
+        v["arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:py"
+    );
+    assert_eq!(v["remaining_ok"], true);
+    let (status, _, body) = get(&gw.url("/broken")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_leaves_no_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bootstrap"), BOOTSTRAP).unwrap();
+    let routes = dir.path().join("routes.toml");
+    let extra = format!(
+        r#"
+[functions.hello]
+command = [{}]
+
+[[routes]]
+method = "GET"
+path = "/greet"
+function = "hello"
+"#,
+        toml_str(&example("hello"))
+    );
+    std::fs::write(&routes, bash_routes(&extra)).unwrap();
+    let mut gw = spawn_binary(&routes, &[], &HashMap::new()).await;
+    let (status, _, _) = get(&gw.url("/greet")).await;
+    assert_eq!(status, 200);
+    // A warm bootstrap that left a child of its own running.
+    let (status, _, body) = get(&gw.url("/bash/spawn")).await;
+    assert_eq!(status, 200, "{body}");
+    let mut pids = pids_in(dir.path());
+    assert_eq!(pids.len(), 2, "bootstrap and its sleep: {pids:?}");
+    let hello_pids: Vec<u32> = std::process::Command::new("pgrep")
+        .args(["-P", &gw.pid().to_string()])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(hello_pids.len() >= 2, "gateway children: {hello_pids:?}");
+    pids.extend(hello_pids);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), gw.child.wait())
+        .await
+        .expect("gateway exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(all_dead(&pids).await, "orphans left: {pids:?}");
+}
