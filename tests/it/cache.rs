@@ -10,7 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::common::{TestServer, client, serve_router, start};
+use crate::common::{TestServer, client, serve_router, start, start_with};
+use lambdagate::GatewayOptions;
 
 #[derive(Clone, Default)]
 struct Upstream {
@@ -365,4 +366,92 @@ async fn shared_cache_needs_the_cluster_redis() {
         err.contains("routes.toml:2:10: `shared = true` needs `[cluster] redis_url`"),
         "{err}"
     );
+}
+
+/// An HS256 token for `sub` with `scope`, valid for an hour.
+fn token(secret: &[u8], sub: &str, scope: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://issuer.test", "aud": "api", "sub": sub,
+        "scope": scope, "iat": now, "exp": now + 3600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn auth_runs_before_a_cached_answer_and_entries_are_per_identity() {
+    let (up, calls) = upstream().await;
+    let secret = b"cache-test-shared-secret-0123456789";
+    let routes = format!(
+        r#"
+[auth.users]
+kind = "jwt"
+secret_file = "secret.txt"
+issuer = "https://issuer.test"
+audience = ["api"]
+algorithms = ["HS256"]
+
+[backends.up]
+kind = "http"
+url = "{}"
+
+[[routes]]
+method = "GET"
+path = "/items/{{id}}"
+backend = "up"
+auth = "users"
+scopes = ["items:read"]
+cache = {{ ttl = "60s", key = ["path.id"], per_identity = true, invalidation = "authorized" }}
+"#,
+        up.url("")
+    );
+    let gw = start_with(
+        &routes,
+        &[("secret.txt", secret.as_slice())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let c = client();
+    let alice = token(secret, "alice", "items:read");
+    let bob = token(secret, "bob", "items:read");
+    let carol = token(secret, "carol", "other");
+    let get = |tok: Option<&str>, refresh: bool| {
+        let mut r = c.get(gw.url("/items/1"));
+        if let Some(t) = tok {
+            r = r.bearer_auth(t);
+        }
+        if refresh {
+            r = r.header("cache-control", "max-age=0");
+        }
+        async move {
+            let res = r.send().await.unwrap();
+            let status = res.status().as_u16();
+            let x = res
+                .headers()
+                .get("x-cache")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (status, x)
+        }
+    };
+    assert_eq!(get(Some(&alice), false).await, (200, "Miss".into()));
+    assert_eq!(get(Some(&alice), false).await, (200, "Hit".into()));
+    // The entry is cached, yet refused callers never see it.
+    assert_eq!(get(None, false).await, (401, String::new()));
+    assert_eq!(get(Some("not-a-token"), false).await, (401, String::new()));
+    assert_eq!(get(Some(&carol), false).await, (403, String::new()));
+    // Another identity has its own entry.
+    assert_eq!(get(Some(&bob), false).await, (200, "Miss".into()));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // An authorized caller may refresh.
+    assert_eq!(get(Some(&alice), true).await, (200, "Miss".into()));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
