@@ -40,8 +40,8 @@ const ASYMMETRIC_ALGS: [Algorithm; 9] = [
 
 /// A token that passed every check, as cached.
 struct Verified {
-    claims: Map<String, Value>,
-    scopes: Vec<String>,
+    claims: Arc<Map<String, Value>>,
+    scopes: Arc<Vec<String>>,
     exp: u64,
 }
 
@@ -66,7 +66,8 @@ pub struct JwtAuthorizer {
     issuer: Option<String>,
     audience: Vec<String>,
     leeway: u64,
-    verified: moka::future::Cache<[u8; 32], Arc<Verified>>,
+    /// Verified tokens by hash; `None` when `token_cache = false`.
+    verified: Option<moka::future::Cache<[u8; 32], Arc<Verified>>>,
 }
 
 impl JwtAuthorizer {
@@ -128,10 +129,12 @@ impl JwtAuthorizer {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             leeway: cfg.leeway.as_secs(),
-            verified: moka::future::Cache::builder()
-                .max_capacity(VERIFIED_CACHE_CAPACITY)
-                .expire_after(UntilExp)
-                .build(),
+            verified: cfg.token_cache.then(|| {
+                moka::future::Cache::builder()
+                    .max_capacity(VERIFIED_CACHE_CAPACITY)
+                    .expire_after(UntilExp)
+                    .build()
+            }),
         })
     }
 
@@ -148,14 +151,19 @@ impl JwtAuthorizer {
             ));
         };
         let token = strip_bearer(&raw);
-        let key = credential_hash(&[token]);
-        let (verified, cached) = match self.verified.get(&key).await {
-            Some(v) if v.exp > now_secs() => (v, true),
-            _ => {
-                let v = Arc::new(self.verify(token).await?);
-                self.verified.insert(key, v.clone()).await;
-                (v, false)
+        let (verified, cached) = match &self.verified {
+            Some(cache) => {
+                let key = credential_hash(&[token]);
+                match cache.get(&key).await {
+                    Some(v) if v.exp > now_secs() => (v, true),
+                    _ => {
+                        let v = Arc::new(self.verify(token).await?);
+                        cache.insert(key, v.clone()).await;
+                        (v, false)
+                    }
+                }
             }
+            None => (Arc::new(self.verify(token).await?), false),
         };
         if !route_scopes.is_empty() && !route_scopes.iter().any(|s| verified.scopes.contains(s)) {
             return Err(GatewayError::Forbidden(format!(
@@ -163,18 +171,24 @@ impl JwtAuthorizer {
                 route_scopes.join(" ")
             )));
         }
-        let sub = verified
-            .claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or("-");
+        // The note is only built when someone reads the auth log.
+        let note = if tracing::enabled!(target: "lambdagate::auth", tracing::Level::INFO) {
+            let sub = verified
+                .claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or("-");
+            format!("sub {sub}{}", if cached { " (cached)" } else { "" })
+        } else {
+            String::new()
+        };
         Ok(Granted {
             output: AuthorizerOutput::Jwt {
                 claims: verified.claims.clone(),
                 scopes: verified.scopes.clone(),
             },
             usage_identifier_key: None,
-            note: format!("sub {sub}{}", if cached { " (cached)" } else { "" }),
+            note,
         })
     }
 
@@ -265,8 +279,8 @@ impl JwtAuthorizer {
             .unwrap_or_default();
         let scopes = scopes_of(&claims);
         Ok(Verified {
-            claims,
-            scopes,
+            claims: Arc::new(claims),
+            scopes: Arc::new(scopes),
             exp,
         })
     }

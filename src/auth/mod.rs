@@ -36,9 +36,10 @@ pub struct AuthContext {
 
 #[derive(Debug, Clone)]
 pub enum AuthorizerOutput {
+    /// Shared with the verified-token cache: a cache hit copies nothing.
     Jwt {
-        claims: Map<String, Value>,
-        scopes: Vec<String>,
+        claims: Arc<Map<String, Value>>,
+        scopes: Arc<Vec<String>>,
     },
     Lambda {
         principal_id: Option<String>,

@@ -54,12 +54,12 @@ pub struct AccessKey {
 /// Where access keys come from: the credentials file today; the keys/plans
 /// store can implement this too.
 pub trait AccessKeyStore: Send + Sync + 'static {
-    fn lookup(&self, access_key_id: &str) -> Option<AccessKey>;
+    fn lookup(&self, access_key_id: &str) -> Option<Arc<AccessKey>>;
 }
 
 /// Access keys from a TOML file of `[[keys]]` tables.
 pub struct CredentialsFile {
-    keys: HashMap<String, AccessKey>,
+    keys: HashMap<String, Arc<AccessKey>>,
 }
 
 #[derive(Deserialize)]
@@ -83,14 +83,14 @@ impl CredentialsFile {
                     path.display()
                 ));
             }
-            keys.insert(k.access_key_id.clone(), k);
+            keys.insert(k.access_key_id.clone(), Arc::new(k));
         }
         Ok(Self { keys })
     }
 }
 
 impl AccessKeyStore for CredentialsFile {
-    fn lookup(&self, access_key_id: &str) -> Option<AccessKey> {
+    fn lookup(&self, access_key_id: &str) -> Option<Arc<AccessKey>> {
         self.keys.get(access_key_id).cloned()
     }
 }
@@ -461,16 +461,18 @@ mod tests {
 
     struct OneKey;
     impl AccessKeyStore for OneKey {
-        fn lookup(&self, id: &str) -> Option<AccessKey> {
-            (id == "AKIDEXAMPLE").then(|| AccessKey {
-                access_key_id: id.into(),
-                secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-                session_token: None,
-                account_id: Some("123456789012".into()),
-                user_arn: None,
-                user_id: None,
-                caller_id: None,
-                principal_org_id: None,
+        fn lookup(&self, id: &str) -> Option<Arc<AccessKey>> {
+            (id == "AKIDEXAMPLE").then(|| {
+                Arc::new(AccessKey {
+                    access_key_id: id.into(),
+                    secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+                    session_token: None,
+                    account_id: Some("123456789012".into()),
+                    user_arn: None,
+                    user_id: None,
+                    caller_id: None,
+                    principal_org_id: None,
+                })
             })
         }
     }
@@ -486,6 +488,7 @@ mod tests {
             secret_env: None,
             secret_file: None,
             leeway: Duration::ZERO,
+            token_cache: true,
             function: None,
             authorizer_type: None,
             identity_sources: vec![],

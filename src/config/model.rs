@@ -189,6 +189,8 @@ pub struct AuthConfig {
     pub secret_env: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub leeway: Duration,
+    /// jwt: keep verified tokens (bounded, until `exp`).
+    pub token_cache: bool,
     pub function: Option<String>,
     pub authorizer_type: Option<String>,
     pub identity_sources: Vec<String>,

@@ -150,6 +150,8 @@ pub struct RawAuth {
     pub secret_env: Option<Str>,
     pub secret_file: Option<Str>,
     pub leeway: Option<Str>,
+    /// Keep verified tokens until they expire (default true).
+    pub token_cache: Option<bool>,
     // lambda authorizer
     pub function: Option<Str>,
     #[serde(rename = "type")]

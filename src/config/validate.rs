@@ -723,6 +723,7 @@ fn check_auth(
                     .as_ref()
                     .and_then(|l| duration(l, d))
                     .unwrap_or_default(),
+                token_cache: a.token_cache.unwrap_or(true),
                 function: a.function.as_ref().map(|s| s.get_ref().clone()),
                 authorizer_type: a.authorizer_type.as_ref().map(|s| s.get_ref().clone()),
                 identity_sources: a

@@ -78,7 +78,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
         let authorizer = match a {
             AuthorizerOutput::Jwt { claims, scopes } => json!({
                 "claims": crate::auth::jwt::claims_as_strings(claims),
-                "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes) },
+                "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes.as_slice()) },
             }),
             AuthorizerOutput::Lambda {
                 principal_id,

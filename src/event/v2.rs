@@ -59,7 +59,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
             Some(AuthorizerOutput::Jwt { claims, scopes }) => Some(json!({
                 "jwt": {
                     "claims": crate::auth::jwt::claims_as_strings(claims),
-                    "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes) },
+                    "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes.as_slice()) },
                 }
             })),
             Some(AuthorizerOutput::Lambda { context, .. }) => Some(json!({ "lambda": context })),

@@ -76,3 +76,51 @@ fn run_json(
         )
     })
 }
+
+/// CORS preflights are answered before auth (as API Gateway does); the
+/// actual request still needs its credential. In-process gateway, HS256.
+#[tokio::test]
+async fn cors_preflight_is_answered_before_auth() {
+    use crate::common::{client, start_with};
+    let gw = start_with(
+        r#"
+[cors]
+allow_origins = ["https://app.example.com"]
+allow_methods = ["GET"]
+allow_headers = ["authorization"]
+
+[auth.users]
+kind = "jwt"
+secret_file = "secret"
+
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200, body = "item" }
+auth = "users"
+"#,
+        &[("secret", b"cors-test-secret-0123456789abcdef")],
+        Default::default(),
+    )
+    .await;
+    let r = client()
+        .request(reqwest::Method::OPTIONS, gw.url("/items/1"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let r = client()
+        .get(gw.url("/items/1"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
