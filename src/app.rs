@@ -69,6 +69,16 @@ pub struct GatewayState {
     pub cors: Option<tower_http::cors::CorsLayer>,
     /// Authorizers in use (by a route or the Invoke API), by `[auth.NAME]`.
     pub authorizers: BTreeMap<String, Arc<Authorizer>>,
+    /// Every function with the backend it runs on in this stage, by
+    /// `[functions.NAME]`; filled only when `[invoke_api]` serves them.
+    pub invocable: BTreeMap<String, InvocableFunction>,
+}
+
+/// A function the Invoke API can call.
+#[derive(Clone)]
+pub struct InvocableFunction {
+    pub backend: Arc<dyn FunctionBackend>,
+    pub function: Arc<FunctionConfig>,
 }
 
 /// Why a config could not be turned into a running gateway.
@@ -211,6 +221,22 @@ impl Gateway {
             None
         };
         let cors = config.cors.as_ref().map(crate::cors::layer);
+        let mut invocable = BTreeMap::new();
+        if config.invoke_api.is_some() {
+            for f in config.functions.values() {
+                let backend_name = choose_backend(&config, &stage, f, None)?;
+                let backend = match function_backends.get(&backend_name) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = create_function_backend(&config, &backend_name).await?;
+                        function_backends.insert(backend_name.clone(), b.clone());
+                        b
+                    }
+                };
+                let function = Arc::new(resolve_function(f, &stage));
+                invocable.insert(f.key.clone(), InvocableFunction { backend, function });
+            }
+        }
         Ok(Self {
             state: Arc::new(GatewayState {
                 config,
@@ -222,6 +248,7 @@ impl Gateway {
                 cache,
                 cors,
                 authorizers,
+                invocable,
             }),
             admin_token,
         })

@@ -27,6 +27,7 @@ pub mod cors;
 pub mod error;
 pub mod event;
 pub mod integration;
+pub mod invoke_api;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 
@@ -21,6 +22,10 @@ pub struct ServeArgs {
     /// free port). Only used when `[admin]` is configured.
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
+    /// Serve the Lambda Invoke API here instead of `[invoke_api] listen`
+    /// (port 0 picks a free port). Only used when `[invoke_api]` is configured.
+    #[arg(long)]
+    pub invoke_listen: Option<SocketAddr>,
     /// Do not reload when the routes file changes (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch: bool,
@@ -85,6 +90,31 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
         }
         None => None,
     };
+    let invoke_listener = match &config.invoke_api {
+        Some(i) => {
+            let invoke_addr = args.invoke_listen.unwrap_or(i.listen);
+            match tokio::net::TcpListener::bind(invoke_addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("error: cannot listen on {invoke_addr} (Invoke API): {e}");
+                    gateway.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    if let Some(auth) = config.invoke_api.as_ref().and_then(|i| i.auth.as_ref()) {
+        tracing::warn!(
+            auth = %auth,
+            "[invoke_api] auth is not enforced by this build yet: unsigned Invoke API calls are accepted"
+        );
+    }
+    let invoke_note = invoke_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| format!("; invoke API on http://{a}"))
+        .unwrap_or_default();
     let admin_note = admin_listener
         .as_ref()
         .and_then(|l| l.local_addr().ok())
@@ -108,11 +138,24 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
     };
     // The first stdout line is machine-readable: tests and scripts wait for it.
     println!(
-        "lambdagate listening on {scheme}://{local} ({}){admin_note}",
+        "lambdagate listening on {scheme}://{local} ({}){invoke_note}{admin_note}",
         gateway.summary()
     );
     // One shutdown signal stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let invoke_task = invoke_listener.map(|l| {
+        let s = server.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let current: crate::invoke_api::CurrentGateway = Arc::new(move || s.current());
+            if let Err(e) = crate::invoke_api::serve(l, current, stopped).await {
+                tracing::error!(error = %e, "Invoke API stopped");
+            }
+        })
+    });
     let admin_task = admin_listener.map(|l| {
         let g = gateway.clone();
         let mut rx = stop_rx;
@@ -127,6 +170,9 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
     });
     let result = server.serve(listener, shutdown_signal()).await;
     let _ = stop_tx.send(true);
+    if let Some(t) = invoke_task {
+        let _ = t.await;
+    }
     if let Some(t) = admin_task {
         let _ = t.await;
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lambdagate::GatewayOptions;
 use serde_json::Value;
 
-use crate::common::{client, spawn_binary, start, start_with};
+use crate::common::{client, serve_router, spawn_binary, start, start_with};
 
 /// The example functions (examples/functions/), built once per test run
 /// with the same cargo and target folder as the tests themselves.
@@ -455,6 +455,9 @@ async fn graceful_shutdown_leaves_no_orphans() {
     let routes = dir.path().join("routes.toml");
     let extra = format!(
         r#"
+[invoke_api]
+listen = "127.0.0.1:0"
+
 [functions.hello]
 command = [{}]
 
@@ -469,6 +472,19 @@ function = "hello"
     let mut gw = spawn_binary(&routes, &[], &HashMap::new()).await;
     let (status, _, _) = get(&gw.url("/greet")).await;
     assert_eq!(status, 200);
+    // `serve` also runs the Invoke API listener it announced.
+    let invoke = gw.invoke_addr.expect("the invoke API address is announced");
+    let res = client()
+        .post(format!(
+            "http://{invoke}/2015-03-31/functions/hello/invocations"
+        ))
+        .body(r#"{"name":"cli"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["message"], "hello cli");
     // A warm bootstrap that left a child of its own running.
     let (status, _, body) = get(&gw.url("/bash/spawn")).await;
     assert_eq!(status, 200, "{body}");
@@ -497,4 +513,242 @@ function = "hello"
         .unwrap();
     assert!(exit.success(), "{exit:?}");
     assert!(all_dead(&pids).await, "orphans left: {pids:?}");
+}
+
+/// Gateway B: functions on the local backend, its Invoke API served on a free port.
+async fn invoke_api_gateway() -> (crate::common::TestGateway, crate::common::TestServer) {
+    let extra = format!(
+        r#"
+[invoke_api]
+listen = "127.0.0.1:0"
+
+[functions.hello]
+command = [{}]
+"#,
+        toml_str(&example("hello"))
+    );
+    let gw = start_with(
+        &bash_routes(&extra),
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let g = gw.gateway.clone();
+    let api = serve_router(lambdagate::invoke_api::router(std::sync::Arc::new(
+        move || g.clone(),
+    )))
+    .await;
+    (gw, api)
+}
+
+fn invocations(api: &crate::common::TestServer, name: &str) -> String {
+    api.url(&format!("/2015-03-31/functions/{name}/invocations"))
+}
+
+#[tokio::test]
+async fn invoke_api_request_response_tail_event_dryrun_and_errors() {
+    let (gw, api) = invoke_api_gateway().await;
+    let res = client()
+        .post(format!(
+            "{}?Qualifier=%24LATEST",
+            invocations(&api, "hello")
+        ))
+        .header("x-amz-log-type", "Tail")
+        .body(r#"{"name":"Ivy"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-amz-executed-version"], "$LATEST");
+    assert!(!res.headers().contains_key("x-amz-function-error"));
+    let tail = res.headers()["x-amz-log-result"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["message"], "hello Ivy");
+    assert_eq!(body["functionName"], "hello");
+    use base64::Engine;
+    let tail = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(tail)
+            .unwrap(),
+    )
+    .unwrap();
+    let id = body["requestId"].as_str().unwrap();
+    assert!(tail.contains(&format!("START RequestId: {id}")), "{tail}");
+    assert!(tail.contains("greeting Ivy"), "{tail}");
+    assert!(tail.contains(&format!("REPORT RequestId: {id}")), "{tail}");
+
+    // A function error is a 200 with X-Amz-Function-Error, as on Lambda.
+    let res = client()
+        .post(invocations(
+            &api,
+            "arn:aws:lambda:us-east-1:123456789012:function:bash",
+        ))
+        .body(r#"{"rawPath":"/bash/fail"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-amz-function-error"], "Unhandled");
+    let doc: Value = res.json().await.unwrap();
+    assert_eq!(doc["errorType"], "TestError");
+
+    let res = client()
+        .post(invocations(&api, "nope"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        res.headers()["x-amzn-errortype"],
+        "ResourceNotFoundException"
+    );
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["message"].as_str().unwrap().contains("function:nope"));
+
+    let res = client()
+        .post(invocations(&api, "hello"))
+        .header("x-amz-invocation-type", "DryRun")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = client()
+        .post(invocations(&api, "hello"))
+        .header("x-amz-invocation-type", "Event")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    assert!(res.headers().contains_key("x-amzn-requestid"));
+    let res = client()
+        .post(invocations(&api, "hello"))
+        .header("x-amz-invocation-type", "Sometimes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.headers()["x-amzn-errortype"],
+        "InvalidParameterValueException"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn lambda_backend_of_one_gateway_invokes_through_another_gateways_invoke_api() {
+    let (gw_b, api) = invoke_api_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        format!(
+            r#"
+[stages.dev]
+backend = "aws"
+variables = {{ alias = "live" }}
+
+[backends.aws]
+kind = "lambda"
+region = "us-east-1"
+endpoint_url = "http://{}"
+
+[functions.hello]
+name = "hello:${{stageVariables.alias}}"
+
+[functions.bash]
+
+[[routes]]
+method = "GET"
+path = "/greet"
+function = "hello"
+
+[[routes]]
+method = "GET"
+path = "/bash/{{mode}}"
+function = "bash"
+"#,
+            api.addr
+        ),
+    )
+    .unwrap();
+    let env: HashMap<String, String> = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let gw_a = spawn_binary(&routes, &[], &env).await;
+    assert_eq!(gw_a.invoke_addr, None);
+    let (status, headers, body) = get(&gw_a.url("/greet?name=Kai")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body, r#"{"message":"hello Kai"}"#);
+    let (status, _, body) = get(&gw_a.url("/bash/ok")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("bash ok"), "{body}");
+    // A function error crosses both gateways as API Gateway's 502.
+    let (status, _, body) = get(&gw_a.url("/bash/fail")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    drop(gw_a);
+    gw_b.stop().await;
+}
+
+#[tokio::test]
+async fn boto3_invokes_through_the_invoke_api() {
+    let (gw, api) = invoke_api_gateway().await;
+    let script = r#"
+import base64, json, sys
+import boto3
+from botocore.config import Config
+
+lam = boto3.client(
+    "lambda", endpoint_url=sys.argv[1], region_name="us-east-1",
+    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret",
+    config=Config(retries={"max_attempts": 1}),
+)
+r = lam.invoke(FunctionName="hello", Payload=json.dumps({"name": "Boto"}), LogType="Tail")
+print("status", r["StatusCode"], r["ExecutedVersion"])
+print("payload", json.loads(r["Payload"].read())["message"])
+print("tail-has-greeting", "greeting Boto" in base64.b64decode(r["LogResult"]).decode())
+r = lam.invoke(FunctionName="bash", Payload=json.dumps({"rawPath": "/bash/fail"}, separators=(",", ":")))
+print("error", r.get("FunctionError"), json.loads(r["Payload"].read())["errorMessage"])
+try:
+    lam.invoke(FunctionName="missing", Payload=b"{}")
+except lam.exceptions.ResourceNotFoundException as e:
+    print("missing", e.response["Error"]["Code"])
+r = lam.invoke(FunctionName="hello", InvocationType="Event", Payload=b"{}")
+print("event", r["StatusCode"])
+"#;
+    let file = gw.dir.path().join("invoke.py");
+    std::fs::write(&file, script).unwrap();
+    let out = tokio::process::Command::new(python())
+        .arg(&file)
+        .arg(api.url(""))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("status 200 $LATEST"), "{stdout}");
+    assert!(stdout.contains("payload hello Boto"), "{stdout}");
+    assert!(stdout.contains("tail-has-greeting True"), "{stdout}");
+    assert!(stdout.contains("error Unhandled it failed"), "{stdout}");
+    assert!(
+        stdout.contains("missing ResourceNotFoundException"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("event 202"), "{stdout}");
+    gw.stop().await;
 }

@@ -135,6 +135,8 @@ pub struct GatewayProcess {
     pub addr: SocketAddr,
     /// The admin API's address, when the config has `[admin]`.
     pub admin_addr: Option<SocketAddr>,
+    /// The Lambda Invoke API's address, when the config has `[invoke_api]`.
+    pub invoke_addr: Option<SocketAddr>,
     pub child: tokio::process::Child,
     pub stderr_lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -225,10 +227,16 @@ pub async fn spawn_binary(
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok());
+    let invoke_addr = first
+        .split("invoke API on http://")
+        .nth(1)
+        .and_then(|s| s.split([' ', ';']).next())
+        .and_then(|s| s.parse().ok());
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     GatewayProcess {
         addr,
         admin_addr,
+        invoke_addr,
         child,
         stderr_lines,
     }
