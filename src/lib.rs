@@ -26,6 +26,8 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod integration;
 pub mod invoke_api;
 pub mod limits;

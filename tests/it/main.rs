@@ -10,6 +10,7 @@ mod config_errors;
 mod conformance;
 mod cors;
 mod events;
+mod fuzz;
 mod hardening;
 mod http_backend;
 mod keys;
