@@ -607,34 +607,59 @@ impl Generator<'_> {
                 (m.status.to_string(), r.build())
             }
             IntegrationConfig::Function { function, .. } => {
-                let mut r = ResponseBuilder::new()
+                let r = ResponseBuilder::new()
                     .description(format!("The response of function `{function}`."));
-                if let Some(schema) = &route.response_schema {
-                    let name = self.schema_component(schema)?;
-                    r = r.content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(name)))
-                            .build(),
-                    );
-                }
+                let r = self.success_content(route, r)?;
                 ("200".to_string(), r.build())
             }
             IntegrationConfig::Http { backend } => {
-                let mut r = ResponseBuilder::new()
+                let r = ResponseBuilder::new()
                     .description(format!("The response of upstream `{backend}`."));
-                if let Some(schema) = &route.response_schema {
-                    let name = self.schema_component(schema)?;
-                    r = r.content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(name)))
-                            .build(),
-                    );
-                }
+                let r = self.success_content(route, r)?;
                 ("200".to_string(), r.build())
             }
         };
+        // A non-proxy integration answers with its integration responses.
+        let mut status = status;
+        let mut response = response;
+        let mut extra: Vec<(String, utoipa::openapi::Response)> = Vec::new();
+        if let Some(mapping) = &route.mapping {
+            for ir in &mapping.responses {
+                let mut r = ResponseBuilder::new().description(match &ir.pattern {
+                    None => "The integration's default response.".to_string(),
+                    Some(p) => format!("When the function's error matches `{}`.", pattern_text(p)),
+                });
+                r = r.content(
+                    ir.content_type.clone(),
+                    ContentBuilder::new()
+                        .schema(Some(if ir.content_type.contains("json") {
+                            ObjectBuilder::new()
+                        } else {
+                            ObjectBuilder::new().schema_type(Type::String)
+                        }))
+                        .build(),
+                );
+                for (h, _) in &ir.headers {
+                    r = r.header(
+                        h,
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .build(),
+                    );
+                }
+                if ir.pattern.is_none() {
+                    status = ir.status.to_string();
+                    response = r.build();
+                } else {
+                    extra.push((ir.status.to_string(), r.build()));
+                }
+            }
+        }
+        for (code, r) in extra {
+            if code != status {
+                op = op.response(code, r);
+            }
+        }
         op = op.response(status.clone(), response);
         let secured = route.auth.is_some() || route.api_key;
         let invokes = !matches!(route.integration, IntegrationConfig::Mock(_));
@@ -687,6 +712,43 @@ impl Generator<'_> {
             op.extensions = Some(ext);
         }
         Ok(op)
+    }
+
+    /// The success response's media types: the route's `response` offers
+    /// (templates render text), else JSON with the `response_schema`.
+    fn success_content(
+        &mut self,
+        route: &RouteConfig,
+        mut r: ResponseBuilder,
+    ) -> Result<ResponseBuilder, GenerateError> {
+        let json_schema: Option<RefOr<Schema>> = match &route.response_schema {
+            Some(file) => Some(Ref::from_schema_name(self.schema_component(file)?).into()),
+            None => None,
+        };
+        match &route.response {
+            Some(offers) if !offers.offers.is_empty() => {
+                for offer in &offers.offers {
+                    let schema: RefOr<Schema> = match (&offer.template, &json_schema) {
+                        (None, Some(s)) => s.clone(),
+                        (None, None) => ObjectBuilder::new().into(),
+                        (Some(_), _) => ObjectBuilder::new().schema_type(Type::String).into(),
+                    };
+                    r = r.content(
+                        offer.media_type.clone(),
+                        ContentBuilder::new().schema(Some(schema)).build(),
+                    );
+                }
+            }
+            _ => {
+                if let Some(s) = json_schema {
+                    r = r.content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(s)).build(),
+                    );
+                }
+            }
+        }
+        Ok(r)
     }
 
     /// Loads a schema file once and registers it as a component.
@@ -951,14 +1013,39 @@ impl Generator<'_> {
                     .functions
                     .get(function)
                     .map_or(function.as_str(), |f| f.name.as_str());
-                i.insert("type".into(), json!("aws_proxy"));
                 i.insert("httpMethod".into(), json!("POST"));
                 i.insert("uri".into(), json!(self.lambda_uri(name)));
-                i.insert(
-                    "payloadFormatVersion".into(),
-                    json!(route.payload_version.as_str()),
-                );
                 i.insert("passthroughBehavior".into(), json!("when_no_match"));
+                if let Some(mapping) = &route.mapping {
+                    // Non-proxy: statuses and selection patterns carry over;
+                    // the templates are minijinja, not VTL.
+                    i.insert("type".into(), json!("aws"));
+                    let responses: serde_json::Map<String, Value> = mapping
+                        .responses
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.pattern
+                                    .as_ref()
+                                    .map_or("default".to_string(), |p| pattern_text(p).to_string()),
+                                json!({ "statusCode": r.status.to_string() }),
+                            )
+                        })
+                        .collect();
+                    if !responses.is_empty() {
+                        i.insert("responses".into(), Value::Object(responses));
+                    }
+                    self.warnings.push(format!(
+                        "route `{}`: its mapping templates are minijinja, not VTL; add requestTemplates/responseTemplates by hand for API Gateway (docs/mapping-templates.md)",
+                        route.route_key()
+                    ));
+                } else {
+                    i.insert("type".into(), json!("aws_proxy"));
+                    i.insert(
+                        "payloadFormatVersion".into(),
+                        json!(route.payload_version.as_str()),
+                    );
+                }
                 if backend.is_some() {
                     self.warnings.push(format!(
                         "route `{}`: its `backend` pin has no API Gateway equivalent",
@@ -1067,6 +1154,14 @@ pub fn default_operation_id(method: &str, template: &crate::routing::RouteTempla
         });
     }
     id
+}
+
+/// A selection pattern as written, without the anchors the gateway adds.
+fn pattern_text(p: &regex::Regex) -> &str {
+    let s = p.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|r| r.strip_suffix(")$"))
+        .unwrap_or(s)
 }
 
 /// `$request.header.Authorization` → ("header", "Authorization").

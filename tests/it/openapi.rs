@@ -865,11 +865,27 @@ const STATUS_SCHEMA: &str = r#"{
   }
 }"#;
 
-/// An API the gateway can serve without functions: mocks only.
+/// An API the gateway can serve without functions: mocks, one behind a
+/// JWT authorizer (HS256, secret in `jwt-secret.txt`).
 const MOCK_API: &str = r#"
 [openapi]
 title = "Mock API"
 version = "0.1.0"
+
+[auth.users]
+kind = "jwt"
+issuer = "https://issuer.test"
+audience = ["api"]
+secret_file = "jwt-secret.txt"
+
+[[routes]]
+method = "GET"
+path = "/secret"
+operation_id = "getSecret"
+auth = "users"
+scopes = ["items:read"]
+response_schema = "schemas/status.json"
+mock = { status = 200, body = '{"status":"ok","version":7}', headers = { content-type = "application/json" } }
 
 [[routes]]
 method = "GET"
@@ -892,6 +908,8 @@ operation_id = "createThing"
 response_schema = "schemas/status.json"
 mock = { status = 201, body = '{"status":"ok","version":1}', headers = { content-type = "application/json", x-thing = "yes" } }
 "#;
+
+const JWT_SECRET: &str = "openapi-test-secret-0123456789abcdef";
 
 /// Runs `.venv/bin/<tool> args...`; panics with its output unless it exits 0.
 async fn run_tool(tool: &str, args: &[&str], cwd: &Path) -> String {
@@ -916,12 +934,29 @@ async fn run_tool(tool: &str, args: &[&str], cwd: &Path) -> String {
 async fn schemathesis_finds_no_undeclared_status_or_schema_violation() {
     let gw = start_with(
         MOCK_API,
-        &[("schemas/status.json", STATUS_SCHEMA.as_bytes())],
+        &[
+            ("schemas/status.json", STATUS_SCHEMA.as_bytes()),
+            ("jwt-secret.txt", JWT_SECRET.as_bytes()),
+        ],
         Default::default(),
     )
     .await;
     let base = gw.url("");
     let spec = gw.url("/openapi.json");
+    // A token the route's JWT authorizer accepts, so the secured operation
+    // is exercised past its 401.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"iss": "https://issuer.test", "aud": "api", "exp": exp, "scope": "items:read"}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let auth_header = format!("Authorization: Bearer {token}");
     let out = run_tool(
         "schemathesis",
         &[
@@ -929,6 +964,8 @@ async fn schemathesis_finds_no_undeclared_status_or_schema_violation() {
             &spec,
             "--url",
             &base,
+            "-H",
+            &auth_header,
             "--max-examples",
             "25",
             "--seed",
@@ -941,7 +978,7 @@ async fn schemathesis_finds_no_undeclared_status_or_schema_violation() {
     )
     .await;
     assert!(out.contains("No issues found"), "{out}");
-    assert!(out.contains("3 selected / 3 total"), "{out}");
+    assert!(out.contains("4 selected / 4 total"), "{out}");
     gw.stop().await;
 }
 
@@ -949,7 +986,10 @@ async fn schemathesis_finds_no_undeclared_status_or_schema_violation() {
 async fn generated_python_sdk_gets_typed_results() {
     let gw = start_with(
         MOCK_API,
-        &[("schemas/status.json", STATUS_SCHEMA.as_bytes())],
+        &[
+            ("schemas/status.json", STATUS_SCHEMA.as_bytes()),
+            ("jwt-secret.txt", JWT_SECRET.as_bytes()),
+        ],
         Default::default(),
     )
     .await;
@@ -981,24 +1021,44 @@ async fn generated_python_sdk_gets_typed_results() {
     )
     .await;
     let script = r#"
-import sys
-from mock_sdk import Client
+import sys, time
+import jwt
+from mock_sdk import AuthenticatedClient, Client
 from mock_sdk.api.status import get_status
-from mock_sdk.api.default import create_thing, ping
-from mock_sdk.models import Status
+from mock_sdk.api.default import create_thing, get_secret, ping
+from mock_sdk.models import GatewayError, Status
 
-client = Client(base_url=sys.argv[1])
+base, secret = sys.argv[1], sys.argv[2]
+client = Client(base_url=base)
 s = get_status.sync(client=client, id="abc")
 assert isinstance(s, Status), type(s)
 assert s.status.value == "ok" and s.version == 3, s
 created = create_thing.sync_detailed(client=client)
 assert created.status_code == 201, created
 assert isinstance(created.parsed, Status) and created.parsed.version == 1
-print("typed:", type(s).__name__, s.version, created.parsed.version)
+
+# Behind the JWT authorizer: no token is a typed 401, a token without the
+# route's scope a typed 403, a good token the typed result.
+denied = get_secret.sync_detailed(client=client)
+assert denied.status_code == 401 and isinstance(denied.parsed, GatewayError), denied
+assert denied.parsed.message == "Unauthorized"
+def token(scope):
+    claims = {"iss": "https://issuer.test", "aud": "api", "sub": "sdk", "exp": int(time.time()) + 300, "scope": scope}
+    return jwt.encode(claims, secret, algorithm="HS256")
+forbidden = get_secret.sync_detailed(client=AuthenticatedClient(base_url=base, token=token("other")))
+assert forbidden.status_code == 403 and isinstance(forbidden.parsed, GatewayError), forbidden
+secret_status = get_secret.sync(client=AuthenticatedClient(base_url=base, token=token("items:read")))
+assert isinstance(secret_status, Status) and secret_status.version == 7, secret_status
+print("typed:", type(s).__name__, s.version, created.parsed.version, secret_status.version)
 "#;
     std::fs::write(work.path().join("use_sdk.py"), script).unwrap();
-    let out = run_tool("python", &["use_sdk.py", &gw.url("")], work.path()).await;
-    assert!(out.contains("typed: Status 3 1"), "{out}");
+    let out = run_tool(
+        "python",
+        &["use_sdk.py", &gw.url(""), JWT_SECRET],
+        work.path(),
+    )
+    .await;
+    assert!(out.contains("typed: Status 3 1 7"), "{out}");
     gw.stop().await;
 }
 
@@ -1020,4 +1080,119 @@ fn checked_in_openapi_json_is_up_to_date() {
         fresh == checked_in,
         "openapi/openapi.json is out of date with routes.toml; regenerate it with\n    cargo run -- openapi --config routes.toml --out openapi/openapi.json"
     );
+}
+
+/// The schemathesis run above can fail: a mock whose body breaks its
+/// documented schema is caught.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_catches_a_response_that_breaks_its_schema() {
+    let routes = r#"
+[[routes]]
+method = "GET"
+path = "/broken"
+response_schema = "schemas/status.json"
+mock = { status = 200, body = '{"status":"nope"}', headers = { content-type = "application/json" } }
+"#;
+    let gw = start_with(
+        routes,
+        &[("schemas/status.json", STATUS_SCHEMA.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let exe = venv_python().with_file_name("schemathesis");
+    let out = tokio::process::Command::new(&exe)
+        .args([
+            "run",
+            &gw.url("/openapi.json"),
+            "--url",
+            &gw.url(""),
+            "--max-examples",
+            "5",
+            "--checks",
+            "response_schema_conformance",
+            "--no-color",
+        ])
+        .current_dir(gw.dir.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("Response violates schema"), "{text}");
+    gw.stop().await;
+}
+
+#[test]
+fn template_offers_and_integration_responses_are_documented() {
+    let routes = r#"
+[stages.dev]
+backend = "aws"
+[backends.aws]
+kind = "lambda"
+[functions.calc]
+[functions.page]
+
+[[routes]]
+method = "GET"
+path = "/calc"
+function = "calc"
+request_template = '''{"a": {{ input.params('a') }}}'''
+
+[[routes.responses]]
+status = 200
+headers = { operator = "{{ input.path('$.op') }}" }
+template = '''{"result": {{ input.json('$.c') }}}'''
+
+[[routes.responses]]
+pattern = "Invalid .*"
+status = 422
+template = '''{"message": "bad"}'''
+
+[[routes]]
+method = "GET"
+path = "/page"
+function = "page"
+response_schema = "schemas/item.json"
+response = { template = "templates/page.html", content_type = "text/html", json = true, default = "text/html" }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    std::fs::write(dir.path().join("templates/page.html"), "<p>{{ name }}</p>").unwrap();
+    let config = lambdagate::config::load(&write_config(dir.path(), routes))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plain = lambdagate::openapi::generate(&config, &Default::default()).unwrap();
+    let doc = lambdagate::openapi::generate::canonical(&plain.document);
+    let calc = &doc["paths"]["/calc"]["get"]["responses"];
+    assert!(calc["200"]["headers"]["operator"].is_object(), "{calc}");
+    assert!(
+        calc["200"]["content"]["application/json"].is_object(),
+        "{calc}"
+    );
+    assert!(
+        calc["422"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid .*")
+    );
+    let page = &doc["paths"]["/page"]["get"]["responses"]["200"]["content"];
+    assert_eq!(page["text/html"]["schema"]["type"], "string");
+    assert_eq!(
+        page["application/json"]["schema"]["$ref"],
+        "#/components/schemas/item"
+    );
+
+    let aws = lambdagate::openapi::generate(
+        &config,
+        &lambdagate::openapi::GenerateOptions {
+            stage: None,
+            aws: true,
+        },
+    )
+    .unwrap();
+    let doc = lambdagate::openapi::generate::canonical(&aws.document);
+    let i = &doc["paths"]["/calc"]["get"]["x-amazon-apigateway-integration"];
+    assert_eq!(i["type"], "aws");
+    assert_eq!(i["responses"]["Invalid .*"]["statusCode"], "422");
+    assert!(aws.warnings.iter().any(|w| w.contains("minijinja")));
 }
