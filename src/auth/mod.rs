@@ -153,6 +153,7 @@ pub async fn authenticate(
     let route = ctx.route.route_key.as_str();
     match decision {
         Ok(granted) => {
+            crate::metrics::auth_decision(&auth.name, "allow");
             tracing::info!(
                 target: "lambdagate::auth",
                 route,
@@ -185,6 +186,15 @@ pub async fn authenticate(
                 GatewayError::Forbidden(r) => r.clone(),
                 other => other.to_string(),
             };
+            // An authorizer that could not decide (5xx) is an error, not a deny.
+            crate::metrics::auth_decision(
+                &auth.name,
+                if e.status().is_server_error() {
+                    "error"
+                } else {
+                    "deny"
+                },
+            );
             tracing::warn!(
                 target: "lambdagate::auth",
                 route,
