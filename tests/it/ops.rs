@@ -694,3 +694,86 @@ fn dockerfile_checks_and_its_entrypoint_and_healthcheck_run() {
     drop(child);
     assert!(!probe(&addr), "health check passes with no gateway");
 }
+
+#[tokio::test]
+async fn auth_decisions_are_counted_and_the_principal_is_logged_never_the_token() {
+    const SECRET: &str = "ops-hs-secret-0123456789abcdef0123";
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(
+        &dir,
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[auth.opsusers]
+kind = "jwt"
+secret_env = "OPS_HS_SECRET"
+issuer = "https://issuer.test"
+audience = ["api"]
+algorithms = ["HS256"]
+
+[[routes]]
+method = "GET"
+path = "/me"
+auth = "opsusers"
+mock = { status = 200, body = "me" }
+"#,
+    );
+    let env: HashMap<String, String> = [
+        ("LAMBDAGATE_ADMIN_TOKEN", "t0k"),
+        ("OPS_HS_SECRET", SECRET),
+        ("RUST_LOG", "debug"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let gw = spawn_binary(&routes, &["--log-format", "json"], &env).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://issuer.test", "aud": "api", "sub": "user-42",
+        "iat": now, "exp": now + 3600,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let c = client();
+    let res = c
+        .get(gw.url("/me"))
+        .bearer_auth(&token)
+        .header("x-amzn-requestid", "ops-auth-ok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = c.get(gw.url("/me")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let text = c
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        r#"lambdagate_auth_decisions_total{authorizer="opsusers",decision="allow"} 1"#,
+        r#"lambdagate_auth_decisions_total{authorizer="opsusers",decision="deny"} 1"#,
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    let line = wait_for_log(&gw.stderr_lines, |l| {
+        l.contains("ops-auth-ok") && l.contains("lambdagate::access")
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["principal"], "user-42");
+    let logs = gw.stderr_lines.lock().unwrap().join("\n");
+    assert!(!logs.contains(&token), "the JWT reached the logs");
+    assert!(!logs.contains(SECRET), "the HS secret reached the logs");
+}
