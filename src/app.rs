@@ -72,6 +72,11 @@ pub struct GatewayState {
     /// Every function with the backend it runs on in this stage, by
     /// `[functions.NAME]`; filled only when `[invoke_api]` serves them.
     pub invocable: BTreeMap<String, InvocableFunction>,
+    /// API keys and plans over the store; None when neither a route nor the
+    /// admin API needs the store.
+    pub api_keys: Option<Arc<crate::auth::api_key::ApiKeys>>,
+    /// Throttles and quotas of the serving stage.
+    pub throttles: crate::throttle::Throttles,
 }
 
 /// A function the Invoke API can call.
@@ -115,7 +120,6 @@ impl Gateway {
                 config.stages.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        refuse_unsupported(&config)?;
         let admin_token = match &config.admin {
             Some(a) => Some(Arc::new(crate::admin::AdminToken::from_config(a)?)),
             None => None,
@@ -237,6 +241,31 @@ impl Gateway {
                 invocable.insert(f.key.clone(), InvocableFunction { backend, function });
             }
         }
+        // The store opens (created and migrated on first use) only when a
+        // route needs API keys or the admin API is configured.
+        let needs_keys = config.routes.iter().any(|r| {
+            r.api_key
+                || r.auth
+                    .as_ref()
+                    .and_then(|a| config.auth.get(a))
+                    .is_some_and(|a| a.kind == AuthKind::ApiKey)
+        });
+        let api_keys = if needs_keys || config.admin.is_some() {
+            let store = crate::store::Store::open(&config.store)
+                .await
+                .map_err(|e| BuildError(format!("cannot open the store: {e}")))?;
+            Some(Arc::new(
+                crate::auth::api_key::ApiKeys::new(config.clone(), store).map_err(BuildError)?,
+            ))
+        } else {
+            None
+        };
+        let throttles = crate::throttle::Throttles::new(
+            &config,
+            &stage,
+            api_keys.as_ref().map(|k| k.store().clone()),
+        )
+        .map_err(BuildError)?;
         Ok(Self {
             state: Arc::new(GatewayState {
                 config,
@@ -249,6 +278,8 @@ impl Gateway {
                 cors,
                 authorizers,
                 invocable,
+                api_keys,
+                throttles,
             }),
             admin_token,
         })
@@ -304,6 +335,7 @@ impl Gateway {
 
     /// Stops every backend (local function processes, pools).
     pub async fn shutdown(&self) {
+        self.state.throttles.flush().await;
         for b in self.state.function_backends.values() {
             b.shutdown().await;
         }
@@ -499,45 +531,4 @@ fn resolve_function(f: &FunctionConfig, stage: &StageConfig) -> FunctionConfig {
         *v = substitute(v, &stage.variables);
     }
     f
-}
-
-/// Features whose phases have not landed yet must not be silently ignored:
-/// a route that asks for auth must never be served without it.
-fn refuse_unsupported(config: &Config) -> Result<(), BuildError> {
-    let mut problems = Vec::new();
-    for r in &config.routes {
-        let key = r.route_key();
-        if let Some(a) = &r.auth
-            && config
-                .auth
-                .get(a)
-                .is_some_and(|c| c.kind == AuthKind::ApiKey)
-        {
-            problems.push(format!(
-                "route `{key}`: `api_key` authorizers are not supported by this build yet"
-            ));
-        }
-        if r.api_key {
-            problems.push(format!(
-                "route `{key}`: `api_key` is not supported by this build yet"
-            ));
-        }
-        if r.throttle.is_some() {
-            problems.push(format!(
-                "route `{key}`: `throttle` is not supported by this build yet"
-            ));
-        }
-    }
-    if config.gateway.throttle.is_some() || config.stages.values().any(|s| s.throttle.is_some()) {
-        problems.push("throttles are not supported by this build yet".to_string());
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(BuildError(format!(
-            "{}: {}",
-            config.source.display(),
-            problems.join("; ")
-        )))
-    }
 }

@@ -43,11 +43,19 @@ pub fn build(state: Arc<GatewayState>) -> Router {
         // 401; before throttling and caching, so refusals cost no quota and no
         // cached answer leaks to an unauthenticated caller.
         .layer(from_fn_with_state(state.clone(), crate::auth::authenticate))
+        // API key check: last step of auth, as in API Gateway (a Lambda
+        // authorizer may supply the key); it finds the key's usage plan.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::api_key::require_key,
+        ))
         // Identity for the access log: right after auth, so every later
         // answer (throttled, cached, integrated) is logged with key id and
         // principal.
         .layer(axum::middleware::from_fn(crate::telemetry::note_identity))
-        // Throttle & quota: route, key/plan, stage, global. (issue 6)
+        // Throttle & quota: key/plan, route, stage, global; needs the plan
+        // found above, and refuses before any validation, cache or backend work.
+        .layer(from_fn_with_state(state.clone(), crate::throttle::enforce))
         // Request validation: refuses bad input before any cache or backend work.
         .layer(from_fn_with_state(
             state.clone(),

@@ -9,7 +9,9 @@
 //! reachable without the token (health, metrics) are merged in [`router`]
 //! outside the token layer.
 
+pub mod keys;
 pub mod ops;
+pub mod plans;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -190,7 +192,10 @@ impl utoipa::Modify for BearerAuth {
 
 /// The admin API's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    AdminApi::openapi()
+    let mut doc = AdminApi::openapi();
+    doc.merge(keys::KeysApi::openapi());
+    doc.merge(plans::PlansApi::openapi());
+    doc
 }
 
 async fn openapi_json() -> Response {
@@ -201,6 +206,8 @@ async fn openapi_json() -> Response {
 /// (health, metrics) with `.merge(...)` after the token layer.
 pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
+        .merge(keys::router())
+        .merge(plans::router())
         .route("/openapi.json", get(openapi_json))
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()

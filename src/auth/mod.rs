@@ -6,6 +6,7 @@
 //! request here; every decision is logged with route, authorizer and reason,
 //! never with the credential itself.
 
+pub mod api_key;
 pub mod jwks;
 pub mod jwt;
 pub mod lambda_authorizer;

@@ -3,6 +3,7 @@
 
 mod health;
 mod import;
+mod keys;
 mod openapi;
 mod serve;
 mod validate;
@@ -84,6 +85,10 @@ pub enum Command {
     /// Example: lambdagate health --addr 127.0.0.1:8080
     /// Example: lambdagate health --url http://127.0.0.1:9081/healthz
     Health(health::HealthArgs),
+    /// Issue and manage API keys (in the store, or via --admin-url).
+    ///
+    /// Example: lambdagate keys create --name acme --plan gold --expires 30d
+    Keys(keys::KeysArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -95,6 +100,7 @@ pub fn run() -> ExitCode {
         Some(Command::Import(args)) => import::run(args),
         Some(Command::Health(args)) => health::run(&cli.config, args),
         Some(Command::Openapi(args)) => openapi::run(&cli.config, args),
+        Some(Command::Keys(args)) => keys::run(&cli.config, args),
         Some(Command::Serve(args)) => serve::run(&cli.config, args),
         None => serve::run(&cli.config, serve::ServeArgs::default()),
     }

@@ -51,6 +51,7 @@ pub struct Config {
     pub auth: BTreeMap<String, AuthConfig>,
     pub plans: BTreeMap<String, PlanConfig>,
     pub store: StoreConfig,
+    pub api_keys: ApiKeySettings,
     pub cluster: Option<ClusterConfig>,
     pub admin: Option<AdminConfig>,
     pub invoke_api: Option<InvokeApiConfig>,
@@ -214,6 +215,8 @@ pub enum AuthKind {
 pub struct PlanConfig {
     pub name: String,
     pub throttle: Option<ThrottleConfig>,
+    /// Per-route throttles within the plan, by route key.
+    pub route_throttles: BTreeMap<String, ThrottleConfig>,
     pub quota: Option<QuotaConfig>,
     pub description: Option<String>,
 }
@@ -233,14 +236,48 @@ pub struct QuotaConfig {
 
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
-    Sqlite { path: PathBuf },
-    Postgres { url: String },
+    Sqlite {
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        /// Schema for lambdagate's tables (None: the server's search_path).
+        schema: Option<String>,
+    },
+}
+
+/// Where API keys come from and how long nodes cache them.
+#[derive(Debug, Clone)]
+pub struct ApiKeySettings {
+    pub source: ApiKeySource,
+    /// Lower-case header name.
+    pub header: String,
+    pub cache_ttl: Duration,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        Self {
+            source: ApiKeySource::Header,
+            header: "x-api-key".to_string(),
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// API Gateway's `apiKeySource`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeySource {
+    Header,
+    /// The `usageIdentifierKey` a Lambda authorizer returns.
+    Authorizer,
 }
 
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     pub redis_url: String,
     pub fail_closed: bool,
+    pub key_prefix: String,
 }
 
 #[derive(Debug, Clone)]

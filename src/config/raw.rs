@@ -26,6 +26,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub plans: Map<RawPlan>,
     pub store: Option<RawStore>,
+    pub api_keys: Option<RawApiKeys>,
     pub cluster: Option<RawCluster>,
     pub admin: Option<RawAdmin>,
     pub invoke_api: Option<RawInvokeApi>,
@@ -171,6 +172,8 @@ pub struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub struct RawPlan {
     pub throttle: Option<Spanned<RawThrottle>>,
+    /// Per-route throttles within the plan, by route key (`"GET /items/{id}"`).
+    pub route_throttles: Option<BTreeMap<Spanned<String>, Spanned<RawThrottle>>>,
     pub quota: Option<Spanned<RawQuota>>,
     pub description: Option<String>,
 }
@@ -189,6 +192,19 @@ pub struct RawStore {
     pub path: Option<Str>,
     pub url: Option<Str>,
     pub url_env: Option<Str>,
+    /// Postgres schema holding lambdagate's tables (created if missing).
+    pub schema: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    /// `"header"` (default) or `"authorizer"` (a Lambda authorizer's `usageIdentifierKey`).
+    pub source: Option<Str>,
+    /// The request header carrying the key (default `x-api-key`).
+    pub header: Option<Str>,
+    /// How long a node trusts its cached copy of a key (default 5s).
+    pub cache_ttl: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +212,8 @@ pub struct RawStore {
 pub struct RawCluster {
     pub redis_url: Option<Str>,
     pub fail_closed: Option<bool>,
+    /// Prefix of every Redis key lambdagate writes (default "lambdagate").
+    pub key_prefix: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,7 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
     let auth = check_auth(&raw.auth, &raw.functions, &base_dir, d);
     let plans = check_plans(&raw.plans, d);
     let store = check_store(raw.store.as_ref(), &base_dir, d);
+    let api_keys = check_api_keys(raw.api_keys.as_ref(), d);
     let cluster = raw.cluster.as_ref().and_then(|c| check_cluster(c, d));
     let admin = raw.admin.as_ref().map(|a| AdminConfig {
         listen: a
@@ -81,6 +82,7 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
     let mut routes = check_routes(&raw, &gateway, &backends, &functions, &mut templates, d);
     let templates = shaping::finish_templates(templates, d);
     crate::openapi::check_response_schemas(&raw.routes, &mut routes, &base_dir, d);
+    check_plan_route_keys(&raw.plans, &routes, d);
 
     if d.has_errors() {
         return None;
@@ -95,6 +97,7 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
         auth,
         plans,
         store,
+        api_keys,
         cluster,
         admin,
         invoke_api,
@@ -788,6 +791,12 @@ fn check_plans(raw: &Map<RawPlan>, d: &mut Diagnostics<'_>) -> BTreeMap<String, 
             PlanConfig {
                 name: name.get_ref().clone(),
                 throttle: p.throttle.as_ref().and_then(|t| throttle(t, d)),
+                route_throttles: p
+                    .route_throttles
+                    .iter()
+                    .flatten()
+                    .filter_map(|(k, t)| throttle(t, d).map(|t| (k.get_ref().clone(), t)))
+                    .collect(),
                 quota,
                 description: p.description.clone(),
             },
@@ -826,7 +835,21 @@ fn check_store(raw: Option<&RawStore>, base_dir: &Path, d: &mut Diagnostics<'_>)
                     String::new()
                 }
             };
-            StoreConfig::Postgres { url }
+            let schema = s.schema.as_ref().and_then(|sc| {
+                let v = sc.get_ref();
+                let ok = !v.is_empty()
+                    && v.len() <= 63
+                    && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    && !v.starts_with(|c: char| c.is_ascii_digit());
+                if !ok {
+                    d.at(
+                        sc.span(),
+                        format!("schema `{v}` must be a lower-case SQL identifier (a-z, 0-9, _; at most 63)"),
+                    );
+                }
+                ok.then(|| v.clone())
+            });
+            StoreConfig::Postgres { url, schema }
         }
         other => {
             d.at(
@@ -840,6 +863,64 @@ fn check_store(raw: Option<&RawStore>, base_dir: &Path, d: &mut Diagnostics<'_>)
     }
 }
 
+fn check_api_keys(raw: Option<&RawApiKeys>, d: &mut Diagnostics<'_>) -> ApiKeySettings {
+    let mut out = ApiKeySettings::default();
+    let Some(k) = raw else {
+        return out;
+    };
+    if let Some(src) = &k.source {
+        out.source = match src.get_ref().as_str() {
+            "header" => ApiKeySource::Header,
+            "authorizer" => ApiKeySource::Authorizer,
+            other => {
+                d.at(
+                    src.span(),
+                    format!("api key source `{other}` is not one of \"header\" or \"authorizer\""),
+                );
+                ApiKeySource::Header
+            }
+        };
+    }
+    if let Some(h) = &k.header {
+        match http::HeaderName::from_bytes(h.get_ref().as_bytes()) {
+            Ok(name) => out.header = name.as_str().to_string(),
+            Err(_) => d.at(
+                h.span(),
+                format!("`{}` is not a valid HTTP header name", h.get_ref()),
+            ),
+        }
+    }
+    if let Some(t) = &k.cache_ttl
+        && let Some(ttl) = duration(t, d)
+    {
+        if ttl > Duration::from_secs(300) {
+            d.at(
+                t.span(),
+                "`cache_ttl` is at most 300s (revocation waits this long to reach every node)",
+            );
+        }
+        out.cache_ttl = ttl;
+    }
+    out
+}
+
+/// Every per-route throttle in a plan names a route that exists.
+fn check_plan_route_keys(plans: &Map<RawPlan>, routes: &[RouteConfig], d: &mut Diagnostics<'_>) {
+    for p in plans.values() {
+        for key in p.route_throttles.iter().flatten().map(|(k, _)| k) {
+            if !routes.iter().any(|r| r.route_key() == *key.get_ref()) {
+                d.at(
+                    key.span(),
+                    format!(
+                        "no route `{}`; route throttles are keyed like \"GET /items/{{id}}\"",
+                        key.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn check_cluster(c: &RawCluster, d: &mut Diagnostics<'_>) -> Option<ClusterConfig> {
     let url = c.redis_url.as_ref()?;
     if !url.get_ref().starts_with("redis://") && !url.get_ref().starts_with("rediss://") {
@@ -848,9 +929,21 @@ fn check_cluster(c: &RawCluster, d: &mut Diagnostics<'_>) -> Option<ClusterConfi
             "`redis_url` must start with redis:// or rediss://",
         );
     }
+    let key_prefix = match &c.key_prefix {
+        Some(p) if p.get_ref().is_empty() || p.get_ref().contains(char::is_whitespace) => {
+            d.at(
+                p.span(),
+                "`key_prefix` must be non-empty and without spaces",
+            );
+            String::new()
+        }
+        Some(p) => p.get_ref().clone(),
+        None => "lambdagate".to_string(),
+    };
     Some(ClusterConfig {
         redis_url: url.get_ref().clone(),
         fail_closed: c.fail_closed.unwrap_or(false),
+        key_prefix,
     })
 }
 

@@ -1,8 +1,23 @@
-//! API keys, usage plans, throttling and quotas; the admin API.
+//! API keys, usage plans, throttling and quotas, and the admin API: in
+//! process on SQLite, and as two real gateway processes sharing the
+//! PostgreSQL and Redis running on this machine (a fresh schema and Redis
+//! key prefix per test, dropped at the end).
 
-use crate::common::{client, start_with};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lambdagate::config::{ConfigError, parse};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{GatewayProcess, client, spawn_binary, start_with};
 
 const TOKEN: &str = "test-admin-token-7f3a";
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 fn admin_routes(extra: &str) -> String {
     format!(
@@ -20,6 +35,51 @@ mock = {{ status = 200, body = "pong" }}
     )
 }
 
+/// One admin API call: (status, JSON body or null).
+async fn admin(base: &str, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let c = client();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "GET" => c.get(&url),
+        "POST" => c.post(&url),
+        "PUT" => c.put(&url),
+        "DELETE" => c.delete(&url),
+        other => panic!("method {other}"),
+    }
+    .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn create_key(base: &str, name: &str, plan: &str) -> (String, String) {
+    let (s, v) = admin(
+        base,
+        "POST",
+        "/keys",
+        Some(json!({"name": name, "plan": plan})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn get_with_key(url: &str, key: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn admin_api_needs_the_token() {
     let gw = start_with(
@@ -29,33 +89,974 @@ async fn admin_api_needs_the_token() {
     )
     .await;
     let c = client();
-    let url = gw.admin_url("/openapi.json");
+    let url = gw.admin_url("/keys");
 
     let none = c.get(&url).send().await.unwrap();
     assert_eq!(none.status(), 401);
-    let body: serde_json::Value = none.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"message": "Unauthorized"}));
+    let body: Value = none.json().await.unwrap();
+    assert_eq!(body, json!({"message": "Unauthorized"}));
 
     let wrong = c.get(&url).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
+    let wrong_scheme = c
+        .get(&url)
+        .header("authorization", format!("Basic {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_scheme.status(), 401);
 
     let ok = c.get(&url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(ok.status(), 200);
-    let doc: serde_json::Value = ok.json().await.unwrap();
+
+    let doc: Value = c
+        .get(gw.admin_url("/openapi.json"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["info"]["title"], "lambdagate admin API");
+    assert!(doc["paths"]["/keys/{id}/usage"]["get"].is_object(), "{doc}");
+    assert!(doc["components"]["schemas"]["PlanInput"].is_object());
 
     // The public listener does not serve the admin API.
     let public = c
-        .get(gw.url("/openapi.json"))
+        .get(gw.url("/keys"))
         .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
-    assert!(
-        !public
-            .text()
-            .await
-            .unwrap()
-            .contains("lambdagate admin API")
+    assert_ne!(public.status(), 200);
+}
+
+#[tokio::test]
+async fn admin_refuses_to_start_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"LAMBDAGATE_TEST_UNSET_TOKEN\"\n",
+    )
+    .unwrap();
+    let config = lambdagate::config::load(&path).unwrap();
+    let err = lambdagate::Gateway::new(config, Default::default())
+        .await
+        .err()
+        .expect("must not start");
+    assert!(err.0.contains("LAMBDAGATE_TEST_UNSET_TOKEN"), "{err}");
+}
+
+const KEYED: &str = r#"
+[plans.gold]
+throttle = { rate = 100, burst = 50 }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "items" }
+"#;
+
+#[tokio::test]
+async fn key_lifecycle_over_the_admin_api() {
+    let gw = start_with(
+        &admin_routes(KEYED),
+        &[("admin.token", TOKEN.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let base = format!("http://{}", gw.admin_addr.unwrap());
+    let items = gw.url("/items");
+
+    // No key, a malformed key, an unknown key: 403 Forbidden, as AWS.
+    let res = client().get(&items).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"message": "Forbidden"})
     );
+    assert_eq!(get_with_key(&items, "nonsense").await.status(), 403);
+    let unknown = format!("lg_aaaaaaaaaa_{}", "A".repeat(43));
+    assert_eq!(get_with_key(&items, &unknown).await.status(), 403);
+
+    let (id, key) = create_key(&base, "acme", "gold").await;
+    assert!(key.starts_with(&format!("lg_{id}_")));
+    let res = get_with_key(&items, &key).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["ratelimit-limit"], "50");
+    assert!(res.headers().contains_key("ratelimit-remaining"));
+    assert!(res.headers().contains_key("ratelimit-reset"));
+    // Routes without a key requirement don't ask for one.
+    assert_eq!(
+        client().get(gw.url("/ping")).send().await.unwrap().status(),
+        200
+    );
+
+    // The secret is never listed again.
+    let (s, list) = admin(&base, "GET", "/keys", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert!(!list.to_string().contains(&key));
+
+    // Disable → refused at once on this node; enable → accepted.
+    let (s, v) = admin(&base, "POST", &format!("/keys/{id}/disable"), None).await;
+    assert_eq!((s, v["enabled"].clone()), (StatusCode::OK, json!(false)));
+    assert_eq!(get_with_key(&items, &key).await.status(), 403);
+    admin(&base, "POST", &format!("/keys/{id}/enable"), None).await;
+    assert_eq!(get_with_key(&items, &key).await.status(), 200);
+
+    // Rotate: the old secret stops working, the new one works.
+    let (s, rotated) = admin(&base, "POST", &format!("/keys/{id}/rotate"), None).await;
+    assert_eq!(s, 200);
+    let new_key = rotated["key"].as_str().unwrap();
+    assert_eq!(get_with_key(&items, &key).await.status(), 403);
+    assert_eq!(get_with_key(&items, new_key).await.status(), 200);
+
+    // Detached from every plan: refused, as API Gateway does.
+    let (s, _) = admin(
+        &base,
+        "PUT",
+        &format!("/keys/{id}/plan"),
+        Some(json!({"plan": null})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(get_with_key(&items, new_key).await.status(), 403);
+    admin(
+        &base,
+        "PUT",
+        &format!("/keys/{id}/plan"),
+        Some(json!({"plan": "gold"})),
+    )
+    .await;
+
+    // Usage counts accepted requests per UTC day.
+    let (s, usage) = admin(&base, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(usage["days"][0]["requests"], 3, "{usage}");
+
+    let (s, _) = admin(&base, "DELETE", &format!("/keys/{id}"), None).await;
+    assert_eq!(s, 204);
+    assert_eq!(get_with_key(&items, new_key).await.status(), 403);
+    let (s, v) = admin(&base, "GET", &format!("/keys/{id}"), None).await;
+    assert_eq!(s, 404, "{v}");
+}
+
+#[tokio::test]
+async fn bad_admin_input_is_a_clear_4xx() {
+    let gw = start_with(
+        &admin_routes(KEYED),
+        &[("admin.token", TOKEN.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let base = format!("http://{}", gw.admin_addr.unwrap());
+    let c = client();
+
+    // Malformed JSON.
+    let res = c
+        .post(format!("{base}/keys"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"name\": \"acme\",")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("invalid JSON"),
+        "{v}"
+    );
+
+    // Wrong field type, unknown field.
+    let (s, v) = admin(&base, "POST", "/keys", Some(json!({"name": 5}))).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = admin(
+        &base,
+        "POST",
+        "/keys",
+        Some(json!({"name": "x", "colour": 1})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+
+    // Unknown plan.
+    let (s, v) = admin(
+        &base,
+        "POST",
+        "/keys",
+        Some(json!({"name": "acme", "plan": "platinum"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown plan `platinum`"),
+        "{v}"
+    );
+
+    // Duplicate key name.
+    create_key(&base, "acme", "gold").await;
+    let (s, v) = admin(
+        &base,
+        "POST",
+        "/keys",
+        Some(json!({"name": "acme", "plan": "gold"})),
+    )
+    .await;
+    assert_eq!(s, 409);
+    assert!(
+        v["message"].as_str().unwrap().contains("already exists"),
+        "{v}"
+    );
+
+    // Bad name and expiry.
+    let (s, _) = admin(&base, "POST", "/keys", Some(json!({"name": "a b"}))).await;
+    assert_eq!(s, 400);
+    let (s, _) = admin(
+        &base,
+        "POST",
+        "/keys",
+        Some(json!({"name": "b", "expires_in": "soon"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+
+    // Unknown key.
+    let (s, v) = admin(&base, "POST", "/keys/nosuchkey0/disable", None).await;
+    assert_eq!(s, 404);
+    assert!(v["message"].as_str().unwrap().contains("nosuchkey0"));
+
+    // Plans: absurd limits, duplicates, read-only config plans, plans in use.
+    for bad in [
+        json!({"name": "p", "throttle": {"rate": 0}}),
+        json!({"name": "p", "throttle": {"rate": -5}}),
+        json!({"name": "p", "throttle": {"rate": 10, "burst": 0}}),
+        json!({"name": "p", "throttle": {"rate": 10, "burst": 99999999999u64}}),
+        json!({"name": "p", "quota": {"limit": 0, "period": "day"}}),
+        json!({"name": "p", "quota": {"limit": 5, "period": "fortnight"}}),
+    ] {
+        let (s, v) = admin(&base, "POST", "/plans", Some(bad.clone())).await;
+        assert_eq!(s, 400, "{bad} → {v}");
+        assert!(v["message"].is_string());
+    }
+    let silver = json!({"name": "silver", "throttle": {"rate": 5, "burst": 5}, "quota": {"limit": 10, "period": "month"}});
+    let (s, v) = admin(&base, "POST", "/plans", Some(silver.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["source"], "store");
+    let (s, _) = admin(&base, "POST", "/plans", Some(silver)).await;
+    assert_eq!(s, 409);
+    let (s, _) = admin(&base, "POST", "/plans", Some(json!({"name": "gold"}))).await;
+    assert_eq!(s, 409);
+    let (s, _) = admin(&base, "DELETE", "/plans/gold", None).await;
+    assert_eq!(s, 409);
+    let (s, plans) = admin(&base, "GET", "/plans", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(plans.as_array().unwrap().len(), 2);
+
+    // A runtime plan works for keys, and cannot be deleted while in use.
+    let (id, key) = create_key(&base, "beta", "silver").await;
+    let res = get_with_key(&gw.url("/items"), &key).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["ratelimit-limit"], "5");
+    let (s, _) = admin(&base, "DELETE", "/plans/silver", None).await;
+    assert_eq!(s, 409);
+    admin(&base, "DELETE", &format!("/keys/{id}"), None).await;
+    let (s, _) = admin(&base, "DELETE", "/plans/silver", None).await;
+    assert_eq!(s, 204);
+}
+
+#[tokio::test]
+async fn throttled_route_answers_429_with_retry_after_and_ratelimit_headers() {
+    let gw = start_with(
+        r#"
+[[routes]]
+method = "GET"
+path = "/slow"
+throttle = { rate = 0.5, burst = 2 }
+mock = { status = 200, body = "ok" }
+
+[[routes]]
+method = "GET"
+path = "/free"
+mock = { status = 200, body = "ok" }
+"#,
+        &[],
+        Default::default(),
+    )
+    .await;
+    let c = client();
+    for left in ["1", "0"] {
+        let res = c.get(gw.url("/slow")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["ratelimit-limit"], "2");
+        assert_eq!(res.headers()["ratelimit-remaining"], left);
+    }
+    let res = c.get(gw.url("/slow")).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(res.headers()["ratelimit-remaining"], "0");
+    assert_eq!(
+        res.headers()["x-amzn-errortype"],
+        "TooManyRequestsException"
+    );
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"message": "Too Many Requests"})
+    );
+    // Other routes are not affected, and carry no RateLimit headers.
+    let res = c.get(gw.url("/free")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!res.headers().contains_key("ratelimit-limit"));
+}
+
+#[tokio::test]
+async fn stage_and_gateway_throttles_apply_to_every_route() {
+    let gw = start_with(
+        r#"
+[gateway]
+throttle = { rate = 0.1, burst = 3 }
+
+[stages.dev]
+throttle = { rate = 0.1, burst = 2 }
+
+[[routes]]
+method = "GET"
+path = "/a"
+mock = { status = 200 }
+
+[[routes]]
+method = "GET"
+path = "/b"
+mock = { status = 200 }
+"#,
+        &[],
+        Default::default(),
+    )
+    .await;
+    let c = client();
+    assert_eq!(c.get(gw.url("/a")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(gw.url("/b")).send().await.unwrap().status(), 200);
+    // The stage's bucket (2) is empty, whichever route.
+    assert_eq!(c.get(gw.url("/a")).send().await.unwrap().status(), 429);
+}
+
+#[tokio::test]
+async fn quota_exhausted_is_limit_exceeded() {
+    let gw = start_with(
+        &admin_routes(
+            r#"
+[plans.trial]
+quota = { limit = 3, period = "month" }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "items" }
+"#,
+        ),
+        &[("admin.token", TOKEN.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let base = format!("http://{}", gw.admin_addr.unwrap());
+    let (id, key) = create_key(&base, "acme", "trial").await;
+    for _ in 0..3 {
+        assert_eq!(get_with_key(&gw.url("/items"), &key).await.status(), 200);
+    }
+    let res = get_with_key(&gw.url("/items"), &key).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["x-amzn-errortype"], "LimitExceededException");
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"message": "Limit Exceeded"})
+    );
+    let (_, usage) = admin(&base, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["quota"]["used"], 3, "{usage}");
+    assert_eq!(usage["quota"]["remaining"], 0);
+    assert_eq!(usage["quota"]["period"], "month");
+}
+
+#[tokio::test]
+async fn custom_header_and_api_key_authorizer() {
+    let gw = start_with(
+        &admin_routes(
+            r#"
+[api_keys]
+header = "X-Partner-Key"
+
+[auth.partner_keys]
+kind = "api_key"
+header = "authorization-key"
+
+[plans.gold]
+
+[[routes]]
+method = "GET"
+path = "/a"
+api_key = true
+mock = { status = 200 }
+
+[[routes]]
+method = "GET"
+path = "/b"
+auth = "partner_keys"
+mock = { status = 200 }
+"#,
+        ),
+        &[("admin.token", TOKEN.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let base = format!("http://{}", gw.admin_addr.unwrap());
+    let (_, key) = create_key(&base, "acme", "gold").await;
+    let c = client();
+    assert_eq!(get_with_key(&gw.url("/a"), &key).await.status(), 403);
+    let ok = c
+        .get(gw.url("/a"))
+        .header("x-partner-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(c.get(gw.url("/b")).send().await.unwrap().status(), 403);
+    let ok = c
+        .get(gw.url("/b"))
+        .header("authorization-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn redis_down_falls_back_to_local_limits_or_refuses_when_fail_closed() {
+    // A port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let routes = |fail_closed: bool| {
+        format!(
+            r#"
+[cluster]
+redis_url = "redis://127.0.0.1:{port}"
+fail_closed = {fail_closed}
+
+[[routes]]
+method = "GET"
+path = "/t"
+throttle = {{ rate = 0.1, burst = 2 }}
+mock = {{ status = 200 }}
+"#
+        )
+    };
+    let open = start_with(&routes(false), &[], Default::default()).await;
+    let c = client();
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(
+                c.get(open.url("/t"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+            );
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 429]);
+
+    let closed = start_with(&routes(true), &[], Default::default()).await;
+    let res = c.get(closed.url("/t")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+}
+
+// ---- routes.toml errors ----
+
+fn errors(src: &str) -> Vec<ConfigError> {
+    match parse(Path::new("routes.toml"), src) {
+        Ok(_) => panic!("config was accepted:\n{src}"),
+        Err(e) => e.0,
+    }
+}
+
+fn one_at(src: &str, line: usize, column: usize, needle: &str) {
+    let e = errors(src);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    let e = &e[0];
+    assert_eq!((e.line, e.column), (line, column), "{e}");
+    assert!(
+        e.message.contains(needle),
+        "`{}` lacks `{needle}`",
+        e.message
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("routes.toml:{line}:{column}: "))
+    );
+}
+
+#[test]
+fn absurd_throttles_and_quotas_in_routes_toml_are_errors_with_positions() {
+    let route = "[[routes]]\nmethod = \"GET\"\npath = \"/a\"\nmock = { status = 200 }\n";
+    one_at(
+        &format!("{route}throttle = {{ rate = 0, burst = 1 }}\n"),
+        5,
+        21,
+        "more than 0",
+    );
+    one_at(
+        &format!("{route}throttle = {{ rate = -5 }}\n"),
+        5,
+        21,
+        "more than 0",
+    );
+    one_at(
+        &format!("{route}throttle = {{ rate = 1e12 }}\n"),
+        5,
+        21,
+        "at most 1e9",
+    );
+    one_at(
+        &format!("{route}throttle = {{ rate = inf }}\n"),
+        5,
+        21,
+        "more than 0",
+    );
+    one_at(
+        &format!("{route}throttle = {{ rate = nan }}\n"),
+        5,
+        21,
+        "more than 0",
+    );
+    one_at(
+        &format!("{route}throttle = {{ rate = 5, burst = 0 }}\n"),
+        5,
+        32,
+        "burst",
+    );
+    one_at(
+        &format!("{route}throttle = {{ rate = 5, burst = 99999999999 }}\n"),
+        5,
+        32,
+        "burst",
+    );
+    // Beyond 64 bits: TOML itself refuses, still with a position.
+    let e = errors(&format!(
+        "{route}throttle = {{ rate = 5, burst = 99999999999999999999 }}\n"
+    ));
+    assert_eq!(e[0].line, 5, "{e:#?}");
+    one_at(
+        "[stages.dev]\nthrottle = { rate = -1 }\n",
+        2,
+        21,
+        "more than 0",
+    );
+    one_at("[gateway]\nthrottle = { rate = 0 }\n", 2, 21, "more than 0");
+    one_at(
+        "[plans.gold]\nthrottle = { rate = 0 }\n",
+        2,
+        21,
+        "more than 0",
+    );
+    one_at(
+        "[plans.gold]\nquota = { limit = 0, period = \"day\" }\n",
+        2,
+        19,
+        "positive",
+    );
+    one_at(
+        "[plans.gold]\nquota = { limit = -3, period = \"day\" }\n",
+        2,
+        19,
+        "positive",
+    );
+    one_at(
+        "[plans.gold]\nquota = { limit = 3, period = \"fortnight\" }\n",
+        2,
+        31,
+        "\"day\", \"week\" or \"month\"",
+    );
+    one_at(
+        &format!("[plans.gold]\nroute_throttles = {{ \"GET /nope\" = {{ rate = 1 }} }}\n{route}"),
+        2,
+        21,
+        "no route `GET /nope`",
+    );
+    one_at(
+        "[api_keys]\nsource = \"cookie\"\n",
+        2,
+        10,
+        "\"header\" or \"authorizer\"",
+    );
+}
+
+// ---- several gateway processes sharing PostgreSQL and Redis ----
+
+/// A unique Postgres schema and Redis key prefix; dropped by `cleanup`.
+struct Shared {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new() -> Self {
+        let name = format!("lgtest_{}", uuid::Uuid::new_v4().simple());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+        Self { name, dir }
+    }
+
+    /// Writes a routes file for one node (its own admin listener).
+    fn routes(&self, file: &str, body: &str) -> PathBuf {
+        let config = format!(
+            r#"
+[store]
+kind = "postgres"
+url = "{PG_URL}"
+schema = "{name}"
+
+[cluster]
+redis_url = "{REDIS_URL}"
+key_prefix = "{name}"
+
+[admin]
+listen = "127.0.0.1:0"
+token_file = "admin.token"
+
+{body}
+"#,
+            name = self.name
+        );
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    async fn node(&self, path: &Path) -> GatewayProcess {
+        spawn_binary(
+            path,
+            &[],
+            &HashMap::from([("RUST_LOG".into(), "warn".into())]),
+        )
+        .await
+    }
+
+    async fn cleanup(self) {
+        use sqlx::Executor;
+        if let Ok(pool) = sqlx::PgPool::connect(PG_URL).await {
+            let _ = pool
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                    self.name
+                )))
+                .await;
+        }
+        if let Ok(c) = redis::Client::open(REDIS_URL)
+            && let Ok(mut conn) = c.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.name))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+    }
+}
+
+fn admin_base(p: &GatewayProcess) -> String {
+    format!("http://{}", p.admin_addr.expect("admin listener"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_together_admit_one_plans_rate() {
+    let shared = Shared::new();
+    let body = r#"
+[plans.metered]
+throttle = { rate = 40, burst = 10 }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "ok" }
+"#;
+    let a = shared.node(&shared.routes("a.toml", body)).await;
+    let b = shared.node(&shared.routes("b.toml", body)).await;
+    let (_, key) = create_key(&admin_base(&a), "acme", "metered").await;
+    // Warm both nodes' key caches (2 of the 10 cells), then measure.
+    let urls = [a.url("/items"), b.url("/items")];
+    for u in &urls {
+        assert_eq!(get_with_key(u, &key).await.status(), 200);
+    }
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let window = Duration::from_secs(4);
+    let shared_client = client();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = urls[i % 2].clone();
+        let key = key.clone();
+        let (acc, rej) = (accepted.clone(), refused.clone());
+        let c = shared_client.clone();
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < window {
+                let res = c.get(&url).header("x-api-key", &key).send().await.unwrap();
+                match res.status().as_u16() {
+                    200 => acc.fetch_add(1, Ordering::Relaxed),
+                    429 => rej.fetch_add(1, Ordering::Relaxed),
+                    other => panic!("unexpected status {other}"),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let accepted = accepted.load(Ordering::Relaxed) as f64;
+    let expected = 8.0 + 40.0 * elapsed;
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "the load must exceed the rate"
+    );
+    assert!(
+        (accepted - expected).abs() <= expected * 0.05,
+        "two nodes admitted {accepted} in {elapsed:.2}s; one plan's rate allows {expected:.0}"
+    );
+    eprintln!(
+        "two nodes: {accepted} admitted, {} refused in {elapsed:.2}s (one plan allows {expected:.0})",
+        refused.load(Ordering::Relaxed)
+    );
+    drop((a, b));
+    shared.cleanup().await;
+}
+
+const QUOTA_ROUTES: &str = r#"
+[plans.hundred]
+quota = { limit = 100, period = "day" }
+
+[plans.five]
+quota = { limit = 5, period = "week" }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "ok" }
+"#;
+
+#[tokio::test]
+async fn quota_is_exact_under_concurrency_across_nodes() {
+    let shared = Shared::new();
+    let a = shared.node(&shared.routes("a.toml", QUOTA_ROUTES)).await;
+    let b = shared.node(&shared.routes("b.toml", QUOTA_ROUTES)).await;
+    let (_, key) = create_key(&admin_base(&a), "acme", "hundred").await;
+    let c = client();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let url = if i % 2 == 0 {
+            a.url("/items")
+        } else {
+            b.url("/items")
+        };
+        let (c, key) = (c.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let res = c.get(&url).header("x-api-key", &key).send().await.unwrap();
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap();
+            (status, body)
+        }));
+    }
+    let mut ok = 0;
+    let mut exceeded = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => ok += 1,
+            (429, body) if body.contains("Limit Exceeded") => exceeded += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((ok, exceeded), (100, 100));
+    drop((a, b));
+    shared.cleanup().await;
+}
+
+#[tokio::test]
+async fn quota_survives_a_restart() {
+    let shared = Shared::new();
+    let path = shared.routes("a.toml", QUOTA_ROUTES);
+    let mut a = shared.node(&path).await;
+    let (id, key) = create_key(&admin_base(&a), "acme", "five").await;
+    for _ in 0..3 {
+        assert_eq!(get_with_key(&a.url("/items"), &key).await.status(), 200);
+    }
+    a.child.kill().await.unwrap();
+    drop(a);
+
+    let a = shared.node(&path).await;
+    for _ in 0..2 {
+        assert_eq!(get_with_key(&a.url("/items"), &key).await.status(), 200);
+    }
+    let res = get_with_key(&a.url("/items"), &key).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"message": "Limit Exceeded"})
+    );
+    let (_, usage) = admin(&admin_base(&a), "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["quota"]["used"], 5, "{usage}");
+    drop(a);
+    shared.cleanup().await;
+}
+
+#[tokio::test]
+async fn key_revoked_on_one_node_is_refused_on_another_within_the_ttl() {
+    let shared = Shared::new();
+    let body = r#"
+[api_keys]
+cache_ttl = "2s"
+
+[plans.gold]
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "ok" }
+"#;
+    let a = shared.node(&shared.routes("a.toml", body)).await;
+    let b = shared.node(&shared.routes("b.toml", body)).await;
+    let (id, key) = create_key(&admin_base(&a), "acme", "gold").await;
+    // B has the key cached as valid.
+    assert_eq!(get_with_key(&b.url("/items"), &key).await.status(), 200);
+
+    let (s, _) = admin(
+        &admin_base(&a),
+        "POST",
+        &format!("/keys/{id}/disable"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let revoked = Instant::now();
+    // A refuses at once (its own cache was invalidated).
+    assert_eq!(get_with_key(&a.url("/items"), &key).await.status(), 403);
+    // B refuses within the TTL.
+    loop {
+        let status = get_with_key(&b.url("/items"), &key).await.status();
+        if status == 403 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked.elapsed() < Duration::from_millis(2500),
+            "node B still accepts a revoked key after {:?}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop((a, b));
+    shared.cleanup().await;
+}
+
+#[tokio::test]
+async fn cli_issues_keys_in_the_store_and_through_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        admin_routes(
+            r#"
+[plans.gold]
+quota = { limit = 10, period = "day" }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200 }
+"#,
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(crate::common::binary())
+            .arg("--config")
+            .arg(&path)
+            .arg("keys")
+            .args(args)
+            .env(lambdagate::admin::DEFAULT_TOKEN_ENV, TOKEN)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Directly in the store (SQLite beside routes.toml), before serving.
+    let (ok, out, err) = cli(&[
+        "create",
+        "--name",
+        "acme",
+        "--plan",
+        "gold",
+        "--expires",
+        "30d",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(created["expires_at"].as_i64().unwrap() > 0);
+    let (ok, _, err) = cli(&["create", "--name", "other", "--plan", "platinum"]);
+    assert!(!ok);
+    assert!(err.contains("unknown plan `platinum`"), "{err}");
+
+    let gw = spawn_binary(&path, &[], &HashMap::new()).await;
+    assert_eq!(get_with_key(&gw.url("/items"), &key).await.status(), 200);
+    let url = admin_base(&gw);
+    let (ok, out, err) = cli(&["list", "--admin-url", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("acme") && out.contains("gold"), "{out}");
+    assert!(!out.contains(&key));
+    let id = created["id"].as_str().unwrap();
+    let (ok, out, err) = cli(&["usage", id, "--admin-url", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("quota: 1 of 10 per day used, 9 left"), "{out}");
+    let (ok, _, err) = cli(&["revoke", id, "--admin-url", &url]);
+    assert!(ok, "{err}");
+    assert_eq!(get_with_key(&gw.url("/items"), &key).await.status(), 403);
+    // Wrong token through the CLI: a clear error.
+    let out = std::process::Command::new(crate::common::binary())
+        .arg("--config")
+        .arg(&path)
+        .args(["keys", "list", "--admin-url", &url])
+        .env(lambdagate::admin::DEFAULT_TOKEN_ENV, "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }

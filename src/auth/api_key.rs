@@ -1,0 +1,401 @@
+//! API key check, the last step of the auth phase (as in API Gateway, where
+//! the key is checked after the authorizer): routes with `api_key = true` (or
+//! `auth` naming a `kind = "api_key"` authorizer) need a valid key in
+//! `x-api-key` (or `[api_keys] header`, or the Lambda authorizer's
+//! `usageIdentifierKey` with `[api_keys] source = "authorizer"`). A missing,
+//! unknown, disabled or expired key, or one in no usage plan, is
+//! `403 {"message":"Forbidden"}`. The key id and the key reach the event as
+//! `requestContext.identity.apiKeyId` / `apiKey`; the key's plan goes on to
+//! the throttle & quota phase as a [`KeyGrant`].
+//!
+//! Keys look like `lg_<id>_<secret>`: a 10-character public id and 256 random
+//! bits (base64url). Only the SHA-256 of the whole key is stored; lookups go
+//! by id and compare hashes in constant time. Each node caches what it read
+//! for `[api_keys] cache_ttl` (default 5 s), so a revocation reaches every
+//! node within that time without a store read per request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderName;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::app::GatewayState;
+use crate::auth::{ApiKeyIdentity, AuthContext};
+use crate::config::{
+    ApiKeySource, AuthKind, Config, PlanConfig, QuotaConfig, QuotaPeriod, ThrottleConfig,
+};
+use crate::error::GatewayError;
+use crate::routing::RouteContext;
+use crate::store::{KeyRecord, PlanRecord, Store, StoreError, now_secs};
+
+const PREFIX: &str = "lg_";
+const ID_LEN: usize = 10;
+const SECRET_BYTES: usize = 32;
+const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A freshly generated key: shown once, then only its hash is kept.
+pub struct GeneratedKey {
+    pub id: String,
+    pub key: String,
+    pub hash: String,
+}
+
+/// Generates a key id and secret from the OS-seeded CSPRNG.
+pub fn generate() -> GeneratedKey {
+    let id = new_id();
+    generate_for(&id)
+}
+
+/// A new secret for an existing id (rotation).
+pub fn generate_for(id: &str) -> GeneratedKey {
+    let secret: [u8; SECRET_BYTES] = rand::random();
+    let key = format!(
+        "{PREFIX}{id}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    GeneratedKey {
+        id: id.to_string(),
+        hash: hash(&key),
+        key,
+    }
+}
+
+fn new_id() -> String {
+    let bytes: [u8; ID_LEN] = rand::random();
+    bytes
+        .iter()
+        .map(|b| ID_ALPHABET[*b as usize % ID_ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Hex SHA-256 of a key, the only form the store keeps.
+pub fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The public id inside a well-formed key.
+pub fn key_id(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_at_checked(ID_LEN)?;
+    let secret = secret.strip_prefix('_')?;
+    (id.bytes().all(|b| ID_ALPHABET.contains(&b))
+        && secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(id)
+}
+
+/// Whether `key` is the key `record` was made from (constant time).
+pub fn matches(record: &KeyRecord, key: &str) -> bool {
+    let presented = hash(key);
+    presented
+        .as_bytes()
+        .ct_eq(record.key_hash.as_bytes())
+        .into()
+}
+
+/// What the throttle & quota phase needs about an accepted key.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    pub key_id: String,
+    pub plan: Arc<PlanConfig>,
+}
+
+/// Where one route reads its key from.
+#[derive(Debug, Clone)]
+enum KeySource {
+    Header(HeaderName),
+    Authorizer,
+}
+
+/// Keys and plans as the request path sees them: the store behind a short
+/// cache, and which routes need a key.
+pub struct ApiKeys {
+    store: Store,
+    config: Arc<Config>,
+    /// By route index; None for routes without a key requirement.
+    routes: Vec<Option<KeySource>>,
+    keys: Option<moka::future::Cache<String, Option<Arc<KeyRecord>>>>,
+    plans: Option<moka::future::Cache<String, Option<Arc<PlanConfig>>>>,
+}
+
+impl ApiKeys {
+    pub fn new(config: Arc<Config>, store: Store) -> Result<Self, String> {
+        let settings = &config.api_keys;
+        let default_header = HeaderName::from_bytes(settings.header.as_bytes())
+            .map_err(|e| format!("[api_keys] header: {e}"))?;
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            let via_auth = r
+                .auth
+                .as_ref()
+                .and_then(|a| config.auth.get(a))
+                .filter(|a| a.kind == AuthKind::ApiKey);
+            let source = match (r.api_key, via_auth) {
+                (_, Some(a)) => Some(match &a.header {
+                    Some(h) => KeySource::Header(
+                        HeaderName::from_bytes(h.as_bytes())
+                            .map_err(|e| format!("[auth.{}] header: {e}", a.name))?,
+                    ),
+                    None => KeySource::Header(default_header.clone()),
+                }),
+                (true, None) => Some(match settings.source {
+                    ApiKeySource::Header => KeySource::Header(default_header.clone()),
+                    ApiKeySource::Authorizer => KeySource::Authorizer,
+                }),
+                (false, None) => None,
+            };
+            routes.push(source);
+        }
+        let ttl = settings.cache_ttl;
+        Ok(Self {
+            store,
+            routes,
+            keys: cache(ttl, 100_000),
+            plans: cache(ttl, 10_000),
+            config,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether any route of this gateway needs a key.
+    pub fn any_route_needs_a_key(&self) -> bool {
+        self.routes.iter().any(Option::is_some)
+    }
+
+    /// A key record, from the cache when fresh.
+    async fn key_record(&self, id: &str) -> Result<Option<Arc<KeyRecord>>, Arc<StoreError>> {
+        let load = async { self.store.key(id).await.map(|r| r.map(Arc::new)) };
+        match &self.keys {
+            Some(c) => c.try_get_with(id.to_string(), load).await,
+            None => load.await.map_err(Arc::new),
+        }
+    }
+
+    /// A plan by name: `[plans.X]` in routes.toml first, then the store.
+    pub async fn plan(&self, name: &str) -> Result<Option<Arc<PlanConfig>>, Arc<StoreError>> {
+        if let Some(p) = self.config.plans.get(name) {
+            return Ok(Some(Arc::new(p.clone())));
+        }
+        let load = async {
+            self.store
+                .plan(name)
+                .await
+                .map(|r| r.map(|r| Arc::new(plan_from_record(&r))))
+        };
+        match &self.plans {
+            Some(c) => c.try_get_with(name.to_string(), load).await,
+            None => load.await.map_err(Arc::new),
+        }
+    }
+
+    /// Forgets this node's cached copy of a key (after an admin change).
+    pub async fn invalidate_key(&self, id: &str) {
+        if let Some(c) = &self.keys {
+            c.invalidate(id).await;
+        }
+    }
+
+    /// Forgets this node's cached copy of a plan (after an admin change).
+    pub async fn invalidate_plan(&self, name: &str) {
+        if let Some(c) = &self.plans {
+            c.invalidate(name).await;
+        }
+    }
+
+    /// Checks a presented key: `Ok(grant)` or the reason for a 403.
+    async fn check(&self, presented: &str) -> Result<KeyGrant, GatewayError> {
+        let id =
+            key_id(presented).ok_or_else(|| GatewayError::Forbidden("malformed API key".into()))?;
+        let record = self
+            .key_record(id)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("API key lookup failed: {e}")))?
+            .ok_or_else(|| GatewayError::Forbidden(format!("unknown API key {id}")))?;
+        if !matches(&record, presented) {
+            return Err(GatewayError::Forbidden(format!(
+                "wrong secret for API key {id}"
+            )));
+        }
+        if !record.enabled {
+            return Err(GatewayError::Forbidden(format!("API key {id} is disabled")));
+        }
+        if record.expires_at.is_some_and(|t| t <= now_secs()) {
+            return Err(GatewayError::Forbidden(format!("API key {id} has expired")));
+        }
+        let plan_name = record
+            .plan
+            .as_deref()
+            .ok_or_else(|| GatewayError::Forbidden(format!("API key {id} is in no usage plan")))?;
+        let plan = self
+            .plan(plan_name)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("plan lookup failed: {e}")))?
+            .ok_or_else(|| {
+                GatewayError::Forbidden(format!("API key {id}: plan `{plan_name}` does not exist"))
+            })?;
+        Ok(KeyGrant {
+            key_id: record.id.clone(),
+            plan,
+        })
+    }
+}
+
+/// A TTL cache, or none when the TTL is zero.
+fn cache<V: Clone + Send + Sync + 'static>(
+    ttl: Duration,
+    capacity: u64,
+) -> Option<moka::future::Cache<String, V>> {
+    (!ttl.is_zero()).then(|| {
+        moka::future::Cache::builder()
+            .time_to_live(ttl)
+            .max_capacity(capacity)
+            .build()
+    })
+}
+
+/// A store plan as the gateway uses it.
+pub fn plan_from_record(r: &PlanRecord) -> PlanConfig {
+    PlanConfig {
+        name: r.name.clone(),
+        throttle: r.rate.map(|rate| ThrottleConfig {
+            rate,
+            burst: r
+                .burst
+                .and_then(|b| u32::try_from(b).ok())
+                .unwrap_or_else(|| rate.ceil().clamp(1.0, u32::MAX as f64) as u32),
+        }),
+        route_throttles: Default::default(),
+        quota: match (r.quota_limit, r.quota_period.as_deref()) {
+            (Some(limit), Some(period)) if limit > 0 => {
+                parse_period(period).map(|period| QuotaConfig {
+                    limit: limit as u64,
+                    period,
+                })
+            }
+            _ => None,
+        },
+        description: r.description.clone(),
+    }
+}
+
+pub fn parse_period(s: &str) -> Option<QuotaPeriod> {
+    match s {
+        "day" => Some(QuotaPeriod::Day),
+        "week" => Some(QuotaPeriod::Week),
+        "month" => Some(QuotaPeriod::Month),
+        _ => None,
+    }
+}
+
+pub fn period_name(p: QuotaPeriod) -> &'static str {
+    match p {
+        QuotaPeriod::Day => "day",
+        QuotaPeriod::Week => "week",
+        QuotaPeriod::Month => "month",
+    }
+}
+
+/// Parses `30d`, `12h`, `90m` into a duration (for `--expires`).
+pub fn parse_expiry(s: &str) -> Result<Duration, String> {
+    crate::config::validate::parse_duration(s)
+}
+
+/// Auth phase, API key step: routes without a key requirement pass through.
+pub async fn require_key(
+    State(state): State<Arc<GatewayState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    // Cheap check first: most routes need no key.
+    let Some(keys) = state.api_keys.as_ref() else {
+        return next.run(req).await;
+    };
+    let Some(ctx) = req.extensions().get::<RouteContext>() else {
+        return next.run(req).await;
+    };
+    let Some(Some(source)) = keys.routes.get(ctx.route.config.index) else {
+        return next.run(req).await;
+    };
+    let presented = match source {
+        KeySource::Header(h) => req
+            .headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        KeySource::Authorizer => req
+            .extensions()
+            .get::<AuthContext>()
+            .and_then(|a| a.usage_identifier_key.clone()),
+    };
+    let result = match &presented {
+        Some(k) if !k.is_empty() => keys.check(k).await,
+        _ => Err(GatewayError::Forbidden("no API key".into())),
+    };
+    match result {
+        Ok(grant) => {
+            let identity = ApiKeyIdentity {
+                id: grant.key_id.clone(),
+                key: presented.unwrap_or_default(),
+            };
+            let ext = req.extensions_mut();
+            match ext.get_mut::<AuthContext>() {
+                Some(a) => a.api_key = Some(identity),
+                None => {
+                    ext.insert(AuthContext {
+                        api_key: Some(identity),
+                        ..Default::default()
+                    });
+                }
+            }
+            ext.insert(grant);
+            next.run(req).await
+        }
+        Err(e) => {
+            let ctx = req.extensions().get::<RouteContext>().cloned();
+            tracing::info!(
+                target: "lambdagate::auth",
+                route = ctx.as_ref().map_or("-", |c| c.route.route_key.as_str()),
+                kind = "api_key",
+                decision = "deny",
+                reason = %e,
+            );
+            let mut res = e.into_response();
+            if let Some(ctx) = ctx {
+                res.extensions_mut().insert(ctx);
+            }
+            res
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_parse_back() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a.key, b.key);
+        assert_eq!(key_id(&a.key), Some(a.id.as_str()));
+        assert_eq!(a.hash, hash(&a.key));
+        assert!(!a.hash.contains(&a.key));
+        assert!(a.key.len() >= 3 + 10 + 1 + 43);
+        assert!(key_id("lg_short").is_none());
+        assert!(key_id(&a.key.replace("lg_", "xx_")).is_none());
+        let rotated = generate_for(&a.id);
+        assert_eq!(rotated.id, a.id);
+        assert_ne!(rotated.key, a.key);
+    }
+}

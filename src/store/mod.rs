@@ -1,0 +1,421 @@
+//! The store: API keys (as SHA-256 hashes only), usage plans defined at run
+//! time, quota counters and daily usage. Embedded default: SQLite
+//! ([`sqlite`]); several nodes share PostgreSQL ([`postgres`]). Both are
+//! created and migrated on first open (versioned migrations under
+//! `migrations/`); the SQL below is written once and runs on both.
+//!
+//! Not a request phase itself: the key check, the quota step and the admin
+//! API call it. Quota consumption is one atomic conditional upsert, so
+//! concurrent requests on any number of nodes never over-admit.
+
+pub mod postgres;
+pub mod sqlite;
+
+use serde::Serialize;
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::StoreConfig;
+
+/// A store failure, classified for the admin API's statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name or id is taken.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store unavailable: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn map_unique(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
+        _ => StoreError::Db(e),
+    }
+}
+
+/// One API key as stored (never the key itself).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub key_hash: String,
+    pub plan: Option<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A usage plan created through the admin API.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PlanRecord {
+    pub name: String,
+    pub rate: Option<f64>,
+    pub burst: Option<i64>,
+    pub quota_limit: Option<i64>,
+    pub quota_period: Option<String>,
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+/// A new key's row.
+pub struct NewKey<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub key_hash: &'a str,
+    pub plan: Option<&'a str>,
+    pub expires_at: Option<i64>,
+    pub now: i64,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same query text on whichever pool the store has.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Keys, plans and usage; cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.pool {
+            Pool::Sqlite(_) => "Store(sqlite)",
+            Pool::Postgres(_) => "Store(postgres)",
+        })
+    }
+}
+
+macro_rules! key_columns {
+    () => {
+        "id, name, key_hash, plan, enabled, created_at, updated_at, expires_at"
+    };
+}
+macro_rules! plan_columns {
+    () => {
+        "name, rate, burst, quota_limit, quota_period, description, created_at"
+    };
+}
+
+impl Store {
+    /// Opens (creating and migrating on first use) the configured store.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let pool = match config {
+            StoreConfig::Sqlite { path } => Pool::Sqlite(sqlite::open(path).await?),
+            StoreConfig::Postgres { url, schema } => {
+                Pool::Postgres(postgres::open(url, schema.as_deref()).await?)
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    // ---- keys ----
+
+    pub async fn create_key(&self, k: &NewKey<'_>) -> Result<KeyRecord, StoreError> {
+        let sql = concat!(
+            "INSERT INTO api_keys (id, name, key_hash, plan, enabled, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, $4, TRUE, $5, $5, $6) RETURNING ",
+            key_columns!()
+        );
+        on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql)
+            .bind(k.id)
+            .bind(k.name)
+            .bind(k.key_hash)
+            .bind(k.plan)
+            .bind(k.now)
+            .bind(k.expires_at)
+            .fetch_one(p)
+            .await)
+        .map_err(|e| map_unique(e, || format!("a key named `{}` already exists", k.name)))
+    }
+
+    pub async fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1");
+        Ok(
+            on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql).bind(id).fetch_optional(p).await)?,
+        )
+    }
+
+    pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys ORDER BY created_at, id"
+        );
+        Ok(on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql).fetch_all(p).await)?)
+    }
+
+    pub async fn set_key_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now: i64,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = concat!(
+            "UPDATE api_keys SET enabled = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            key_columns!()
+        );
+        Ok(on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql)
+            .bind(id).bind(enabled).bind(now).fetch_optional(p).await)?)
+    }
+
+    pub async fn set_key_plan(
+        &self,
+        id: &str,
+        plan: Option<&str>,
+        now: i64,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = concat!(
+            "UPDATE api_keys SET plan = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            key_columns!()
+        );
+        Ok(on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql)
+            .bind(id).bind(plan).bind(now).fetch_optional(p).await)?)
+    }
+
+    /// Replaces a key's hash (rotation): the old key stops working.
+    pub async fn set_key_hash(
+        &self,
+        id: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = concat!(
+            "UPDATE api_keys SET key_hash = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            key_columns!()
+        );
+        Ok(on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql)
+            .bind(id).bind(key_hash).bind(now).fetch_optional(p).await)?)
+    }
+
+    /// Deletes a key and its counters; false if there was no such key.
+    pub async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => {
+            sqlx::query("DELETE FROM quota_usage WHERE key_id = $1").bind(id).execute(p).await?;
+            sqlx::query("DELETE FROM daily_usage WHERE key_id = $1").bind(id).execute(p).await?;
+            sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(p).await?.rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    pub async fn keys_on_plan(&self, plan: &str) -> Result<i64, StoreError> {
+        let (n,): (i64,) = on_pool!(self, p => sqlx::query_as("SELECT COUNT(*) FROM api_keys WHERE plan = $1")
+            .bind(plan).fetch_one(p).await)?;
+        Ok(n)
+    }
+
+    // ---- plans ----
+
+    pub async fn create_plan(&self, plan: &PlanRecord) -> Result<PlanRecord, StoreError> {
+        let sql = concat!(
+            "INSERT INTO plans (",
+            plan_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+            plan_columns!()
+        );
+        on_pool!(self, p => sqlx::query_as::<_, PlanRecord>(sql)
+            .bind(&plan.name)
+            .bind(plan.rate)
+            .bind(plan.burst)
+            .bind(plan.quota_limit)
+            .bind(&plan.quota_period)
+            .bind(&plan.description)
+            .bind(plan.created_at)
+            .fetch_one(p)
+            .await)
+        .map_err(|e| map_unique(e, || format!("a plan named `{}` already exists", plan.name)))
+    }
+
+    /// Replaces a plan's limits; None if there is no such plan.
+    pub async fn update_plan(&self, plan: &PlanRecord) -> Result<Option<PlanRecord>, StoreError> {
+        let sql = concat!(
+            "UPDATE plans SET rate = $2, burst = $3, quota_limit = $4, quota_period = $5, description = $6 \
+             WHERE name = $1 RETURNING ",
+            plan_columns!()
+        );
+        Ok(on_pool!(self, p => sqlx::query_as::<_, PlanRecord>(sql)
+            .bind(&plan.name)
+            .bind(plan.rate)
+            .bind(plan.burst)
+            .bind(plan.quota_limit)
+            .bind(&plan.quota_period)
+            .bind(&plan.description)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    pub async fn plan(&self, name: &str) -> Result<Option<PlanRecord>, StoreError> {
+        let sql = concat!("SELECT ", plan_columns!(), " FROM plans WHERE name = $1");
+        Ok(
+            on_pool!(self, p => sqlx::query_as::<_, PlanRecord>(sql).bind(name).fetch_optional(p).await)?,
+        )
+    }
+
+    pub async fn plans(&self) -> Result<Vec<PlanRecord>, StoreError> {
+        let sql = concat!("SELECT ", plan_columns!(), " FROM plans ORDER BY name");
+        Ok(on_pool!(self, p => sqlx::query_as::<_, PlanRecord>(sql).fetch_all(p).await)?)
+    }
+
+    pub async fn delete_plan(&self, name: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => sqlx::query("DELETE FROM plans WHERE name = $1")
+            .bind(name).execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    // ---- usage ----
+
+    /// Counts one request against `key_id`'s quota period starting at
+    /// `period_start`, unless `limit` is already used up. Returns the count
+    /// including this request, or None when the quota is spent. One atomic
+    /// statement: concurrent callers on any node never over-admit.
+    pub async fn consume_quota(
+        &self,
+        key_id: &str,
+        period_start: i64,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        const SQL: &str = "INSERT INTO quota_usage (key_id, period_start, used) VALUES ($1, $2, 1) \
+             ON CONFLICT (key_id, period_start) DO UPDATE SET used = quota_usage.used + 1 \
+             WHERE quota_usage.used < $3 RETURNING used";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(key_id).bind(period_start).bind(limit).fetch_optional(p).await)?;
+        Ok(row.map(|(n,)| n.max(0) as u64))
+    }
+
+    /// Requests counted in a quota period so far.
+    pub async fn quota_used(&self, key_id: &str, period_start: i64) -> Result<u64, StoreError> {
+        let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT used FROM quota_usage WHERE key_id = $1 AND period_start = $2")
+            .bind(key_id).bind(period_start).fetch_optional(p).await)?;
+        Ok(row.map_or(0, |(n,)| n.max(0) as u64))
+    }
+
+    /// Adds request counts to keys' daily usage (`day` is `YYYY-MM-DD`, UTC).
+    pub async fn add_daily_usage(
+        &self,
+        counts: &[(String, String, u64)],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO daily_usage (key_id, day, requests) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_id, day) DO UPDATE SET requests = daily_usage.requests + excluded.requests";
+        for (key_id, day, n) in counts {
+            let n = i64::try_from(*n).unwrap_or(i64::MAX);
+            on_pool!(self, p => {
+                sqlx::query(SQL).bind(key_id).bind(day).bind(n).execute(p).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// A key's daily request counts from `since_day` on, oldest first.
+    pub async fn daily_usage(
+        &self,
+        key_id: &str,
+        since_day: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT day, requests FROM daily_usage WHERE key_id = $1 AND day >= $2 ORDER BY day")
+            .bind(key_id).bind(since_day).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(d, n)| (d, n.max(0) as u64))
+            .collect())
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::Sqlite {
+            path: dir.path().join("t.db"),
+        })
+        .await
+        .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn keys_round_trip_and_names_are_unique() {
+        let (_d, s) = temp_store().await;
+        let k = NewKey {
+            id: "abc",
+            name: "acme",
+            key_hash: "h",
+            plan: Some("gold"),
+            expires_at: None,
+            now: 10,
+        };
+        let rec = s.create_key(&k).await.unwrap();
+        assert!(rec.enabled);
+        assert_eq!(s.key("abc").await.unwrap(), Some(rec));
+        let dup = NewKey { id: "def", ..k };
+        assert!(matches!(
+            s.create_key(&dup).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let off = s.set_key_enabled("abc", false, 11).await.unwrap().unwrap();
+        assert!(!off.enabled);
+        assert!(s.delete_key("abc").await.unwrap());
+        assert!(s.key("abc").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn quota_stops_at_the_limit() {
+        let (_d, s) = temp_store().await;
+        for i in 1..=3 {
+            assert_eq!(s.consume_quota("k", 0, 3).await.unwrap(), Some(i));
+        }
+        assert_eq!(s.consume_quota("k", 0, 3).await.unwrap(), None);
+        assert_eq!(s.quota_used("k", 0).await.unwrap(), 3);
+        // A new period starts from zero.
+        assert_eq!(s.consume_quota("k", 100, 3).await.unwrap(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn daily_usage_adds_up() {
+        let (_d, s) = temp_store().await;
+        s.add_daily_usage(&[("k".into(), "2026-01-02".into(), 3)])
+            .await
+            .unwrap();
+        s.add_daily_usage(&[("k".into(), "2026-01-02".into(), 2)])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.daily_usage("k", "2026-01-01").await.unwrap(),
+            vec![("2026-01-02".to_string(), 5)]
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! Local GCRA limiters (governor): one per route, stage and the gateway, and
+//! one keyed limiter per plan (and plan route) holding a cell per API key.
+//! Used alone on one node, and as the fallback when Redis is unreachable.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use crate::config::ThrottleConfig;
+
+use super::Verdict;
+
+type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// governor's quota for a validated throttle (rate > 0, burst ≥ 1).
+pub fn quota(t: &ThrottleConfig) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / t.rate).max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(t.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(burst))
+        .allow_burst(burst)
+}
+
+/// Converts a governor decision into a [`Verdict`].
+fn verdict(
+    t: &ThrottleConfig,
+    outcome: Result<
+        governor::middleware::StateSnapshot,
+        governor::NotUntil<<DefaultClock as Clock>::Instant>,
+    >,
+    clock: &DefaultClock,
+) -> Verdict {
+    let per_cell = Duration::from_secs_f64(1.0 / t.rate);
+    match outcome {
+        Ok(snap) => {
+            let remaining = snap.remaining_burst_capacity();
+            Verdict {
+                allowed: true,
+                limit: t.burst,
+                remaining,
+                reset: per_cell.mul_f64(f64::from(t.burst.saturating_sub(remaining))),
+                retry_after: Duration::ZERO,
+            }
+        }
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(clock.now());
+            Verdict {
+                allowed: false,
+                limit: t.burst,
+                remaining: 0,
+                reset: per_cell.mul_f64(f64::from(t.burst)),
+                retry_after: wait,
+            }
+        }
+    }
+}
+
+/// One shared bucket (a route, the stage, the gateway).
+pub struct DirectLimiter {
+    config: ThrottleConfig,
+    limiter: Direct,
+    clock: DefaultClock,
+}
+
+impl DirectLimiter {
+    pub fn new(config: ThrottleConfig) -> Self {
+        let clock = DefaultClock::default();
+        Self {
+            limiter: RateLimiter::direct_with_clock(quota(&config), clock.clone())
+                .with_middleware::<StateInformationMiddleware>(),
+            config,
+            clock,
+        }
+    }
+
+    pub fn check(&self) -> Verdict {
+        verdict(&self.config, self.limiter.check(), &self.clock)
+    }
+}
+
+/// A bucket per API key, for one plan (or one route within a plan).
+struct KeyedLimiter {
+    config: ThrottleConfig,
+    limiter: Keyed,
+}
+
+/// Keyed limiters, created on first use per plan/route; rebuilt when a
+/// runtime plan's limits change.
+pub struct KeyLimiters {
+    by_scope: Mutex<HashMap<String, std::sync::Arc<KeyedLimiter>>>,
+    clock: DefaultClock,
+}
+
+impl Default for KeyLimiters {
+    fn default() -> Self {
+        Self {
+            by_scope: Mutex::new(HashMap::new()),
+            clock: DefaultClock::default(),
+        }
+    }
+}
+
+impl KeyLimiters {
+    /// Checks `key_id` against the bucket of `scope` (a plan, or a plan and route).
+    pub fn check(&self, scope: &str, config: &ThrottleConfig, key_id: &str) -> Verdict {
+        let limiter = {
+            let mut map = match self.by_scope.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            match map.get(scope) {
+                Some(l) if l.config == *config => l.clone(),
+                _ => {
+                    let l = std::sync::Arc::new(KeyedLimiter {
+                        config: *config,
+                        limiter: RateLimiter::dashmap_with_clock(quota(config), self.clock.clone())
+                            .with_middleware::<StateInformationMiddleware>(),
+                    });
+                    map.insert(scope.to_string(), l.clone());
+                    l
+                }
+            }
+        };
+        verdict(
+            config,
+            limiter.limiter.check_key(&key_id.to_string()),
+            &self.clock,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refusal_with_a_retry_time() {
+        let l = DirectLimiter::new(ThrottleConfig {
+            rate: 1.0,
+            burst: 3,
+        });
+        for left in [2, 1, 0] {
+            let v = l.check();
+            assert!(v.allowed);
+            assert_eq!(v.remaining, left);
+        }
+        let v = l.check();
+        assert!(!v.allowed);
+        assert!(v.retry_after > Duration::from_millis(500));
+        assert!(v.retry_after <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn keys_have_their_own_buckets() {
+        let k = KeyLimiters::default();
+        let t = ThrottleConfig {
+            rate: 1.0,
+            burst: 1,
+        };
+        assert!(k.check("gold", &t, "a").allowed);
+        assert!(!k.check("gold", &t, "a").allowed);
+        assert!(k.check("gold", &t, "b").allowed);
+    }
+}

@@ -1,0 +1,288 @@
+//! Throttle & quota phase, after auth (it needs the API key's plan) and
+//! before validation, caching and the integration. Four GCRA levels, checked
+//! in API Gateway's order: the key's plan (or the plan's throttle for this
+//! route), the route, the stage, the whole gateway. A refusal is
+//! `429 {"message":"Too Many Requests"}` with `Retry-After`; then the plan's
+//! quota is counted in the store, and a spent quota is
+//! `429 {"message":"Limit Exceeded"}`. Responses on throttled routes carry
+//! IETF draft `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`
+//! headers for the most restrictive level.
+//!
+//! State is local (governor, [`limiter`]) or, with `[cluster] redis_url`,
+//! in Redis ([`redis`]), where one script checks every level atomically.
+//! Routes with no throttle, no key and no stage/gateway limit pass straight
+//! through.
+
+pub mod limiter;
+pub mod quota;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::GatewayState;
+use crate::auth::api_key::KeyGrant;
+use crate::config::{Config, StageConfig, ThrottleConfig};
+use crate::error::GatewayError;
+use crate::routing::RouteContext;
+use crate::store::Store;
+
+use limiter::{DirectLimiter, KeyLimiters};
+use quota::UsageRecorder;
+use redis::RedisGcra;
+
+/// One limiter's decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// The bucket size (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests still admissible right now (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Time until the bucket is full again (`RateLimit-Reset`).
+    pub reset: Duration,
+    /// When refused: time until a request would be admitted.
+    pub retry_after: Duration,
+}
+
+/// One level's limiter, with its throttle.
+struct Level {
+    config: ThrottleConfig,
+    local: DirectLimiter,
+}
+
+impl Level {
+    fn new(config: ThrottleConfig) -> Self {
+        Self {
+            config,
+            local: DirectLimiter::new(config),
+        }
+    }
+}
+
+/// Every limiter of the serving stage, built once at start-up.
+pub struct Throttles {
+    global: Option<Level>,
+    stage: Option<Level>,
+    /// By route index.
+    routes: Vec<Option<Level>>,
+    keys: KeyLimiters,
+    redis: Option<RedisGcra>,
+    fail_closed: bool,
+    api_id: String,
+    stage_name: String,
+    store: Option<Store>,
+    usage: Option<Arc<UsageRecorder>>,
+}
+
+impl Throttles {
+    pub fn new(config: &Config, stage: &StageConfig, store: Option<Store>) -> Result<Self, String> {
+        let redis = match &config.cluster {
+            Some(c) => Some(RedisGcra::new(&c.redis_url, &c.key_prefix)?),
+            None => None,
+        };
+        Ok(Self {
+            global: config.gateway.throttle.map(Level::new),
+            stage: stage.throttle.map(Level::new),
+            routes: config
+                .routes
+                .iter()
+                .map(|r| r.throttle.map(Level::new))
+                .collect(),
+            keys: KeyLimiters::default(),
+            fail_closed: config.cluster.as_ref().is_some_and(|c| c.fail_closed),
+            redis,
+            api_id: config.gateway.api_id.clone(),
+            stage_name: stage.name.clone(),
+            usage: store.clone().map(UsageRecorder::start),
+            store,
+        })
+    }
+
+    /// Writes pending usage counts (on shutdown).
+    pub async fn flush(&self) {
+        if let Some(u) = &self.usage {
+            u.flush().await;
+        }
+    }
+
+    /// The key-level throttle for a grant on a route: the plan's throttle
+    /// for this route if it has one, else the plan's.
+    fn key_level(grant: &KeyGrant, route_key: &str) -> Option<(ThrottleConfig, bool)> {
+        match grant.plan.route_throttles.get(route_key) {
+            Some(t) => Some((*t, true)),
+            None => grant.plan.throttle.map(|t| (t, false)),
+        }
+    }
+
+    /// Checks every level; Ok(headers' verdict) or the refusal.
+    async fn check(
+        &self,
+        route_index: usize,
+        route_key: &str,
+        grant: Option<&KeyGrant>,
+    ) -> Result<Option<Verdict>, (GatewayError, Option<Verdict>)> {
+        let key_level = grant.and_then(|g| Self::key_level(g, route_key).map(|l| (g, l)));
+        let route = self.routes.get(route_index).and_then(Option::as_ref);
+        if key_level.is_none() && route.is_none() && self.stage.is_none() && self.global.is_none() {
+            return Ok(None);
+        }
+        if let Some(r) = &self.redis {
+            let mut levels = Vec::with_capacity(4);
+            if let Some((g, (t, per_route))) = &key_level {
+                let key = if *per_route {
+                    r.key(&["k", &g.plan.name, route_key, &g.key_id])
+                } else {
+                    r.key(&["k", &g.plan.name, &g.key_id])
+                };
+                levels.push((key, *t));
+            }
+            if let Some(l) = route {
+                levels.push((
+                    r.key(&["r", &self.api_id, &self.stage_name, route_key]),
+                    l.config,
+                ));
+            }
+            if let Some(l) = &self.stage {
+                levels.push((r.key(&["s", &self.api_id, &self.stage_name]), l.config));
+            }
+            if let Some(l) = &self.global {
+                levels.push((r.key(&["g", &self.api_id]), l.config));
+            }
+            match r.check(&levels).await {
+                Ok(v) if v.allowed => return Ok(Some(v)),
+                Ok(v) => {
+                    crate::metrics::throttled("cluster");
+                    return Err((too_many(v.retry_after), Some(v)));
+                }
+                Err(redis::Unreachable) if self.fail_closed => {
+                    return Err((
+                        GatewayError::Unavailable(
+                            "Redis unreachable and [cluster] fail_closed".into(),
+                        ),
+                        None,
+                    ));
+                }
+                Err(redis::Unreachable) => {} // fail open: local limits below
+            }
+        }
+        let mut tightest: Option<Verdict> = None;
+        let mut take =
+            |scope: &'static str, v: Verdict| -> Result<(), (GatewayError, Option<Verdict>)> {
+                if !v.allowed {
+                    crate::metrics::throttled(scope);
+                    return Err((too_many(v.retry_after), Some(v)));
+                }
+                if tightest.is_none_or(|t| v.remaining < t.remaining) {
+                    tightest = Some(v);
+                }
+                Ok(())
+            };
+        if let Some((g, (t, per_route))) = &key_level {
+            let scope = if *per_route {
+                format!("{}\u{0}{route_key}", g.plan.name)
+            } else {
+                g.plan.name.clone()
+            };
+            take("key", self.keys.check(&scope, t, &g.key_id))?;
+        }
+        if let Some(l) = route {
+            take("route", l.local.check())?;
+        }
+        if let Some(l) = &self.stage {
+            take("stage", l.local.check())?;
+        }
+        if let Some(l) = &self.global {
+            take("global", l.local.check())?;
+        }
+        Ok(tightest)
+    }
+
+    /// Counts the request against the key's quota; Err when it is spent.
+    async fn consume_quota(&self, grant: &KeyGrant) -> Result<(), GatewayError> {
+        let Some(q) = grant.plan.quota else {
+            return Ok(());
+        };
+        let Some(store) = &self.store else {
+            return Err(GatewayError::Internal("a quota needs the store".into()));
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let (start, end) = quota::period_bounds(q.period, now);
+        match store.consume_quota(&grant.key_id, start, q.limit).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                crate::metrics::quota_exceeded(&grant.plan.name);
+                Err(GatewayError::LimitExceeded {
+                    retry_after_secs: (end - now.unix_timestamp()).max(1) as u64,
+                })
+            }
+            Err(e) => Err(GatewayError::Internal(format!("quota count failed: {e}"))),
+        }
+    }
+}
+
+fn too_many(wait: Duration) -> GatewayError {
+    GatewayError::TooManyRequests {
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
+/// Sets the IETF draft `RateLimit-*` headers.
+fn rate_limit_headers(h: &mut HeaderMap, v: &Verdict) {
+    h.insert("ratelimit-limit", HeaderValue::from(v.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(v.remaining));
+    h.insert(
+        "ratelimit-reset",
+        HeaderValue::from(v.reset.as_secs_f64().ceil() as u64),
+    );
+}
+
+/// Throttle & quota phase.
+pub async fn enforce(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
+    let Some(ctx) = req.extensions().get::<RouteContext>() else {
+        return next.run(req).await;
+    };
+    let throttles = &state.throttles;
+    let grant = req.extensions().get::<KeyGrant>();
+    let route = ctx.route.clone();
+    let verdict = match throttles
+        .check(route.config.index, &route.route_key, grant)
+        .await
+    {
+        Ok(v) => v,
+        Err((e, v)) => return refusal(e, v, req),
+    };
+    if let Some(g) = grant {
+        if let Err(e) = throttles.consume_quota(g).await {
+            if matches!(e, GatewayError::Internal(_)) {
+                tracing::error!(target: "lambdagate::throttle", error = %e, "quota step failed");
+            }
+            return refusal(e, verdict, req);
+        }
+        if let Some(u) = &throttles.usage {
+            u.record(&g.key_id);
+        }
+    }
+    let mut res = next.run(req).await;
+    if let Some(v) = &verdict {
+        rate_limit_headers(res.headers_mut(), v);
+    }
+    res
+}
+
+fn refusal(e: GatewayError, v: Option<Verdict>, req: Request) -> Response {
+    let ctx = req.extensions().get::<RouteContext>().cloned();
+    let mut res = e.into_response();
+    if let Some(v) = &v {
+        rate_limit_headers(res.headers_mut(), v);
+    }
+    if let Some(ctx) = ctx {
+        res.extensions_mut().insert(ctx);
+    }
+    res
+}
