@@ -113,6 +113,12 @@ impl LocalBackend {
             Some(env) => (env, false),
             None => (pool.cold_start(&command).await?, true),
         };
+        // Pool metrics (src/metrics.rs): cold starts, processes, waiters.
+        let key = req.function.key.clone();
+        if cold {
+            crate::metrics::cold_start(&key);
+        }
+        pool.record_gauges(&key);
         let (tx, rx) = oneshot::channel();
         // The invocation runs to the function's own deadline even when the
         // caller stops waiting earlier, as on Lambda; then the process goes
@@ -123,6 +129,7 @@ impl LocalBackend {
             let _ = tx.send(result);
             run_pool.release(env, reusable);
             drop(permit);
+            run_pool.record_gauges(&key);
         });
         rx.await
             .map_err(|_| BackendError::Failed("the invocation was abandoned".into()))?
@@ -204,6 +211,12 @@ impl FunctionPool {
             invocations: AtomicU64::new(0),
             function,
         }
+    }
+
+    /// Updates the pool-size and queue-depth gauges for this function.
+    fn record_gauges(&self, function: &str) {
+        crate::metrics::pool_size(function, lock(&self.live).len());
+        crate::metrics::queue_depth(function, self.waiting.load(Ordering::Relaxed));
     }
 
     fn stats(&self) -> PoolStats {

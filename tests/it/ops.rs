@@ -777,3 +777,51 @@ mock = { status = 200, body = "me" }
     assert!(!logs.contains(&token), "the JWT reached the logs");
     assert!(!logs.contains(SECRET), "the HS secret reached the logs");
 }
+
+#[tokio::test]
+async fn local_backend_cold_starts_and_pool_size_are_metrics() {
+    const BOOT: &str = r#"#!/bin/bash
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+while true; do
+    H="$(mktemp)"
+    curl -sS -D "$H" "$API/invocation/next" > /dev/null || exit 1
+    ID="$(grep -i '^lambda-runtime-aws-request-id:' "$H" | cut -d: -f2 | tr -d '[:space:]')"
+    rm -f "$H"
+    curl -sS -X POST "$API/invocation/$ID/response" -d '{"statusCode":200,"body":"warm"}' > /dev/null
+done
+"#;
+    assert!(lambdagate::metrics::install().is_some());
+    let gw = start_with(
+        r#"
+[backends.local]
+kind = "local"
+
+[functions.opsmetricsfn]
+command = ["bash", "bootstrap"]
+timeout = "5s"
+
+[[routes]]
+method = "GET"
+path = "/fn"
+function = "opsmetricsfn"
+"#,
+        &[("bootstrap", BOOT.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    for _ in 0..2 {
+        let res = client().get(gw.url("/fn")).send().await.unwrap();
+        assert_eq!(res.text().await.unwrap(), "warm");
+    }
+    let text = lambdagate::metrics::render().unwrap();
+    assert!(
+        text.contains(r#"lambdagate_cold_starts_total{function="opsmetricsfn"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"lambdagate_pool_size{function="opsmetricsfn"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"lambdagate_queue_depth{function="opsmetricsfn"}"#));
+    gw.stop().await;
+}
