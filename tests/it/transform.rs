@@ -543,9 +543,13 @@ cache = { ttl = "60s", key = ["path.id"] }
     )
     .await;
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let start = readme
+    let section = readme
+        .find("## One function, JSON for SDKs and a page for browsers")
+        .expect("README has the section");
+    let start = readme[section..]
         .find("<!doctype html>")
-        .expect("README shows the page");
+        .expect("README shows the page")
+        + section;
     let end = readme[start..].find("</html>").unwrap() + start + "</html>\n".len();
     let page = &readme[start..end];
     let c = client();
