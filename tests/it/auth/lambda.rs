@@ -396,3 +396,73 @@ auth = "req"
         .unwrap();
     assert_eq!(res.status(), 403);
 }
+
+/// The authorizer runs on the `local` backend too: a Python `awslambdaric`
+/// function started by the gateway, cached like any other.
+#[tokio::test]
+async fn authorizer_on_the_local_backend() {
+    let handler = r#"
+import json
+
+calls = 0
+
+def authorize(event, context):
+    global calls
+    calls += 1
+    user = event["headers"].get("x-user", "")
+    return {"isAuthorized": user == "alice", "context": {"user": user, "calls": calls}}
+
+def echo(event, context):
+    return {"statusCode": 200, "body": json.dumps(event["requestContext"]["authorizer"])}
+"#;
+    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let gw = crate::common::start_with(
+        &format!(
+            r#"
+[backends.local]
+kind = "local"
+
+[functions.authz]
+command = [{py:?}, "-m", "awslambdaric", "fns.authorize"]
+
+[functions.echo]
+command = [{py:?}, "-m", "awslambdaric", "fns.echo"]
+
+[auth.local]
+kind = "lambda"
+function = "authz"
+response = "simple"
+identity_sources = ["$request.header.X-User"]
+
+[[routes]]
+method = "GET"
+path = "/me"
+function = "echo"
+auth = "local"
+"#
+        ),
+        &[("fns.py", handler.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    for _ in 0..2 {
+        let res = client()
+            .get(gw.url("/me"))
+            .header("x-user", "alice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let authorizer: Value = res.json().await.unwrap();
+        // `calls` stays 1: the second request is answered from the cache.
+        assert_eq!(authorizer["lambda"], json!({"user": "alice", "calls": 1}));
+    }
+    let res = client()
+        .get(gw.url("/me"))
+        .header("x-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    gw.stop().await;
+}
