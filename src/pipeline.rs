@@ -68,6 +68,16 @@ pub fn build(state: Arc<GatewayState>) -> Router {
         // integration's answer.
         .layer(from_fn_with_state(state.clone(), crate::transform::render))
         // Integration: event or forwarded request → backend → response mapping.
-        .service(axum::routing::any(crate::integration::integrate).with_state(state));
+        // A plain service_fn rather than a MethodRouter: every phase above
+        // clones its inner stack per request, and a MethodRouter is costly to
+        // clone and drop.
+        .service(tower::service_fn(move |req: axum::extract::Request| {
+            let state = state.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    crate::integration::integrate(axum::extract::State(state), req).await,
+                )
+            }
+        }));
     Router::new().fallback_service(any_service(stack))
 }
