@@ -57,22 +57,17 @@ pub fn resolve(
         candidates.push((s, true));
     }
     candidates.push((raw_path, false));
-    let mut method_seen = false;
     for (path, prefixed) in candidates {
-        match state.table.find(method, path) {
-            RouteMatch::Found { route, params } => {
-                return Ok(RouteContext {
-                    route: state.routes[route].clone(),
-                    params,
-                    path: path.to_string(),
-                    stage_prefixed: prefixed,
-                });
-            }
-            RouteMatch::MethodNotAllowed => method_seen = true,
-            RouteMatch::NotFound => {}
+        if let RouteMatch::Found { route, params } = state.table.find(method, path) {
+            return Ok(RouteContext {
+                route: state.routes[route].clone(),
+                params,
+                path: path.to_string(),
+                stage_prefixed: prefixed,
+            });
         }
     }
-    let _ = method_seen; // Both flavors answer a wrong method like an unknown route.
+    // Both flavors answer a known path with a wrong method like an unknown route.
     Err(GatewayError::RouteNotFound(state.config.gateway.flavor))
 }
 
