@@ -132,6 +132,13 @@ impl Store {
         }
     }
 
+    /// Reachability check for `/readyz`: one trivial query on a pooled
+    /// connection (a dead one is replaced first).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
     // ---- keys ----
 
     pub async fn create_key(&self, k: &NewKey<'_>) -> Result<KeyRecord, StoreError> {
