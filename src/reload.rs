@@ -5,6 +5,9 @@
 //! parse, validate, resolve routes, load TLS files — and only then swaps it
 //! in ([`Server::reload`]). A file that fails any step leaves the running
 //! config untouched and logs every error as `file:line:column: message`.
+//! The API, the admin API and the Invoke API all follow the swap; only
+//! listen addresses need a restart (a reload that changes one says so in a
+//! warning and keeps the old address).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::config::Config;
 use crate::server::Server;
 use crate::{Gateway, GatewayOptions};
 
@@ -136,13 +140,8 @@ pub async fn reload_once(server: &Server, path: &Path, options: &GatewayOptions)
         }
     };
     let current = server.current();
-    let running = &current.state().config.gateway;
-    if config.gateway.listen != running.listen {
-        tracing::warn!(
-            target: "lambdagate::reload",
-            "[gateway] listen changed to {}; the listener stays on the address it started with until a restart",
-            config.gateway.listen
-        );
+    for note in restart_only_changes(&current.state().config, &config) {
+        tracing::warn!(target: "lambdagate::reload", "{note}");
     }
     match Gateway::new(config, options.clone()).await {
         Ok(g) => {
@@ -160,4 +159,52 @@ pub async fn reload_once(server: &Server, path: &Path, options: &GatewayOptions)
             false
         }
     }
+}
+
+/// Settings a reload cannot apply, because they are sockets bound once at
+/// start: each change becomes a warning, and the running value is kept.
+/// Everything else (routes, backends, auth, `[plans.*]`, the admin token,
+/// the store, TLS files) takes effect with the reload.
+fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if new.gateway.listen != running.gateway.listen {
+        notes.push(format!(
+            "[gateway] listen changed to {}; the listener stays on the address it started with until a restart",
+            new.gateway.listen
+        ));
+    }
+    let listeners = [
+        (
+            "[admin]",
+            "admin API",
+            running.admin.as_ref().map(|a| a.listen),
+            new.admin.as_ref().map(|a| a.listen),
+        ),
+        (
+            "[invoke_api]",
+            "Invoke API",
+            running.invoke_api.as_ref().map(|i| i.listen),
+            new.invoke_api.as_ref().map(|i| i.listen),
+        ),
+    ];
+    for (section, what, old, now) in listeners {
+        match (old, now) {
+            (Some(old), Some(now)) if old != now => notes.push(format!(
+                "{section} listen changed to {now}; the {what} stays on the address it started with ({old} in the old config) until a restart"
+            )),
+            (None, Some(_)) => notes.push(format!(
+                "{section} was added; its listener opens only at start: restart to serve the {what}"
+            )),
+            (Some(_), None) => notes.push(format!(
+                "{section} was removed; the {what} listener stays open until a restart{}",
+                if section == "[admin]" {
+                    " and answers 404"
+                } else {
+                    ""
+                }
+            )),
+            _ => {}
+        }
+    }
+    notes
 }

@@ -14,7 +14,7 @@ pub mod ops;
 pub mod plans;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use utoipa::OpenApi;
 
 use crate::app::{BuildError, GatewayState};
@@ -245,6 +246,59 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The admin router of whichever gateway is live, rebuilt once per hot
+/// reload (when the live gateway's state changes) so a reload's admin
+/// settings — token, `[plans.*]`, store, cluster — take effect. The
+/// listener itself cannot move: its address is bound once at start.
+pub struct LiveAdmin {
+    current: crate::invoke_api::CurrentGateway,
+    /// The router built for the gateway state it holds (held, so the
+    /// pointer comparison below can never see a reused address).
+    built: Mutex<Option<(Arc<GatewayState>, Option<Router>)>>,
+}
+
+impl LiveAdmin {
+    pub fn new(current: crate::invoke_api::CurrentGateway) -> Self {
+        Self {
+            current,
+            built: Mutex::new(None),
+        }
+    }
+
+    /// The live gateway's admin router; `None` when its config has no
+    /// `[admin]` (removed by a reload).
+    pub fn router(&self) -> Option<Router> {
+        let gateway = (self.current)();
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((state, router)) = built.as_ref()
+            && Arc::ptr_eq(state, gateway.state())
+        {
+            return router.clone();
+        }
+        let router = gateway.admin_router();
+        *built = Some((gateway.state().clone(), router.clone()));
+        router
+    }
+
+    /// A router that hands every request to the live admin router.
+    pub fn into_router(self) -> Router {
+        let live = Arc::new(self);
+        Router::new().fallback_service(tower::service_fn(move |req: Request| {
+            let router = live.router();
+            async move {
+                Ok::<_, std::convert::Infallible>(match router {
+                    Some(r) => r.oneshot(req).await.unwrap_or_else(|e| match e {}),
+                    None => AdminError::not_found(
+                        "the admin API is not configured: [admin] was removed by a reload \
+                         (restart to close this listener)",
+                    )
+                    .into_response(),
+                })
+            }
+        }))
+    }
 }
 
 #[cfg(test)]

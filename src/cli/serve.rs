@@ -157,13 +157,16 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
         })
     });
     let admin_task = admin_listener.map(|l| {
-        let g = gateway.clone();
+        // The admin API follows hot reloads like the API does: each request
+        // goes to the live gateway's admin router (token, plans, store).
+        let s = server.clone();
+        let live = crate::admin::LiveAdmin::new(Arc::new(move || s.current()));
         let mut rx = stop_rx;
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = g.serve_admin(l, stopped).await {
+            if let Err(e) = crate::admin::serve(l, live.into_router(), stopped).await {
                 tracing::error!(error = %e, "admin API stopped");
             }
         })
