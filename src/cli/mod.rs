@@ -11,7 +11,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,7 +31,8 @@ pub struct Cli {
         env = "LAMBDAGATE_CONFIG"
     )]
     pub config: PathBuf,
-    /// Log format.
+    /// Log format: `pretty` (human-readable lines) or `json` (one JSON
+    /// object per line). RUST_LOG filters either.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
     #[command(subcommand)]
@@ -91,9 +92,46 @@ pub enum Command {
     Keys(keys::KeysArgs),
 }
 
+/// Examples for nested subcommands, whose definitions live beside their
+/// code: (path, example lines).
+const NESTED_EXAMPLES: &[(&str, &str, &str)] = &[
+    (
+        "keys",
+        "create",
+        "lambdagate keys create --name acme --plan gold --expires 30d\n  \
+         lambdagate keys create --name ci --admin-url http://127.0.0.1:9081   (via a running gateway)",
+    ),
+    (
+        "keys",
+        "list",
+        "lambdagate keys list\n  lambdagate keys list --json",
+    ),
+    ("keys", "revoke", "lambdagate keys revoke k3x9a0b1c2"),
+    (
+        "keys",
+        "usage",
+        "lambdagate keys usage k3x9a0b1c2 --days 7\n  \
+         lambdagate keys usage k3x9a0b1c2 --admin-url http://127.0.0.1:9081",
+    ),
+];
+
+/// The command line definition, with examples on every nested subcommand.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for (parent, child, example) in NESTED_EXAMPLES {
+        cmd = cmd.mut_subcommand(parent, |p| {
+            p.mut_subcommand(child, |c| c.after_help(format!("Examples:\n  {example}")))
+        });
+    }
+    cmd
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     crate::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
     match cli.command {
         Some(Command::Validate) => validate::run(&cli.config),

@@ -79,3 +79,95 @@ async fn gateway_router_embeds_in_another_app() {
     assert_eq!(ping.status(), 200);
     assert_eq!(ping.text().await.unwrap(), "pong");
 }
+
+/// `keys` has subcommands of its own; each has help with an example.
+#[test]
+fn nested_subcommands_have_help_with_examples() {
+    let help = |args: &[&str]| {
+        let out = Command::new(binary()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?} failed");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let keys = help(&["keys", "--help"]);
+    let subcommands: Vec<String> = keys
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert_eq!(subcommands, ["create", "list", "revoke", "usage"]);
+    for c in &subcommands {
+        let h = help(&["keys", c, "--help"]);
+        assert!(h.contains("Examples:"), "keys {c} --help:\n{h}");
+        assert!(
+            h.contains(&format!("lambdagate keys {c}")),
+            "keys {c} --help has no example of itself:\n{h}"
+        );
+    }
+}
+
+/// `--log-format pretty` writes human-readable lines, `json` JSON objects,
+/// and anything else is refused with the valid values.
+#[tokio::test]
+async fn log_format_pretty_json_and_a_bad_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        "[[routes]]\nmethod = \"GET\"\npath = \"/ping\"\nmock = { status = 200, body = \"pong\" }\n",
+    )
+    .unwrap();
+    for format in ["pretty", "json"] {
+        let gw = crate::common::spawn_binary(
+            &routes,
+            &["--log-format", format],
+            &std::collections::HashMap::new(),
+        )
+        .await;
+        let id = format!("cli-log-{format}");
+        let res = client()
+            .get(gw.url("/ping"))
+            .header("x-amzn-requestid", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let line = loop {
+            if let Some(l) = gw
+                .stderr_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(&id))
+            {
+                break l.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no access-log line");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let parsed = serde_json::from_str::<serde_json::Value>(&line);
+        if format == "json" {
+            assert_eq!(parsed.unwrap()["target"], "lambdagate::access");
+        } else {
+            assert!(parsed.is_err(), "pretty line is JSON: {line}");
+            assert!(
+                line.contains(" INFO lambdagate::access: "),
+                "not a plain pretty line: {line:?}"
+            );
+        }
+    }
+    let out = Command::new(binary())
+        .args(["--log-format", "xml", "validate", "--config"])
+        .arg(&routes)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("possible values: pretty, json"), "{stderr}");
+}

@@ -607,11 +607,13 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// No Docker daemon runs here, so the image is not built. What is checked:
-/// the Dockerfile parses (dockerfile-parse) and passes
-/// `scripts/check-dockerfile.py` (multi-stage, dependency layer, the built
-/// binary is the one copied, non-root, EXPOSE, HEALTHCHECK), and the
-/// container's own command line and health check work with this binary.
+/// CI has no Docker daemon, so the image is not built here. What is
+/// checked: the Dockerfile parses (dockerfile-parse) and passes
+/// `scripts/check-dockerfile.py` (multi-stage, a dependency layer with every
+/// workspace member and declared target, the built binary is the one
+/// copied, non-root, EXPOSE = the listeners, HEALTHCHECK, .dockerignore),
+/// and the container's own command line and health check work with this
+/// binary.
 #[test]
 fn dockerfile_checks_and_its_entrypoint_and_healthcheck_run() {
     use std::io::BufRead;
@@ -634,6 +636,18 @@ fn dockerfile_checks_and_its_entrypoint_and_healthcheck_run() {
             .map(|s| s.as_str().unwrap().to_string())
             .collect()
     };
+    // EXPOSE lists exactly the default listeners' ports (the script checks
+    // the command opens a listener on each).
+    let defaults =
+        lambdagate::config::parse(std::path::Path::new("routes.toml"), "[admin]\n").unwrap();
+    let mut want = vec![
+        defaults.gateway.listen.port().to_string(),
+        defaults.admin.as_ref().unwrap().listen.port().to_string(),
+    ];
+    let mut exposed = strings(&report["exposed"]);
+    want.sort();
+    exposed.sort();
+    assert_eq!(exposed, want, "EXPOSE vs the default listen ports");
     // The container's command, on free ports instead of 8080/9081.
     let argv = strings(&report["argv"]);
     assert_eq!(argv[..2], ["lambdagate", "serve"]);
@@ -824,4 +838,271 @@ function = "opsmetricsfn"
     );
     assert!(text.contains(r#"lambdagate_queue_depth{function="opsmetricsfn"}"#));
     gw.stop().await;
+}
+
+/// Waits (bounded) until at least `n` captured stderr lines satisfy `pred`.
+async fn wait_for_log_count(
+    lines: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    n: usize,
+    pred: impl Fn(&str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if lines.lock().unwrap().iter().filter(|l| pred(l)).count() >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} matching log line(s) not seen; got:\n{}",
+            lines.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A database of its own on the shared PostgreSQL, dropped at the end.
+struct FreshDatabase {
+    name: String,
+    admin: sqlx::PgPool,
+}
+
+impl FreshDatabase {
+    async fn create() -> Self {
+        let name = format!("lgops_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(PG_ADMIN_URL).await.unwrap();
+        let db = Self { name, admin };
+        db.execute(&format!("CREATE DATABASE \"{}\"", db.name))
+            .await;
+        db
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    async fn execute(&self, sql: &str) {
+        use sqlx::Executor;
+        self.admin
+            .execute(sqlx::AssertSqlSafe(sql.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Drops it even while the gateway holds connections to it.
+    async fn drop_now(&self) {
+        self.execute(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .await;
+    }
+}
+
+async fn readyz(gw: &crate::common::GatewayProcess) -> (u16, serde_json::Value) {
+    let res = client().get(gw.admin_url("/readyz")).send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+/// Polls /readyz (bounded) until it answers `want`.
+async fn wait_for_readyz(gw: &crate::common::GatewayProcess, want: u16) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readyz(gw).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered {want}; last: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// /readyz follows the store: ready on a reachable PostgreSQL, 503 with the
+/// reason once its database is gone, ready again when it is back. Redis (up
+/// here) is reported as a check of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_the_postgres_store_is_unreachable() {
+    let db = FreshDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(
+        &dir,
+        &format!(
+            r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[store]
+kind = "postgres"
+url = "{url}"
+
+[cluster]
+redis_url = "redis://127.0.0.1:6379"
+key_prefix = "{name}"
+{MOCK_ROUTES}"#,
+            url = db.url(),
+            name = db.name
+        ),
+    );
+    let env: HashMap<String, String> = [
+        ("LAMBDAGATE_ADMIN_TOKEN".to_string(), "t0k".to_string()),
+        ("RUST_LOG".to_string(), "warn".to_string()),
+    ]
+    .into();
+    let gw = spawn_binary(&routes, &["--no-watch"], &env).await;
+    let (status, v) = readyz(&gw).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["checks"]["config"]["status"], "ok");
+    assert_eq!(v["checks"]["store"]["status"], "ok");
+    assert_eq!(v["checks"]["store"]["kind"], "postgres");
+    assert_eq!(v["checks"]["cluster"]["status"], "ok");
+    assert_eq!(v["reasons"], serde_json::json!([]));
+
+    db.drop_now().await;
+    let (status, v) = readyz(&gw).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["status"], "not ready");
+    assert_eq!(v["checks"]["store"]["status"], "unreachable");
+    let reason = v["reasons"][0].as_str().unwrap();
+    assert!(reason.starts_with("store (postgres) unreachable"), "{v}");
+    assert!(reason.contains("does not exist"), "{v}");
+    // Liveness is not readiness: the process still answers.
+    let live = client().get(gw.admin_url("/healthz")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+
+    // The database comes back (empty): the pool reconnects by itself.
+    db.execute(&format!("CREATE DATABASE \"{}\"", db.name))
+        .await;
+    let v = wait_for_readyz(&gw, 200).await;
+    assert_eq!(v["checks"]["store"]["status"], "ok");
+    drop(gw);
+    db.drop_now().await;
+}
+
+/// Redis unreachable: with fail-open the node stays ready (it serves on
+/// local limiters) and says so; with `fail_closed = true` it is not ready.
+#[tokio::test]
+async fn readyz_reports_an_unreachable_cluster_and_fails_only_when_fail_closed() {
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env: HashMap<String, String> = [
+        ("LAMBDAGATE_ADMIN_TOKEN".to_string(), "t0k".to_string()),
+        ("RUST_LOG".to_string(), "warn".to_string()),
+    ]
+    .into();
+    for fail_closed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let routes = write_routes(
+            &dir,
+            &format!(
+                r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[cluster]
+redis_url = "redis://{dead}"
+fail_closed = {fail_closed}
+{MOCK_ROUTES}"#
+            ),
+        );
+        let gw = spawn_binary(&routes, &["--no-watch"], &env).await;
+        let (status, v) = readyz(&gw).await;
+        assert_eq!(v["checks"]["cluster"]["status"], "unreachable", "{v}");
+        assert_eq!(v["checks"]["cluster"]["fail_closed"], fail_closed, "{v}");
+        assert_eq!(v["checks"]["store"]["status"], "ok", "{v}");
+        if fail_closed {
+            assert_eq!(status, 503, "{v}");
+            let reason = v["reasons"][0].as_str().unwrap();
+            assert!(reason.contains("cluster Redis unreachable"), "{v}");
+        } else {
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(v["status"], "ready");
+        }
+    }
+}
+
+/// A reload rebuilds the admin API: a new token file and new `[plans.*]`
+/// take effect at once; a changed admin listen address cannot, so the
+/// reload says so and the admin API stays where it was.
+#[tokio::test]
+async fn a_reload_applies_the_new_admin_token_and_plans_and_keeps_the_admin_address() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("old.token"), "old-admin-token").unwrap();
+    std::fs::write(dir.path().join("new.token"), "new-admin-token").unwrap();
+    let config = |listen: &str, token_file: &str, plan: &str| {
+        format!(
+            r#"
+[admin]
+listen = "{listen}"
+token_file = "{token_file}"
+
+[plans.{plan}]
+throttle = {{ rate = 5, burst = 10 }}
+{MOCK_ROUTES}"#
+        )
+    };
+    let routes = write_routes(&dir, &config("127.0.0.1:0", "old.token", "bronze"));
+    let env: HashMap<String, String> = [("RUST_LOG".to_string(), "info".to_string())].into();
+    let gw = spawn_binary(&routes, &["--no-watch"], &env).await;
+    let plans = |token: &'static str| {
+        let url = gw.admin_url("/plans");
+        async move {
+            let res = client().get(url).bearer_auth(token).send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap())
+        }
+    };
+    let (status, body) = plans("old-admin-token").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("bronze"), "{body}");
+    assert_eq!(plans("new-admin-token").await.0, 401);
+
+    replace_file(&routes, &config("127.0.0.2:9", "new.token", "silver"));
+    signal(gw.pid(), "HUP");
+    wait_for_log(&gw.stderr_lines, |l| l.contains("config reloaded")).await;
+    let (status, body) = plans("new-admin-token").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("silver"), "{body}");
+    assert!(!body.contains("bronze"), "{body}");
+    assert_eq!(plans("old-admin-token").await.0, 401);
+    let logs = gw.stderr_lines.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("[admin] listen changed to 127.0.0.2:9") && logs.contains("until a restart"),
+        "{logs}"
+    );
+
+    // An unreadable token file fails the reload: the running admin API
+    // (new token) keeps working.
+    replace_file(&routes, &config("127.0.0.1:0", "missing.token", "gold"));
+    signal(gw.pid(), "HUP");
+    wait_for_log(&gw.stderr_lines, |l| {
+        l.contains("still serving the previous config")
+    })
+    .await;
+    let logs = gw.stderr_lines.lock().unwrap().join("\n");
+    assert!(logs.contains("missing.token"), "{logs}");
+    let (status, body) = plans("new-admin-token").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("silver") && !body.contains("gold"), "{body}");
+
+    // [admin] removed: the listener stays (sockets are bound at start) but
+    // the admin API is gone, token or not; health probes go with it.
+    replace_file(&routes, MOCK_ROUTES);
+    signal(gw.pid(), "HUP");
+    wait_for_log_count(&gw.stderr_lines, 2, |l| l.contains("config reloaded")).await;
+    assert_eq!(plans("new-admin-token").await.0, 404);
+    let logs = gw.stderr_lines.lock().unwrap().join("\n");
+    assert!(logs.contains("[admin] was removed"), "{logs}");
+    assert_eq!(
+        client().get(gw.url("/ping")).send().await.unwrap().status(),
+        200
+    );
 }
