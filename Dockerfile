@@ -12,13 +12,16 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /build
-# 1. Dependencies only: compile them against a stub crate.
+# 1. Dependencies only: compile them against a stub crate. Cargo reads every
+#    workspace member (the small example functions) and wants every declared
+#    target's file to exist, so those come in too.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/it \
+COPY examples/functions/ examples/functions/
+RUN mkdir -p src tests/it benches \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs tests/it/main.rs \
+    && touch src/lib.rs tests/it/main.rs benches/local_backend.rs \
     && cargo build --release --locked --bin lambdagate \
-    && rm -rf src tests
+    && rm -rf src tests benches
 # 2. The real sources (the build context is filtered by .dockerignore).
 COPY . .
 # COPY keeps the context's modification times, which may be older than the

@@ -63,12 +63,24 @@ if None in (manifest_copy, source_copy, dep_build) or not (manifest_copy < dep_b
     problems.append("build stage must COPY Cargo.toml Cargo.lock, cargo build, then COPY the sources")
 else:
     stub = kinds[dep_build][1]
-    # Every explicit target the manifest declares must exist for the stub build.
+    # Every target the manifest declares must exist for the stub build
+    # (cargo refuses a manifest whose declared target file is missing).
+    default_dir = {"bin": "src/bin", "test": "tests", "bench": "benches", "example": "examples"}
     for table in ("bin", "test", "bench", "example"):
         for target in manifest.get(table, []):
-            path = target.get("path")
-            if path and path not in stub:
+            path = target.get("path") or f"{default_dir[table]}/{target['name']}.rs"
+            if path not in stub:
                 problems.append(f"stub build does not create {path} ([[{table}]] in Cargo.toml)")
+    # Cargo loads every workspace member's manifest, so the dependency
+    # layer must copy them in before building.
+    early_copies = " ".join(v for k, v in kinds[:dep_build] if k == "COPY")
+    for member in manifest.get("workspace", {}).get("members", []):
+        if member.rstrip("/") == ".":
+            continue
+        parents = [member] + [member.rsplit("/", n)[0] for n in range(1, member.count("/") + 1)]
+        if not any(p.rstrip("/") + "/" in early_copies.split() or p in early_copies.split()
+                   for p in parents):
+            problems.append(f"workspace member {member} is not copied before the dependency build")
 
 # The binary built is the one copied and run.
 package = manifest["package"]["name"]
@@ -122,6 +134,15 @@ cmd = [exec_form(i["value"]) for i in runtime["ins"] if i["instruction"] == "CMD
 argv = (entry[-1] if entry else []) + (cmd[-1] if cmd else [])
 if argv[:2] != ["lambdagate", "serve"]:
     problems.append(f"the container does not run `lambdagate serve`: {argv}")
+# Every listener the command opens is EXPOSEd, and nothing else is.
+listen_ports = [a.rsplit(":", 1)[1] for flag, a in zip(argv, argv[1:])
+                if flag in ("--listen", "--admin-listen", "--invoke-listen")]
+for port in listen_ports:
+    if port not in exposed:
+        problems.append(f"the command listens on port {port}, which is not EXPOSEd")
+for port in exposed:
+    if port.split("/")[0] not in listen_ports:
+        problems.append(f"EXPOSE {port}, but the command opens no listener there")
 
 # .dockerignore keeps target/ and .git out but the sources in.
 ignore_file = root / ".dockerignore"
@@ -141,6 +162,6 @@ for need in ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs"] + [
     if excluded(need):
         problems.append(f".dockerignore excludes {need}, which the build needs")
 
-print(json.dumps({"argv": argv, "healthcheck": health_cmd, "stages": [s["name"] for s in stages],
+print(json.dumps({"argv": argv, "healthcheck": health_cmd, "exposed": exposed, "stages": [s["name"] for s in stages],
                   "problems": problems}))
 sys.exit(1 if problems else 0)
