@@ -123,6 +123,8 @@ pub fn event_building(data: &[u8]) {
         account_id: "123456789012",
         binary_media_types: &binary,
         auth: None,
+        // Both flavors' path handling, chosen by the input.
+        decode_path: path.len() % 2 == 0,
     };
     for event in [
         crate::event::v1::to_event(&input),

@@ -300,6 +300,7 @@ pub fn build_event_value(
         account_id: &g.account_id,
         binary_media_types: &route.binary_media_types,
         auth,
+        decode_path: g.flavor == crate::config::Flavor::Http,
     };
     match version {
         PayloadVersion::V1 => event::v1::to_event(&input),

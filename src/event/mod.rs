@@ -6,6 +6,7 @@
 pub mod v1;
 pub mod v2;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 use axum::http::{HeaderMap, Method, header};
 use base64::Engine;
 use bytes::Bytes;
+
 use percent_encoding::percent_decode_str;
 
 use crate::auth::AuthContext;
@@ -43,6 +45,10 @@ pub struct EventInput<'a> {
     pub account_id: &'a str,
     pub binary_media_types: &'a [String],
     pub auth: Option<&'a AuthContext>,
+    /// HTTP APIs hand the function a percent-decoded path (`rawPath`,
+    /// `requestContext.http.path`, payload 1.0 `path`); REST APIs keep the
+    /// encoding. Live captures of both agree; see docs/routes.md.
+    pub decode_path: bool,
 }
 
 impl EventInput<'_> {
@@ -58,6 +64,16 @@ impl EventInput<'_> {
         let host = self.domain_name();
         let host = host.split(':').next().unwrap_or_default();
         host.split('.').next().unwrap_or_default().to_string()
+    }
+
+    /// A path as this flavor shows it to the function: decoded for HTTP APIs
+    /// (lossy UTF-8, as AWS does), untouched for REST APIs.
+    pub fn shown_path<'p>(&self, path: &'p str) -> Cow<'p, str> {
+        if self.decode_path {
+            percent_decode_str(path).decode_utf8_lossy()
+        } else {
+            Cow::Borrowed(path)
+        }
     }
 
     pub fn user_agent(&self) -> Option<String> {

@@ -56,7 +56,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
         identity["principalOrgId"] = json!(iam.principal_org_id);
     }
 
-    let full_path = input.raw_path.to_string();
+    let full_path = input.shown_path(input.raw_path);
     let mut ctx = json!({
         "accountId": input.account_id,
         "apiId": input.api_id,
@@ -98,7 +98,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
 
     json!({
         "resource": input.resource,
-        "path": input.path,
+        "path": input.shown_path(input.path),
         "httpMethod": input.method.as_str(),
         "headers": map_or_null(headers.iter().map(|(k, vs)| (k.clone(), json!(vs.last())))),
         "multiValueHeaders": map_or_null(headers.iter().map(|(k, vs)| (k.clone(), json!(vs)))),

@@ -43,7 +43,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
         "domainPrefix": input.domain_prefix(),
         "http": {
             "method": input.method.as_str(),
-            "path": input.raw_path,
+            "path": input.shown_path(input.raw_path),
             "protocol": input.protocol,
             "sourceIp": input.source_ip.to_string(),
             "userAgent": input.user_agent().unwrap_or_default(),
@@ -84,7 +84,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
     let mut event = json!({
         "version": "2.0",
         "routeKey": input.route_key,
-        "rawPath": input.raw_path,
+        "rawPath": input.shown_path(input.raw_path),
         "rawQueryString": input.raw_query,
         "headers": headers,
         "requestContext": ctx,

@@ -241,9 +241,49 @@ async fn greedy_and_encoded_path_parameters_are_decoded() {
         .unwrap();
     let e = fake.last().event();
     assert_eq!(e["pathParameters"], json!({"proxy": "docs/Jürgen M.txt"}));
-    assert_eq!(e["rawPath"], "/files/docs/J%C3%BCrgen%20M.txt");
+    // HTTP APIs hand the function the decoded path, in both places.
+    assert_eq!(e["rawPath"], "/files/docs/Jürgen M.txt");
+    assert_eq!(
+        e["requestContext"]["http"]["path"],
+        "/files/docs/Jürgen M.txt"
+    );
     assert_eq!(e["routeKey"], "ANY /files/{proxy+}");
     assert_eq!(e["requestContext"]["http"]["method"], "DELETE");
+}
+
+/// REST APIs keep the path as the client encoded it (`path`,
+/// `requestContext.path`); only the parameters are decoded.
+#[tokio::test]
+async fn rest_flavor_keeps_the_path_encoded() {
+    let fake = ok_fake().await;
+    let gw = gateway_on(&fake, "flavor = \"rest\"", ITEMS).await;
+    client()
+        .delete(gw.url("/dev/files/docs/J%C3%BCrgen%20M.txt"))
+        .send()
+        .await
+        .unwrap();
+    let e = fake.last().event();
+    assert_eq!(e["pathParameters"], json!({"proxy": "docs/Jürgen M.txt"}));
+    assert_eq!(e["path"], "/files/docs/J%C3%BCrgen%20M.txt");
+    assert_eq!(
+        e["requestContext"]["path"],
+        "/dev/files/docs/J%C3%BCrgen%20M.txt"
+    );
+}
+
+/// Payload 1.0 on an HTTP API: `path` is decoded like `rawPath` is.
+#[tokio::test]
+async fn http_flavor_payload_v1_path_is_decoded() {
+    let fake = ok_fake().await;
+    let routes = ITEMS.replace(
+        "path = \"/files/{proxy+}\"",
+        "path = \"/files/{proxy+}\"\npayload_version = \"1.0\"",
+    );
+    let gw = gateway_on(&fake, "", &routes).await;
+    client().get(gw.url("/files/a%20b")).send().await.unwrap();
+    let e = fake.last().event();
+    assert_eq!(e["path"], "/files/a b");
+    assert_eq!(e["requestContext"]["path"], "/files/a b");
 }
 
 /// The seed: a friendly path maps to a function for any method, and the
