@@ -289,12 +289,16 @@ impl JwtAuthorizer {
 fn read_secret(cfg: &AuthConfig) -> Result<Option<Vec<u8>>, String> {
     let name = &cfg.name;
     if let Some(var) = &cfg.secret_env {
-        return match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(v.into_bytes())),
-            _ => Err(format!(
-                "[auth.{name}]: the secret environment variable {var} is not set"
-            )),
-        };
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => return Ok(Some(v.into_bytes())),
+            // With both, the file is the fallback for an unset variable.
+            _ if cfg.secret_file.is_some() => {}
+            _ => {
+                return Err(format!(
+                    "[auth.{name}]: the secret environment variable {var} is not set"
+                ));
+            }
+        }
     }
     if let Some(path) = &cfg.secret_file {
         return match std::fs::read(path) {

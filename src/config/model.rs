@@ -348,6 +348,8 @@ pub struct RouteConfig {
     pub operation_id: Option<String>,
     /// JSON Schema of the successful response body, documented in OpenAPI.
     pub response_schema: Option<PathBuf>,
+    /// More documented responses (`method_responses`), by status.
+    pub method_responses: Vec<crate::openapi::MethodResponse>,
 }
 
 impl RouteConfig {

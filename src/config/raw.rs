@@ -348,6 +348,18 @@ pub struct RawRoute {
     pub operation_id: Option<String>,
     /// JSON Schema file of the successful response body (OpenAPI only).
     pub response_schema: Option<Str>,
+    /// More documented responses (OpenAPI only): statuses, schemas, types.
+    pub method_responses: Option<Vec<Spanned<RawMethodResponse>>>,
+}
+
+/// One `method_responses` entry: a response the route documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMethodResponse {
+    pub status: Spanned<i64>,
+    pub schema: Option<Str>,
+    pub content_type: Option<Str>,
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

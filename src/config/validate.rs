@@ -1190,6 +1190,7 @@ fn check_routes(
             tags: r.tags.clone().unwrap_or_default(),
             operation_id: r.operation_id.clone(),
             response_schema: None,
+            method_responses: Vec::new(),
         });
     }
     out

@@ -11,7 +11,7 @@
 pub mod generate;
 pub mod import;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -97,7 +97,20 @@ fn literal_route<'a>(routes: &'a [Spanned<RawRoute>], path: &str) -> Option<&'a 
     })
 }
 
-/// Route `response_schema = "file.json"`: resolved and checked to be JSON.
+/// A response a route documents with `method_responses` (API Gateway's
+/// "method response"): OpenAPI only, never enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodResponse {
+    pub status: u16,
+    /// JSON Schema file of the body.
+    pub schema: Option<PathBuf>,
+    /// Media type of the body (default `application/json` with a schema).
+    pub content_type: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Route `response_schema = "file.json"` and `method_responses`: schema
+/// files resolved and checked to be JSON, statuses and media types checked.
 pub fn check_response_schemas(
     raw: &[Spanned<RawRoute>],
     routes: &mut [RouteConfig],
@@ -105,36 +118,90 @@ pub fn check_response_schemas(
     d: &mut Diagnostics<'_>,
 ) {
     for route in routes {
-        let Some(spec) = raw
-            .get(route.index)
-            .and_then(|r| r.get_ref().response_schema.as_ref())
-        else {
+        let Some(r) = raw.get(route.index).map(|r| r.get_ref()) else {
             continue;
         };
-        let path = base_dir.join(spec.get_ref());
-        match std::fs::read_to_string(&path) {
-            Err(e) => d.at(
-                spec.span(),
-                format!("cannot read response schema {}: {e}", path.display()),
-            ),
-            Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(serde_json::Value::Object(_)) | Ok(serde_json::Value::Bool(_)) => {
-                    route.response_schema = Some(path);
+        if let Some(spec) = &r.response_schema {
+            route.response_schema = schema_file(spec, base_dir, d);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for m in r.method_responses.iter().flatten() {
+            let m = m.get_ref();
+            let status = *m.status.get_ref();
+            let Some(status) = u16::try_from(status)
+                .ok()
+                .filter(|s| (100..=599).contains(s))
+            else {
+                d.at(
+                    m.status.span(),
+                    format!("status {status} is not an HTTP status (100 to 599)"),
+                );
+                continue;
+            };
+            if !seen.insert(status) {
+                d.at(
+                    m.status.span(),
+                    format!("status {status} is documented twice in method_responses"),
+                );
+                continue;
+            }
+            let content_type = m.content_type.as_ref().and_then(|c| {
+                let v = c.get_ref();
+                let token = |t: &str| {
+                    !t.is_empty()
+                        && t.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+                };
+                if v.split_once('/').is_some_and(|(a, b)| token(a) && token(b)) {
+                    Some(v.clone())
+                } else {
+                    d.at(
+                        c.span(),
+                        format!("`{v}` is not a media type such as \"text/html\""),
+                    );
+                    None
                 }
-                Ok(_) => d.at(
-                    spec.span(),
-                    format!(
-                        "response schema {} is not a JSON Schema object",
-                        path.display()
-                    ),
-                ),
-                Err(e) => d.at(
-                    spec.span(),
-                    format!("response schema {} is not JSON: {e}", path.display()),
-                ),
-            },
+            });
+            route.method_responses.push(MethodResponse {
+                status,
+                schema: m.schema.as_ref().and_then(|s| schema_file(s, base_dir, d)),
+                content_type,
+                description: m.description.clone(),
+            });
         }
     }
+}
+
+/// A documentation schema file: readable, JSON, an object or a boolean.
+fn schema_file(
+    spec: &Spanned<String>,
+    base_dir: &Path,
+    d: &mut Diagnostics<'_>,
+) -> Option<PathBuf> {
+    let path = base_dir.join(spec.get_ref());
+    match std::fs::read_to_string(&path) {
+        Err(e) => d.at(
+            spec.span(),
+            format!("cannot read response schema {}: {e}", path.display()),
+        ),
+        Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(_)) | Ok(serde_json::Value::Bool(_)) => {
+                return Some(path);
+            }
+            Ok(_) => d.at(
+                spec.span(),
+                format!(
+                    "response schema {} is not a JSON Schema object",
+                    path.display()
+                ),
+            ),
+            Err(e) => d.at(
+                spec.span(),
+                format!("response schema {} is not JSON: {e}", path.display()),
+            ),
+        },
+    }
+    None
 }
 
 /// The spec and docs page the running gateway serves, rendered once.

@@ -15,7 +15,7 @@ use crate::common::{client, serve_router, spawn_binary, start, start_with};
 
 /// The example functions (examples/functions/), built once per test run
 /// with the same cargo and target folder as the tests themselves.
-fn example(name: &str) -> PathBuf {
+pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
