@@ -8,6 +8,7 @@
 
 mod aws;
 mod paths;
+mod responses;
 mod schemas;
 mod security;
 
@@ -29,7 +30,8 @@ use utoipa::openapi::{
 use crate::config::Config;
 
 use paths::set_operation;
-pub use paths::{RequestSpec, default_description, default_operation_id};
+pub use paths::{RequestSpec, default_operation_id};
+pub use responses::default_description;
 
 /// The shared schema of every error body the gateway writes itself.
 pub const ERROR_SCHEMA: &str = "GatewayError";
