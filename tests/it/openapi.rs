@@ -504,6 +504,23 @@ fn generated_documents_pass_openapi_spec_validator() {
         );
         validate_with_python(&out);
     }
+    // The example API's checked-in document, and its --aws form.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    validate_with_python(&root.join("openapi/openapi.json"));
+    let out = dir.path().join("example-aws.json");
+    let res = Command::new(binary())
+        .args(["openapi", "--aws", "--config"])
+        .arg(root.join("routes.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    validate_with_python(&out);
 }
 
 // ---- import ----
@@ -1187,7 +1204,12 @@ async fn python_sdk_from_openapi_json_calls_the_example_api() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let spec = root.join("openapi/openapi.json");
     let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("sdk.yaml"), "post_hooks: []\n").unwrap();
+    // openapi-python-client reads bytes from application/octet-stream only.
+    std::fs::write(
+        work.path().join("sdk.yaml"),
+        "post_hooks: []\ncontent_type_overrides:\n  image/png: application/octet-stream\n",
+    )
+    .unwrap();
     let spec_arg = spec.to_string_lossy().to_string();
     run_tool(
         "openapi-python-client",
@@ -1229,7 +1251,8 @@ const EXAMPLE_SDK_SCRIPT: &str = r#"
 import sys, time
 import jwt
 from example_sdk import AuthenticatedClient, Client
-from example_sdk.api.default import get_greet
+from example_sdk.api.default import get_greet, get_image_png
+from example_sdk.types import File
 from example_sdk.api.items import create_item, delete_item, get_item, replace_item
 from example_sdk.api.partners import partner_catalog
 from example_sdk.models import Error, GatewayError, Greeting, Item, ItemList, NewItem
@@ -1243,6 +1266,8 @@ def token(scope):
 anyone = Client(base_url=base)
 greeting = get_greet.sync(client=anyone)
 assert isinstance(greeting, Greeting) and greeting.message == "hello world", greeting
+png = get_image_png.sync(client=anyone)
+assert isinstance(png, File) and png.payload.read(8) == b"\x89PNG\r\n\x1a\n", png
 
 # Open routes: create and read an item.
 created = create_item.sync(client=anyone, body=NewItem(name="Desk lamp", price=39.5))
