@@ -634,6 +634,14 @@ fn imports_the_calc_swagger2_export() {
     assert!(w.contains("`credentials`"), "{w}");
     assert!(w.contains("`contentHandling`"), "{w}");
     assert!(w.contains("headers are documentation only"), "{w}");
+    assert!(
+        w.contains("`host` (\"uojnr9hd57.execute-api.us-east-1.amazonaws.com\") was not imported"),
+        "{w}"
+    );
+    assert!(
+        w.contains("`schemes` ([\"https\"]) was not imported"),
+        "{w}"
+    );
     assert_round_trip(dir.path(), &imported);
 }
 
@@ -703,6 +711,15 @@ fn imports_a_sam_template_with_cloudformation_tags() {
     ));
     let w = imported.warnings.join("\n");
     assert!(w.contains("identityValidationExpression"), "{w}");
+    assert!(
+        w.contains(
+            "template resource `HelloWorldFunction` (AWS::Serverless::Function) is not an API"
+        ),
+        "{w}"
+    );
+    // The path-level parameter of `/requestauthorizerswaggertoken/{status}`
+    // is not a parameter object (its fields sit under `status:`).
+    assert!(w.contains("a parameter without `name` and `in`"), "{w}");
     assert!(w.contains("2 APIs"), "{w}");
     assert_round_trip(dir.path(), &imported);
 }

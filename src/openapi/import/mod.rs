@@ -144,7 +144,33 @@ impl Importer {
                     other if other.starts_with("x-amazon-apigateway-") => {
                         self.warn(format!("`{other}` is not supported and was not imported"));
                     }
-                    _ => {}
+                    "swagger" | "openapi" | "basePath" | "servers" | "paths" | "definitions"
+                    | "components" | "securityDefinitions" | "security" | "consumes"
+                    | "produces" => {}
+                    "info" => {
+                        for f in v.as_object().into_iter().flat_map(|i| i.keys()) {
+                            if !["title", "version", "description"].contains(&f.as_str()) {
+                                self.warn(format!("`info.{f}` was not imported"));
+                            }
+                        }
+                    }
+                    "host" | "schemes" => self.warn(format!(
+                        "`{k}` ({v}) was not imported: the gateway serves where [gateway] listen (and tls) say"
+                    )),
+                    "tags" => {
+                        let described = v
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|t| t.as_object().is_some_and(|t| t.len() > 1));
+                        if described {
+                            self.warn(
+                                "tag descriptions were not imported; routes keep their tag names"
+                                    .to_string(),
+                            );
+                        }
+                    }
+                    other => self.warn(format!("`{other}` was not imported")),
                 }
             }
         }

@@ -80,8 +80,17 @@ pub(super) fn api_documents(doc: &Value, warnings: &mut Vec<String>) -> Vec<(Str
             let body = props
                 .and_then(|p| p.get("Body").or_else(|| p.get("DefinitionBody")))
                 .filter(|b| b.get("paths").is_some());
-            if let Some(b) = body {
-                out.push((name.clone(), b.clone()));
+            match body {
+                Some(b) => out.push((name.clone(), b.clone())),
+                None => warnings.push(format!(
+                    "template resource `{name}` ({}) is not an API and was not imported{}",
+                    r.get("Type").and_then(|t| t.as_str()).unwrap_or("no Type"),
+                    if r.get("Type").and_then(|t| t.as_str()) == Some("AWS::Serverless::Function") {
+                        "; give [functions.NAME] a `command` to run it on the local backend"
+                    } else {
+                        ""
+                    }
+                )),
             }
         }
     }
