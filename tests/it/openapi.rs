@@ -1254,10 +1254,41 @@ async fn python_sdk_from_openapi_json_calls_the_example_api() {
         work.path(),
     )
     .await;
-    revoke_key(&key_id);
-    stop_example_api(gw).await;
     assert!(
         out.contains("typed: Greeting Item Error ItemList Item 204"),
+        "{out}"
+    );
+
+    // The README's SDK example, as written there, against the same API.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme
+        .find("```python\nimport time, jwt")
+        .expect("README shows the SDK example")
+        + "```python\n".len();
+    let end = readme[start..].find("```").unwrap() + start;
+    let mut example = readme[start..end].to_string();
+    std::fs::write(work.path().join("secret.txt"), &secret).unwrap();
+    for (shown, here) in [
+        ("\"http://127.0.0.1:8080\"", format!("{:?}", gw.url(""))),
+        ("\"lg_...\"", format!("{key:?}")),
+        (
+            "\"examples/auth/demo-jwt-secret.txt\"",
+            "\"secret.txt\"".to_string(),
+        ),
+    ] {
+        assert!(example.contains(shown), "the README example lost {shown}");
+        example = example.replace(shown, &here);
+    }
+    std::fs::write(work.path().join("readme_example.py"), example).unwrap();
+    let out = run_tool("python", &["readme_example.py"], work.path()).await;
+    revoke_key(&key_id);
+    stop_example_api(gw).await;
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines.len() == 3
+            && lines[0].ends_with(" Desk lamp 39.5")
+            && lines[1] == "['Desk lamp']"
+            && lines[2] == "35",
         "{out}"
     );
 }
