@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use crate::pipeline::Next;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::GatewayState;

@@ -1,83 +1,188 @@
 //! THE request pipeline: every request passes these phases in this order,
-//! top to bottom (DESIGN.md). Each phase is one function in its own module;
-//! each may answer early with a response instead of calling the next.
+//! top to bottom (DESIGN.md). Each phase is one function in its own module,
+//! `async fn(State<Arc<GatewayState>>, Request, Next) -> Response`; each may
+//! answer early with a response instead of calling `next.run(req)`.
+//!
+//! The phases are chained by [`Next`], an index into one shared, immutable
+//! list of phases: calling the next phase costs one boxed future and no copy
+//! of the rest of the stack (axum's `from_fn` layers clone their whole inner
+//! stack and box it again on every call, which a gateway pays 13 times per
+//! request). [`Pipeline`] is the chain as a tower `Service`; [`build`] wraps
+//! it in an axum `Router` for embedding.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
-use axum::routing::any_service;
-use tower::ServiceBuilder;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
 
 use crate::app::GatewayState;
 
-pub fn build(state: Arc<GatewayState>) -> Router {
-    let stack = ServiceBuilder::new()
+/// A phase's answer, boxed so phases of different types chain.
+pub type PhaseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// One phase: runs its own work and calls `next` (or answers itself).
+type Phase = fn(Arc<GatewayState>, Request, Next) -> PhaseFuture;
+
+/// Boxes a phase function `async fn(State, Request, Next) -> impl IntoResponse`.
+macro_rules! phase {
+    ($f:path) => {
+        (|state, req, next| {
+            Box::pin(async move { $f(State(state), req, next).await.into_response() })
+        }) as Phase
+    };
+    (stateless $f:path) => {
+        (|_, req, next| Box::pin(async move { $f(req, next).await.into_response() })) as Phase
+    };
+}
+
+/// The phases in DESIGN.md's order, outermost first. The integration is not
+/// in the list: it is what the last phase's `next` calls.
+fn phases() -> Vec<Phase> {
+    vec![
         // Outermost: every response, refusals included, carries a request id
         // and gets an access-log line.
-        .layer(from_fn_with_state(
-            state.clone(),
-            crate::telemetry::request_id_and_log,
-        ))
+        phase!(crate::telemetry::request_id_and_log),
         // Size limits before anything reads headers into events or buffers
         // the body.
-        .layer(from_fn_with_state(state.clone(), crate::limits::enforce))
+        phase!(crate::limits::enforce),
         // The gateway's own OpenAPI document and docs page, answered before
         // route match so no user route (not even `{proxy+}`) shadows them.
-        .layer(from_fn_with_state(
-            state.clone(),
-            crate::openapi::serve_spec,
-        ))
+        phase!(crate::openapi::serve_spec),
         // Route match: later phases read the route's settings from the
         // `RouteContext` it stores; unknown routes stop here (404/403), so a
         // bad path never turns into a 401.
-        .layer(from_fn_with_state(
-            state.clone(),
-            crate::routing::route_match,
-        ))
+        phase!(crate::routing::route_match),
         // CORS: preflights answered before auth, as API Gateway does (route
         // match lets a preflight for a served path through unmatched).
-        .layer(from_fn_with_state(state.clone(), crate::cors::cors))
-        // Auth: jwt | sigv4 | lambda authorizer (api keys: issue 6). After
-        // route match, so an unknown path stays 404/403 and never becomes a
-        // 401; before throttling and caching, so refusals cost no quota and no
-        // cached answer leaks to an unauthenticated caller.
-        .layer(from_fn_with_state(state.clone(), crate::auth::authenticate))
+        phase!(crate::cors::cors),
+        // Auth: jwt | sigv4 | lambda authorizer. After route match, so an
+        // unknown path stays 404/403 and never becomes a 401; before
+        // throttling and caching, so refusals cost no quota and no cached
+        // answer leaks to an unauthenticated caller.
+        phase!(crate::auth::authenticate),
         // API key check: last step of auth, as in API Gateway (a Lambda
         // authorizer may supply the key); it finds the key's usage plan.
-        .layer(from_fn_with_state(
-            state.clone(),
-            crate::auth::api_key::require_key,
-        ))
+        phase!(crate::auth::api_key::require_key),
         // Identity for the access log: right after auth, so every later
         // answer (throttled, cached, integrated) is logged with key id and
         // principal.
-        .layer(axum::middleware::from_fn(crate::telemetry::note_identity))
+        phase!(stateless crate::telemetry::note_identity),
         // Throttle & quota: key/plan, route, stage, global; needs the plan
         // found above, and refuses before any validation, cache or backend work.
-        .layer(from_fn_with_state(state.clone(), crate::throttle::enforce))
+        phase!(crate::throttle::enforce),
         // Request validation: refuses bad input before any cache or backend work.
-        .layer(from_fn_with_state(
-            state.clone(),
-            crate::validation::validate,
-        ))
+        phase!(crate::validation::validate),
         // Cache lookup and store: after auth so no cached answer leaks to a
         // refused caller; around response mapping so renderings are cached.
-        .layer(from_fn_with_state(state.clone(), crate::cache::lookup))
+        phase!(crate::cache::lookup),
         // Response mapping: templates and content negotiation on the
         // integration's answer.
-        .layer(from_fn_with_state(state.clone(), crate::transform::render))
-        // Integration: event or forwarded request → backend → response mapping.
-        // A plain service_fn rather than a MethodRouter: every phase above
-        // clones its inner stack per request, and a MethodRouter is costly to
-        // clone and drop.
-        .service(tower::service_fn(move |req: axum::extract::Request| {
-            let state = state.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    crate::integration::integrate(axum::extract::State(state), req).await,
-                )
+        phase!(crate::transform::render),
+    ]
+}
+
+/// The innermost step: event or forwarded request → backend → response.
+fn integration(state: Arc<GatewayState>, req: Request) -> PhaseFuture {
+    Box::pin(crate::integration::integrate(State(state), req))
+}
+
+struct Stack {
+    state: Arc<GatewayState>,
+    phases: Vec<Phase>,
+}
+
+/// The rest of the pipeline after the phase holding it.
+#[derive(Clone)]
+pub struct Next {
+    stack: Arc<Stack>,
+    at: usize,
+}
+
+impl Next {
+    /// Runs the remaining phases and the integration.
+    pub fn run(mut self, req: Request) -> PhaseFuture {
+        match self.stack.phases.get(self.at).copied() {
+            Some(phase) => {
+                self.at += 1;
+                let state = self.stack.state.clone();
+                phase(state, req, self)
             }
-        }));
-    Router::new().fallback_service(any_service(stack))
+            None => integration(self.stack.state.clone(), req),
+        }
+    }
+}
+
+/// `Next` as a tower service, for phases that wrap the rest in a tower
+/// layer (CORS).
+impl tower::Service<Request> for Next {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer<PhaseFuture>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        Answer(self.clone().run(req))
+    }
+}
+
+/// The whole pipeline as a tower service: what the listener calls.
+#[derive(Clone)]
+pub struct Pipeline {
+    first: Next,
+}
+
+impl Pipeline {
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        let stack = Arc::new(Stack {
+            state,
+            phases: phases(),
+        });
+        Self {
+            first: Next { stack, at: 0 },
+        }
+    }
+
+    /// Runs one request through every phase.
+    pub fn run(&self, req: Request) -> PhaseFuture {
+        self.first.clone().run(req)
+    }
+}
+
+impl tower::Service<Request> for Pipeline {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer<PhaseFuture>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        Answer(self.run(req))
+    }
+}
+
+/// A response future that never fails, as tower wants it.
+pub struct Answer<F>(F);
+
+impl<F: Future<Output = Response> + Unpin> Future for Answer<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(Result::Ok)
+    }
+}
+
+/// The pipeline as an axum `Router` (every path, every method), to serve or
+/// to nest in another app.
+pub fn build(state: Arc<GatewayState>) -> Router {
+    Router::new().fallback_service(Pipeline::new(state))
 }

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use crate::pipeline::Next;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::GatewayState;

@@ -14,10 +14,10 @@ pub mod sigv4;
 
 use std::sync::Arc;
 
+use crate::pipeline::Next;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 

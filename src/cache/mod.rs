@@ -11,9 +11,9 @@ pub mod store;
 
 use std::sync::Arc;
 
+use crate::pipeline::Next;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Response, header};
-use axum::middleware::Next;
 use axum::response::IntoResponse;
 
 use crate::app::GatewayState;

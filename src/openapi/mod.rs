@@ -14,9 +14,9 @@ pub mod import;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::pipeline::Next;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use toml::Spanned;
 

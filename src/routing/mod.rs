@@ -8,8 +8,8 @@ pub use matcher::{RouteMatch, RouteTable, RouteTemplate, Segment, TableConflict,
 
 use std::sync::Arc;
 
+use crate::pipeline::Next;
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::{GatewayState, RouteRuntime};

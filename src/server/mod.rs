@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use hyper::body::Incoming;
@@ -31,7 +30,6 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
 use crate::app::Gateway;
 use crate::config::Limits;
@@ -43,7 +41,8 @@ pub use framing::FramingTracker;
 /// One loaded config, ready to serve.
 struct Live {
     gateway: Gateway,
-    router: Router,
+    /// The pipeline itself, called without the `Router` around it.
+    pipeline: crate::pipeline::Pipeline,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
     /// Dropped with the last reference to this `Live`: tells the reloader
@@ -56,7 +55,7 @@ impl Live {
         let (tx, rx) = oneshot::channel();
         let g = &gateway.state().config.gateway;
         let live = Live {
-            router: gateway.router(),
+            pipeline: crate::pipeline::Pipeline::new(gateway.state().clone()),
             tls: g
                 .tls
                 .as_ref()
@@ -288,11 +287,7 @@ async fn serve_connection(
                 let res = if conflict.load(Ordering::SeqCst) {
                     smuggling_refusal()
                 } else {
-                    live.router
-                        .clone()
-                        .oneshot(req)
-                        .await
-                        .unwrap_or_else(|e| match e {})
+                    live.pipeline.run(req).await
                 };
                 drop(live);
                 activity.end();

@@ -20,9 +20,9 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pipeline::Next;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::GatewayState;

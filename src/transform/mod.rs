@@ -11,10 +11,10 @@ pub mod template;
 
 use std::sync::Arc;
 
+use crate::pipeline::Next;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Response, header};
-use axum::middleware::Next;
 use axum::response::IntoResponse;
 use minijinja::Value;
 use serde_json::json;
