@@ -128,12 +128,17 @@ impl Gateway {
         // Function hosts, created only when a route needs them.
         let mut function_backends: BTreeMap<String, Arc<dyn FunctionBackend>> = BTreeMap::new();
         let authorizers = build_authorizers(&config, &stage, &mut function_backends).await?;
+        let mut http_upstreams: BTreeMap<String, Arc<HttpUpstream>> = BTreeMap::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut table = RouteTable::new();
         for rc in &config.routes {
             let integration = match &rc.integration {
                 IntegrationConfig::Mock(m) => {
                     RouteIntegration::Mock(MockResponse::new(m).map_err(BuildError)?)
+                }
+                IntegrationConfig::Http { backend } if http_upstreams.contains_key(backend) => {
+                    // Routes on one backend share its connection pool.
+                    RouteIntegration::Http(http_upstreams[backend].clone())
                 }
                 IntegrationConfig::Http { backend } => {
                     let Some(BackendConfig::Http {
@@ -151,7 +156,7 @@ impl Gateway {
                         .iter()
                         .map(|(k, v)| (k.clone(), substitute(v, &stage.variables)))
                         .collect();
-                    RouteIntegration::Http(Arc::new(
+                    let upstream = Arc::new(
                         HttpUpstream::new(
                             backend,
                             &url,
@@ -159,7 +164,9 @@ impl Gateway {
                             &headers,
                         )
                         .map_err(BuildError)?,
-                    ))
+                    );
+                    http_upstreams.insert(backend.clone(), upstream.clone());
+                    RouteIntegration::Http(upstream)
                 }
                 IntegrationConfig::Function { function, backend } => {
                     let f = config.functions.get(function).ok_or_else(|| {

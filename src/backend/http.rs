@@ -1,17 +1,33 @@
-//! `http` integration: forwards the request to an upstream over a pooled
-//! hyper client (API Gateway's HTTP proxy integration). Hop-by-hop headers
-//! are stripped both ways and `X-Forwarded-*` added. A connect failure is a
-//! 502, an upstream that does not answer in time a 504.
+//! `http` integration: forwards the request to an upstream over pooled
+//! HTTP/1.1 keep-alive connections (API Gateway's HTTP proxy integration).
+//! Hop-by-hop headers are stripped both ways and `X-Forwarded-*` added. A
+//! connect failure is a 502, an upstream that does not answer in time a 504.
+//!
+//! The request's own task drives its upstream connection: a connection is
+//! taken from the pool, the request written, the response head and body
+//! read, all polled from the task serving the client, and the connection
+//! goes back to the pool when the body has been read to its end. (A shared
+//! client would hand every request to a separate connection task and back.)
+//! A connection the upstream closed while idle is noticed when it is taken
+//! out; a request it refused before any byte was written is retried on
+//! another connection, never one that may have reached the upstream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::error::GatewayError;
 
@@ -27,14 +43,26 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Idle connections kept per upstream; more are closed when they finish.
+const MAX_IDLE: usize = 256;
+/// An idle connection older than this is closed instead of reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connecting never waits longer than this (nor than the route's timeout).
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One upstream, resolved for the serving stage.
-#[derive(Clone)]
 pub struct HttpUpstream {
     name: String,
-    base: Uri,
+    /// `host:port` to connect to.
+    address: String,
+    /// The `Host` header the upstream receives.
+    host: HeaderValue,
+    /// The base URL's path without its trailing `/`.
+    base_path: String,
+    base_query: Option<String>,
     timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<Pool>,
 }
 
 /// What the forwarder needs to know about the request beyond its parts.
@@ -61,6 +89,16 @@ impl HttpUpstream {
                 "backend `{name}`: only http:// upstreams are supported (got `{url}`)"
             ));
         }
+        let authority = base
+            .authority()
+            .ok_or_else(|| format!("backend `{name}`: `{url}` has no host"))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("backend `{name}`: `{url}` has a bad host"))?;
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
         let mut hs = Vec::new();
         for (k, v) in headers {
             hs.push((
@@ -70,19 +108,15 @@ impl HttpUpstream {
                     .map_err(|_| format!("backend `{name}`: bad value for header `{k}`"))?,
             ));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Ok(Self {
             name: name.to_string(),
-            base,
+            address,
+            host,
+            base_path: base.path().trim_end_matches('/').to_string(),
+            base_query: base.query().map(str::to_string),
             timeout,
             headers: hs,
-            client,
+            pool: Arc::new(Pool::default()),
         })
     }
 
@@ -90,16 +124,23 @@ impl HttpUpstream {
         self.timeout
     }
 
-    /// The upstream URI for a request path: the base URL's path joined with it.
+    /// The upstream request target (origin form) for a request path: the
+    /// base URL's path joined with it, the base URL's query before the
+    /// request's.
     pub fn target(&self, path: &str, query: &str) -> Result<Uri, GatewayError> {
-        let base_path = self.base.path().trim_end_matches('/');
-        let path = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/{path}")
-        };
-        let mut pq = format!("{base_path}{path}");
-        if let Some(bq) = self.base.query() {
+        let mut pq = String::with_capacity(
+            self.base_path.len()
+                + path.len()
+                + query.len()
+                + self.base_query.as_ref().map_or(0, String::len)
+                + 3,
+        );
+        pq.push_str(&self.base_path);
+        if !path.starts_with('/') {
+            pq.push('/');
+        }
+        pq.push_str(path);
+        if let Some(bq) = &self.base_query {
             pq.push('?');
             pq.push_str(bq);
             if !query.is_empty() {
@@ -110,15 +151,8 @@ impl HttpUpstream {
             pq.push('?');
             pq.push_str(query);
         }
-        let authority = self
-            .base
-            .authority()
-            .ok_or_else(|| GatewayError::Internal("upstream has no authority".into()))?;
-        Uri::builder()
-            .scheme("http")
-            .authority(authority.clone())
-            .path_and_query(pq)
-            .build()
+        PathAndQuery::from_maybe_shared(Bytes::from(pq))
+            .map(Uri::from)
             .map_err(|e| GatewayError::BadRequest(format!("bad upstream path: {e}")))
     }
 
@@ -131,19 +165,15 @@ impl HttpUpstream {
         let (mut parts, body) = req.into_parts();
         parts.uri = self.target(info.path, info.query)?;
         parts.version = http::Version::HTTP_11;
-        let original_host = parts.headers.get(header::HOST).cloned();
+        let original_host = parts.headers.remove(header::HOST);
         strip_hop_by_hop(&mut parts.headers);
-        add_forwarded(&mut parts.headers, &info, original_host.as_ref());
-        if let Some(auth) = self.base.authority()
-            && let Ok(v) = HeaderValue::from_str(auth.as_str())
-        {
-            parts.headers.insert(header::HOST, v);
-        }
+        add_forwarded(&mut parts.headers, &info, original_host);
+        parts.headers.insert(header::HOST, self.host.clone());
         for (k, v) in &self.headers {
             parts.headers.insert(k.clone(), v.clone());
         }
         let upstream = Request::from_parts(parts, body);
-        let res = match tokio::time::timeout(timeout, self.client.request(upstream)).await {
+        let (res, conn) = match tokio::time::timeout(timeout, self.send(upstream)).await {
             Err(_) => return Err(GatewayError::IntegrationTimeout),
             Ok(Err(e)) => {
                 tracing::warn!(backend = %self.name, error = %e, "upstream request failed");
@@ -152,32 +182,229 @@ impl HttpUpstream {
                     self.name
                 )));
             }
-            Ok(Ok(res)) => res,
+            Ok(Ok(r)) => r,
         };
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        let body = UpstreamBody {
+            inner: body,
+            conn: Some(conn),
+            pool: self.pool.clone(),
+        };
         Ok(Response::from_parts(parts, Body::new(body)))
+    }
+
+    /// Sends the request on a pooled connection (or a new one) and reads
+    /// the response head; the connection comes back with the response,
+    /// which still has to be driven through the body.
+    async fn send(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Connection), String> {
+        loop {
+            let (mut conn, reused) = match self.pool.checkout() {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
+            };
+            match conn.send(req).await {
+                Ok(res) => return Ok((res, conn)),
+                // Refused before a byte was written (the upstream closed
+                // the idle connection as we took it): safe to send again.
+                Err(SendError::Unsent(r, _)) if reused => req = *r,
+                Err(SendError::Unsent(_, e) | SendError::Failed(e)) => return Err(e.to_string()),
+                Err(SendError::Closed) => {
+                    return Err("connection closed before the response".into());
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, String> {
+        let connect_timeout = self.timeout.min(MAX_CONNECT_TIMEOUT);
+        let stream =
+            match tokio::time::timeout(connect_timeout, TcpStream::connect(&self.address)).await {
+                Err(_) => return Err(format!("connect to {} timed out", self.address)),
+                Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.address)),
+                Ok(Ok(s)) => s,
+            };
+        let _ = stream.set_nodelay(true);
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Connection { sender, driver })
+    }
+}
+
+/// One HTTP/1.1 connection to the upstream: the handle requests are sent
+/// on and the state machine that reads and writes the socket, which
+/// whoever holds the connection polls.
+struct Connection {
+    sender: http1::SendRequest<Body>,
+    driver: http1::Connection<TokioIo<TcpStream>, Body>,
+}
+
+enum SendError {
+    /// The connection refused the request before writing any of it.
+    Unsent(Box<Request<Body>>, hyper::Error),
+    Failed(hyper::Error),
+    /// The connection ended without answering.
+    Closed,
+}
+
+impl Connection {
+    /// Writes `req` and reads the response head, driving the connection
+    /// from the calling task.
+    async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
+        let Connection { sender, driver } = self;
+        let mut response = std::pin::pin!(sender.try_send_request(req));
+        let mut ended = false;
+        std::future::poll_fn(|cx| {
+            if !ended && Pin::new(&mut *driver).poll(cx).is_ready() {
+                ended = true;
+            }
+            match response.as_mut().poll(cx) {
+                Poll::Pending if ended => Poll::Ready(Err(SendError::Closed)),
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(res)) => Poll::Ready(Ok(res)),
+                Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
+                    Some(req) => SendError::Unsent(Box::new(req), e.into_error()),
+                    None => SendError::Failed(e.into_error()),
+                })),
+            }
+        })
+        .await
+    }
+
+    /// Polls the connection without a task to wake; `false` once it has
+    /// ended (closed by the upstream, or finished after `Connection: close`).
+    fn poll_alive(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(&mut self.driver).poll(&mut cx).is_pending()
+    }
+}
+
+/// Idle connections of one upstream, most recently used last.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<VecDeque<(Connection, Instant)>>,
+}
+
+impl Pool {
+    /// The most recently used idle connection that is still open.
+    fn checkout(&self) -> Option<Connection> {
+        loop {
+            let (mut conn, since) = self.idle.lock().ok()?.pop_back()?;
+            if since.elapsed() < IDLE_TIMEOUT && conn.poll_alive() && conn.sender.is_ready() {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Returns a connection whose response has been read to its end; it is
+    /// kept if it can take another request.
+    fn checkin(&self, mut conn: Connection) {
+        // One more poll lets the connection finish the exchange and ask for
+        // the next request; without a waker, so no finished task is kept.
+        if !conn.poll_alive() || !conn.sender.is_ready() {
+            return;
+        }
+        let now = Instant::now();
+        let stale = {
+            let Ok(mut idle) = self.idle.lock() else {
+                return;
+            };
+            let stale = match idle.front() {
+                Some((_, since)) if idle.len() >= MAX_IDLE || since.elapsed() >= IDLE_TIMEOUT => {
+                    idle.pop_front()
+                }
+                _ => None,
+            };
+            idle.push_back((conn, now));
+            stale
+        };
+        // Closed outside the lock.
+        drop(stale);
+    }
+}
+
+/// The upstream's response body; reading it drives the connection, which
+/// goes back to the pool once the body ended.
+struct UpstreamBody {
+    inner: Incoming,
+    conn: Option<Connection>,
+    pool: Arc<Pool>,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(conn) = &mut this.conn
+            && Pin::new(&mut conn.driver).poll(cx).is_ready()
+        {
+            // Ended: what it read is in `inner`; it cannot be reused.
+            this.conn = None;
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(conn) = this.conn.take() {
+                    this.pool.checkin(conn);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A body nobody read (HEAD, 204, an empty body the server skipped)
+        // still leaves a reusable connection; a body dropped halfway does not.
+        if let Some(conn) = self.conn.take()
+            && http_body::Body::is_end_stream(&self.inner)
+        {
+            self.pool.checkin(conn);
+        }
     }
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
     for h in HOP_BY_HOP {
         headers.remove(*h);
     }
 }
 
-fn add_forwarded(headers: &mut HeaderMap, info: &ForwardInfo<'_>, host: Option<&HeaderValue>) {
+fn add_forwarded(headers: &mut HeaderMap, info: &ForwardInfo<'_>, host: Option<HeaderValue>) {
     let ip = info.source_ip.to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
@@ -188,7 +415,7 @@ fn add_forwarded(headers: &mut HeaderMap, info: &ForwardInfo<'_>, host: Option<&
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     if let Some(h) = host {
-        headers.insert("x-forwarded-host", h.clone());
+        headers.insert("x-forwarded-host", h);
     }
     if let Ok(v) = HeaderValue::from_str(info.request_id) {
         headers.insert("x-amzn-requestid", v);

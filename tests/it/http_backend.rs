@@ -152,3 +152,234 @@ async fn connect_failure_is_502() {
         r#"{"message":"Internal server error"}"#
     );
 }
+
+/// How the scripted upstream below treats each connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// Answers every request and keeps the connection open.
+    KeepAlive,
+    /// Answers with `Connection: close` and closes.
+    CloseHeader,
+    /// Answers the first request on a connection; reads the second and
+    /// closes without answering.
+    DropSecond,
+}
+
+/// An HTTP/1.1 upstream written against the socket, so a test controls
+/// exactly when connections open and close.
+struct ScriptedUpstream {
+    addr: std::net::SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// Tells every open connection to close; each acknowledges once closed.
+    close_all: tokio::sync::watch::Sender<u32>,
+    closed: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
+impl ScriptedUpstream {
+    async fn start(behaviour: Behaviour, body: &'static [u8]) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (close_all, close_rx) = tokio::sync::watch::channel(0u32);
+        let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (c, r) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let requests = r.clone();
+                let mut close = close_rx.clone();
+                close.mark_unchanged();
+                let closed = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut answered = 0;
+                    loop {
+                        // Read one request head and its Content-Length body.
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            let n = tokio::select! {
+                                n = stream.read(&mut chunk) => n.unwrap_or(0),
+                                _ = close.changed() => 0,
+                            };
+                            if n == 0 {
+                                drop(stream);
+                                let _ = closed.send(());
+                                return;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                        };
+                        let mut headers = [httparse::EMPTY_HEADER; 64];
+                        let mut req = httparse::Request::new(&mut headers);
+                        req.parse(&buf[..head_end]).unwrap();
+                        let len: usize = req
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            let mut chunk = [0u8; 4096];
+                            let n = stream.read(&mut chunk).await.unwrap_or(0);
+                            assert!(n > 0, "request body cut short");
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        buf.drain(..head_end + len);
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        if behaviour == Behaviour::DropSecond && answered == 1 {
+                            drop(stream);
+                            let _ = closed.send(());
+                            return;
+                        }
+                        let connection = match behaviour {
+                            Behaviour::CloseHeader => "Connection: close\r\n",
+                            _ => "",
+                        };
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{connection}\r\n",
+                            body.len()
+                        );
+                        stream.write_all(head.as_bytes()).await.unwrap();
+                        stream.write_all(body).await.unwrap();
+                        answered += 1;
+                        if behaviour == Behaviour::CloseHeader {
+                            drop(stream);
+                            let _ = closed.send(());
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ScriptedUpstream {
+            addr,
+            connections,
+            requests,
+            close_all,
+            closed: tokio::sync::Mutex::new(closed_rx),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Closes every open connection (as an upstream's keep-alive timeout
+    /// does) and waits until `n` have closed.
+    async fn close_connections(&self, n: usize) {
+        self.close_all.send_modify(|g| *g += 1);
+        let mut closed = self.closed.lock().await;
+        for _ in 0..n {
+            closed.recv().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let up = ScriptedUpstream::start(Behaviour::KeepAlive, b"pooled").await;
+    let gw = start(&routes(&format!("http://{}", up.addr))).await;
+    for i in 0..5 {
+        // A new client connection each time: reuse is the gateway's doing.
+        let res = client()
+            .get(gw.url(&format!("/legacy/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), "pooled");
+    }
+    assert_eq!(up.requests(), 5);
+    assert_eq!(up.connections(), 1, "one keep-alive connection serves all");
+}
+
+#[tokio::test]
+async fn a_large_streamed_body_is_read_through_and_the_connection_reused() {
+    static BIG: std::sync::LazyLock<Vec<u8>> =
+        std::sync::LazyLock::new(|| (0..3_000_000u32).map(|i| (i % 251) as u8).collect());
+    let up = ScriptedUpstream::start(Behaviour::KeepAlive, BIG.as_slice()).await;
+    let gw = start(&routes(&format!("http://{}", up.addr))).await;
+    for _ in 0..2 {
+        let res = client().get(gw.url("/legacy/big")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.bytes().await.unwrap().as_ref(), BIG.as_slice());
+    }
+    assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_answering_connection_close_gets_a_new_connection_per_request() {
+    let up = ScriptedUpstream::start(Behaviour::CloseHeader, b"once").await;
+    let gw = start(&routes(&format!("http://{}", up.addr))).await;
+    let c = client();
+    for _ in 0..3 {
+        let res = c.get(gw.url("/legacy/x")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(
+            !res.headers().contains_key("connection"),
+            "the upstream's Connection header is hop-by-hop"
+        );
+        assert_eq!(res.text().await.unwrap(), "once");
+    }
+    assert_eq!(up.requests(), 3);
+    assert_eq!(up.connections(), 3);
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_closed_is_not_used() {
+    let up = ScriptedUpstream::start(Behaviour::KeepAlive, b"fresh").await;
+    let gw = start(&routes(&format!("http://{}", up.addr))).await;
+    let c = client();
+    let res = c.get(gw.url("/legacy/1")).send().await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "fresh");
+    // The upstream's keep-alive timeout closes the pooled connection.
+    up.close_connections(1).await;
+    let res = c.get(gw.url("/legacy/2")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "fresh");
+    assert_eq!(up.connections(), 2);
+    assert_eq!(up.requests(), 2, "each request reached the upstream once");
+}
+
+#[tokio::test]
+async fn a_request_the_upstream_may_have_seen_is_not_retried() {
+    let up = ScriptedUpstream::start(Behaviour::DropSecond, b"first").await;
+    let gw = start(&routes(&format!("http://{}", up.addr))).await;
+    let c = client();
+    let res = c
+        .post(gw.url("/orders/1"))
+        .body("one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "first");
+    // The second request on the pooled connection is read by the upstream,
+    // which then closes without answering: sending it again could repeat a
+    // non-idempotent call, so the client gets a 502.
+    let res = c
+        .post(gw.url("/orders/2"))
+        .body("two")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"message":"Internal server error"}"#
+    );
+    assert_eq!(up.requests(), 2);
+    assert_eq!(up.connections(), 1);
+}
