@@ -12,8 +12,13 @@
 //! (`ResourceNotFoundException` 404, `TooManyRequestsException` 429,
 //! `RequestTooLargeException` 413, `InvalidParameterValueException` 400).
 //!
-//! `[invoke_api] auth` (SigV4) is enforced by the auth feature at the seam
-//! marked in [`router`]; until then requests are accepted unsigned.
+//! With `[invoke_api] auth` naming a `kind = "sigv4"` authorizer, every
+//! call must be signed for service `lambda` with one of its access keys
+//! (header or presigned form, 5 minutes of clock skew); refusals are what
+//! Lambda answers: 403 `MissingAuthenticationTokenException`,
+//! `UnrecognizedClientException` or `InvalidSignatureException` (400
+//! `IncompleteSignatureException`) with `{"message": ...}`. Without `auth`
+//! calls are accepted unsigned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,7 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use crate::Gateway;
+use crate::auth::Authorizer;
 use crate::backend::lambda::split_qualifier;
 use crate::backend::{BackendError, InvokeRequest};
 
@@ -42,7 +48,11 @@ pub type CurrentGateway = Arc<dyn Fn() -> Gateway + Send + Sync>;
 pub fn router(current: CurrentGateway) -> Router {
     Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-        // Seam: the `[invoke_api] auth` check (SigV4) wraps these routes here.
+        // `[invoke_api] auth`: the signature is checked before anything runs.
+        .route_layer(axum::middleware::from_fn_with_state(
+            current.clone(),
+            require_signature,
+        ))
         .fallback(unknown_operation)
         .with_state(current)
 }
@@ -71,6 +81,88 @@ fn aws_error(status: StatusCode, error_type: &str, message: &str, request_id: &s
         h.insert("x-amzn-requestid", v);
     }
     res
+}
+
+/// Verifies the caller's SigV4 signature (service `lambda`) when
+/// `[invoke_api] auth` is set; the body is read (bounded) and put back.
+async fn require_signature(
+    State(current): State<CurrentGateway>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let gateway = current();
+    let state = gateway.state();
+    let Some(name) = state
+        .config
+        .invoke_api
+        .as_ref()
+        .and_then(|i| i.auth.as_deref())
+    else {
+        return next.run(req).await;
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let Some(Authorizer::Sigv4(verifier)) = state.authorizers.get(name).map(|a| &**a) else {
+        // Config validation only lets a sigv4 authorizer through.
+        tracing::error!(target: "lambdagate::auth", authorizer = %name, "[invoke_api] auth is not a sigv4 authorizer");
+        return aws_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            "the Invoke API's authorizer is not available",
+            &request_id,
+        );
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return too_large(&request_id);
+    };
+    match verifier.verify_service(&parts, &bytes, "lambda") {
+        Ok(granted) => {
+            crate::metrics::auth_decision(name, "allow");
+            tracing::info!(
+                target: "lambdagate::auth",
+                route = "invoke_api",
+                authorizer = %name,
+                kind = "sigv4",
+                decision = "allow",
+                reason = %granted.note,
+            );
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(refusal) => {
+            crate::metrics::auth_decision(name, "deny");
+            tracing::warn!(
+                target: "lambdagate::auth",
+                route = "invoke_api",
+                authorizer = %name,
+                kind = "sigv4",
+                decision = "deny",
+                status = refusal.status().as_u16(),
+                reason = %refusal.reason(),
+            );
+            let body = serde_json::json!({ "message": refusal.message() });
+            let mut res = (refusal.status(), body.to_string()).into_response();
+            let h = res.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h.insert(
+                "x-amzn-errortype",
+                HeaderValue::from_static(refusal.error_type()),
+            );
+            set_request_id(&mut res, &request_id);
+            res
+        }
+    }
+}
+
+fn too_large(request_id: &str) -> Response {
+    aws_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestTooLargeException",
+        &format!(
+            "Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation"
+        ),
+        request_id,
+    )
 }
 
 async fn unknown_operation() -> Response {
@@ -140,16 +232,7 @@ async fn invoke(
     };
     let payload = match axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES).await {
         Ok(b) => b,
-        Err(_) => {
-            return aws_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestTooLargeException",
-                &format!(
-                    "Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation"
-                ),
-                &request_id,
-            );
-        }
+        Err(_) => return too_large(&request_id),
     };
     let invoke_request = InvokeRequest {
         function: target.function.clone(),

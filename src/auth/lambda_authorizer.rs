@@ -15,6 +15,8 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::condition::RequestFacts;
+use super::policy::{Statement, Verdict};
 use super::{AuthorizerOutput, Decision, Granted, IdentitySource, credential_hash};
 use crate::app::GatewayState;
 use crate::backend::{FunctionBackend, InvokeRequest};
@@ -53,18 +55,9 @@ pub enum AuthorizerResult {
     },
 }
 
-/// One policy statement about `execute-api:Invoke`.
-#[derive(Debug, Clone)]
-pub struct Statement {
-    pub allow: bool,
-    pub actions: Vec<String>,
-    pub resources: Vec<String>,
-    /// Conditions are not evaluated: an Allow with one grants nothing, a
-    /// Deny with one still denies (fail closed).
-    pub conditional: bool,
-}
-
 pub struct LambdaAuthorizer {
+    /// `[auth.NAME]`, for the log.
+    name: String,
     backend: Arc<dyn FunctionBackend>,
     function: Arc<FunctionConfig>,
     kind: AuthorizerType,
@@ -126,6 +119,7 @@ impl LambdaAuthorizer {
                 .build()
         });
         Ok(Self {
+            name: name.clone(),
             backend,
             function,
             kind,
@@ -173,7 +167,16 @@ impl LambdaAuthorizer {
             }
             None => (Arc::new(invoke().await?), false),
         };
-        decide(&result, &method_arn, cached)
+        let info = parts.extensions.get::<RequestInfo>();
+        let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+        let facts = RequestFacts {
+            source_ip: info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |i| i.source_ip),
+            now: std::time::SystemTime::now(),
+            secure_transport: state.config.gateway.tls.is_some(),
+            user_agent: header("user-agent"),
+            referer: header("referer"),
+        };
+        decide(&result, &method_arn, &facts, cached)
     }
 
     async fn invoke(
@@ -224,7 +227,19 @@ impl LambdaAuthorizer {
         }
         let value: Value = serde_json::from_slice(&out.payload)
             .map_err(|_| authorizer_failed("the authorizer's response is not JSON"))?;
-        parse_response(&value, self.format).map_err(|e| authorizer_failed(&e))
+        let mut problems = Vec::new();
+        let result = parse_response(&value, self.format, &mut problems)
+            .map_err(|e| authorizer_failed(&e))?;
+        for problem in problems {
+            // The statement fails closed: its Allow grants nothing, its Deny denies.
+            tracing::warn!(
+                target: "lambdagate::auth",
+                authorizer = %self.name,
+                problem = %problem,
+                "policy condition cannot be evaluated; its statement fails closed"
+            );
+        }
+        Ok(result)
     }
 
     /// The authorizer's event, shaped like AWS's for this type and version.
@@ -292,7 +307,12 @@ pub fn method_arn(state: &GatewayState, method: &str, path: &str) -> String {
 }
 
 /// Reads the function's answer as a policy or a simple response.
-pub fn parse_response(v: &Value, format: ResponseFormat) -> Result<AuthorizerResult, String> {
+/// Conditions that cannot be evaluated are noted in `problems` (they fail closed).
+pub fn parse_response(
+    v: &Value,
+    format: ResponseFormat,
+    problems: &mut Vec<String>,
+) -> Result<AuthorizerResult, String> {
     let obj = v.as_object().ok_or("the response is not a JSON object")?;
     let context = match obj.get("context") {
         None | Some(Value::Null) => Map::new(),
@@ -315,30 +335,8 @@ pub fn parse_response(v: &Value, format: ResponseFormat) -> Result<AuthorizerRes
                 .get("policyDocument")
                 .and_then(Value::as_object)
                 .ok_or("an IAM response needs a `policyDocument` object")?;
-            let raw_statements = match doc.get("Statement") {
-                Some(Value::Array(a)) => a.clone(),
-                Some(o @ Value::Object(_)) => vec![o.clone()],
-                _ => return Err("`policyDocument.Statement` is missing".into()),
-            };
-            let mut statements = Vec::new();
-            for s in &raw_statements {
-                let effect = s.get("Effect").and_then(Value::as_str).unwrap_or_default();
-                let allow = match effect.to_ascii_lowercase().as_str() {
-                    "allow" => true,
-                    "deny" => false,
-                    _ => {
-                        return Err(format!(
-                            "a statement's Effect `{effect}` is not Allow or Deny"
-                        ));
-                    }
-                };
-                statements.push(Statement {
-                    allow,
-                    actions: strings(s.get("Action")),
-                    resources: strings(s.get("Resource")),
-                    conditional: s.get("Condition").is_some_and(|c| !c.is_null()),
-                });
-            }
+            let statements =
+                super::policy::parse_statements(&Value::Object(doc.clone()), problems)?;
             let principal_id = match obj.get("principalId") {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(Value::Number(n)) => Some(n.to_string()),
@@ -357,20 +355,13 @@ pub fn parse_response(v: &Value, format: ResponseFormat) -> Result<AuthorizerRes
     }
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Applies a (possibly cached) result to this request's method ARN.
-pub fn decide(result: &AuthorizerResult, method_arn: &str, cached: bool) -> Decision {
+/// Applies a (possibly cached) result to this request's method ARN and facts.
+pub fn decide(
+    result: &AuthorizerResult,
+    method_arn: &str,
+    facts: &RequestFacts<'_>,
+    cached: bool,
+) -> Decision {
     let cached_note = if cached { " (cached)" } else { "" };
     match result {
         AuthorizerResult::Simple {
@@ -397,20 +388,14 @@ pub fn decide(result: &AuthorizerResult, method_arn: &str, cached: bool) -> Deci
             context,
             usage_identifier_key,
         } => {
-            let applies = |s: &Statement| {
-                s.actions.iter().any(|a| action_matches(a))
-                    && s.resources.iter().any(|r| arn_matches(r, method_arn))
-            };
-            if statements.iter().any(|s| !s.allow && applies(s)) {
-                return Err(GatewayError::ExplicitDeny);
-            }
-            if !statements
-                .iter()
-                .any(|s| s.allow && !s.conditional && applies(s))
-            {
-                return Err(GatewayError::Forbidden(format!(
-                    "the authorizer's policy does not allow {method_arn}{cached_note}"
-                )));
+            match super::policy::evaluate(statements, method_arn, facts) {
+                Verdict::Allow => {}
+                Verdict::ExplicitDeny => return Err(GatewayError::ExplicitDeny),
+                Verdict::ImplicitDeny => {
+                    return Err(GatewayError::Forbidden(format!(
+                        "the authorizer's policy does not allow {method_arn}{cached_note}"
+                    )));
+                }
             }
             Ok(Granted {
                 output: AuthorizerOutput::Lambda {
@@ -427,40 +412,6 @@ pub fn decide(result: &AuthorizerResult, method_arn: &str, cached: bool) -> Deci
     }
 }
 
-fn action_matches(action: &str) -> bool {
-    let a = action.to_ascii_lowercase();
-    a == "*" || a == "execute-api:*" || a == "execute-api:invoke"
-}
-
-/// IAM resource matching: `*` is any run of characters (slashes included),
-/// `?` any one character; everything else compares exactly.
-pub fn arn_matches(pattern: &str, arn: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = arn.chars().collect();
-    let (mut pi, mut si) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 /// How long results are cached at most (as API Gateway).
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
@@ -474,33 +425,19 @@ mod tests {
         parse_response(
             &json!({"principalId": "u1", "policyDocument": {"Version": "2012-10-17", "Statement": statements}, "context": {"k": "v"}}),
             ResponseFormat::Iam,
+            &mut Vec::new(),
         )
         .unwrap()
     }
 
-    #[test]
-    fn wildcards_match_like_iam() {
-        assert!(arn_matches(
-            &format!("{ARN}/GET/pets/*"),
-            &format!("{ARN}/GET/pets/1")
-        ));
-        assert!(arn_matches(
-            &format!("{ARN}/GET/pets/*"),
-            &format!("{ARN}/GET/pets/1/toys")
-        ));
-        assert!(!arn_matches(
-            &format!("{ARN}/GET/pets/*"),
-            &format!("{ARN}/DELETE/pets/1")
-        ));
-        assert!(arn_matches(
-            &format!("{ARN}/*/pets/?"),
-            &format!("{ARN}/DELETE/pets/1")
-        ));
-        assert!(arn_matches("*", ARN));
-        assert!(arn_matches(
-            "arn:aws:execute-api:*:*:*/*/GET/",
-            &format!("{ARN}/GET/")
-        ));
+    fn facts(ip: &str) -> RequestFacts<'static> {
+        RequestFacts {
+            source_ip: ip.parse().unwrap(),
+            now: std::time::SystemTime::now(),
+            secure_transport: false,
+            user_agent: None,
+            referer: None,
+        }
     }
 
     #[test]
@@ -508,28 +445,31 @@ mod tests {
         let p = policy(
             json!([{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [format!("{ARN}/GET/pets/*")]}]),
         );
-        assert!(decide(&p, &format!("{ARN}/GET/pets/1"), true).is_ok());
+        let f = facts("1.2.3.4");
+        assert!(decide(&p, &format!("{ARN}/GET/pets/1"), &f, true).is_ok());
         assert!(matches!(
-            decide(&p, &format!("{ARN}/DELETE/pets/1"), true),
+            decide(&p, &format!("{ARN}/DELETE/pets/1"), &f, true),
             Err(GatewayError::Forbidden(_))
         ));
     }
 
     #[test]
-    fn deny_wins_and_conditions_fail_closed() {
+    fn deny_wins_and_conditions_decide_per_request() {
         let p = policy(json!([
             {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*"},
             {"Action": ["execute-api:Invoke"], "Effect": "Deny", "Resource": [format!("{ARN}/DELETE/*")]}
         ]));
-        assert!(decide(&p, &format!("{ARN}/GET/x"), false).is_ok());
+        let f = facts("1.2.3.4");
+        assert!(decide(&p, &format!("{ARN}/GET/x"), &f, false).is_ok());
         assert_eq!(
-            decide(&p, &format!("{ARN}/DELETE/x"), false).err(),
+            decide(&p, &format!("{ARN}/DELETE/x"), &f, false).err(),
             Some(GatewayError::ExplicitDeny)
         );
         let c = policy(
             json!([{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceIp": ["1.2.3.4"]}}}]),
         );
-        assert!(decide(&c, &format!("{ARN}/GET/x"), false).is_err());
+        assert!(decide(&c, &format!("{ARN}/GET/x"), &f, false).is_ok());
+        assert!(decide(&c, &format!("{ARN}/GET/x"), &facts("1.2.3.5"), false).is_err());
     }
 
     #[test]
@@ -546,7 +486,7 @@ mod tests {
             );
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             let v: Value = serde_json::from_str(&text).unwrap();
-            let r = parse_response(&v, ResponseFormat::Iam).unwrap();
+            let r = parse_response(&v, ResponseFormat::Iam, &mut Vec::new()).unwrap();
             let AuthorizerResult::Policy {
                 principal_id,
                 statements,
@@ -564,14 +504,17 @@ mod tests {
 
     #[test]
     fn simple_responses() {
+        let p = &mut Vec::new();
+        let f = facts("1.2.3.4");
         let r = parse_response(
             &json!({"isAuthorized": true, "context": {"a": 1}}),
             ResponseFormat::Simple,
+            p,
         )
         .unwrap();
-        assert!(decide(&r, ARN, false).is_ok());
-        let r = parse_response(&json!({"isAuthorized": false}), ResponseFormat::Simple).unwrap();
-        assert!(decide(&r, ARN, false).is_err());
-        assert!(parse_response(&json!({"context": {}}), ResponseFormat::Simple).is_err());
+        assert!(decide(&r, ARN, &f, false).is_ok());
+        let r = parse_response(&json!({"isAuthorized": false}), ResponseFormat::Simple, p).unwrap();
+        assert!(decide(&r, ARN, &f, false).is_err());
+        assert!(parse_response(&json!({"context": {}}), ResponseFormat::Simple, p).is_err());
     }
 }

@@ -7,9 +7,11 @@
 //! never with the credential itself.
 
 pub mod api_key;
+pub mod condition;
 pub mod jwks;
 pub mod jwt;
 pub mod lambda_authorizer;
+pub mod policy;
 pub mod sigv4;
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use aws_sigv4::http_request::{
     SessionTokenMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_sigv4::sign::v4;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
@@ -139,12 +140,37 @@ impl Sigv4Authorizer {
     }
 
     pub fn authorize(&self, parts: &Parts, body: &[u8], _state: &GatewayState) -> Decision {
-        self.verify(parts, body, SystemTime::now())
+        self.verify(parts, body, &self.service, SystemTime::now())
+            .map_err(|r| GatewayError::Forbidden(r.reason().to_string()))
     }
 
-    fn verify(&self, parts: &Parts, body: &[u8], now: SystemTime) -> Decision {
+    /// Verifies a request signed for `service` (the Invoke API verifies
+    /// `lambda` with the same keys as an `execute-api` route).
+    pub fn verify_service(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        service: &str,
+    ) -> Result<Granted, Sigv4Refusal> {
+        self.verify(parts, body, service, SystemTime::now())
+    }
+
+    fn verify(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        service: &str,
+        now: SystemTime,
+    ) -> Result<Granted, Sigv4Refusal> {
         let query = parts.uri.query().unwrap_or_default();
-        let query_params = crate::event::parse_query(query);
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let auth_header = header("authorization").filter(|a| a.starts_with(ALGORITHM));
+        // The query is only parsed for the presigned form.
+        let query_params = if auth_header.is_none() && query.contains("X-Amz-") {
+            crate::event::parse_query(query)
+        } else {
+            Vec::new()
+        };
         let qp = |name: &str| {
             query_params
                 .iter()
@@ -152,85 +178,108 @@ impl Sigv4Authorizer {
                 .and_then(|(_, v)| v.last())
                 .map(String::as_str)
         };
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let auth_header = header("authorization").filter(|a| a.starts_with(ALGORITHM));
         let p = match auth_header {
             Some(a) => parse_header_form(a, &header)?,
             None if qp("X-Amz-Algorithm").is_some() => parse_query_form(&qp)?,
-            None => {
-                return Err(forbidden(
-                    "no SigV4 signature (Authorization or X-Amz-Signature)",
-                ));
-            }
+            None => return Err(Sigv4Refusal::Missing),
         };
-        if p.service != self.service {
-            return Err(forbidden(&format!(
-                "credential scope names service `{}`, expected `{}`",
-                p.service, self.service
-            )));
+        if p.service != service {
+            return Err(Sigv4Refusal::invalid(
+                format!(
+                    "credential scope names service `{}`, expected `{service}`",
+                    p.service
+                ),
+                format!("Credential should be scoped to correct service: '{service}'. "),
+            ));
         }
         if p.region != self.region {
-            return Err(forbidden(&format!(
-                "credential scope names region `{}`, expected `{}`",
-                p.region, self.region
-            )));
+            return Err(Sigv4Refusal::invalid(
+                format!(
+                    "credential scope names region `{}`, expected `{}`",
+                    p.region, self.region
+                ),
+                "Credential should be scoped to a valid region. ".into(),
+            ));
         }
-        let signed_at = parse_amz_date(p.amz_date)
-            .ok_or_else(|| forbidden("X-Amz-Date is not a yyyyMMddTHHmmssZ time"))?;
+        let signed_at = parse_amz_date(p.amz_date).ok_or_else(|| {
+            Sigv4Refusal::Incomplete(format!(
+                "X-Amz-Date `{}` is not a yyyyMMddTHHmmssZ time",
+                p.amz_date
+            ))
+        })?;
         if !p.amz_date.starts_with(p.date) || p.date.len() != 8 {
-            return Err(forbidden("credential scope date does not match X-Amz-Date"));
+            return Err(Sigv4Refusal::invalid(
+                "credential scope date does not match X-Amz-Date".into(),
+                format!(
+                    "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{}'.",
+                    p.date,
+                    p.amz_date.get(..8).unwrap_or_default(),
+                    p.amz_date
+                ),
+            ));
         }
-        check_time(signed_at, now, p.expires)?;
-        let key = self
-            .store
-            .lookup(p.access_key_id)
-            .ok_or_else(|| forbidden(&format!("unknown access key {}", p.access_key_id)))?;
+        check_time(p.amz_date, signed_at, now, p.expires)?;
+        let key = self.store.lookup(p.access_key_id).ok_or_else(|| {
+            Sigv4Refusal::UnrecognizedClient(format!("unknown access key {}", p.access_key_id))
+        })?;
         match (&key.session_token, &p.security_token) {
             (None, None) => {}
             (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => {}
-            (Some(_), None) => return Err(forbidden("the access key needs X-Amz-Security-Token")),
+            (Some(_), None) => {
+                return Err(Sigv4Refusal::UnrecognizedClient(
+                    "the access key needs X-Amz-Security-Token".into(),
+                ));
+            }
             _ => {
-                return Err(forbidden(
-                    "X-Amz-Security-Token is not valid for the access key",
+                return Err(Sigv4Refusal::UnrecognizedClient(
+                    "X-Amz-Security-Token is not valid for the access key".into(),
                 ));
             }
         }
         if !p.signed_headers.contains(&"host") {
-            return Err(forbidden("the signature does not cover the host header"));
+            return Err(Sigv4Refusal::mismatch(
+                "the signature does not cover the host header",
+            ));
         }
         if p.expires.is_none() && !p.signed_headers.contains(&"x-amz-date") {
-            return Err(forbidden("the signature does not cover x-amz-date"));
+            return Err(Sigv4Refusal::mismatch(
+                "the signature does not cover x-amz-date",
+            ));
         }
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(p.signed_headers.len());
         for name in &p.signed_headers {
             let mut any = false;
             for v in parts.headers.get_all(*name) {
                 let v = v
                     .to_str()
-                    .map_err(|_| forbidden("a signed header is not text"))?;
+                    .map_err(|_| Sigv4Refusal::mismatch("a signed header is not text"))?;
                 pairs.push((name, v));
                 any = true;
             }
             if !any {
-                return Err(forbidden(&format!("signed header {name} is missing")));
+                return Err(Sigv4Refusal::mismatch(&format!(
+                    "signed header {name} is missing"
+                )));
             }
         }
 
         // The payload hash the client committed to.
         let declared = header("x-amz-content-sha256").or_else(|| qp("X-Amz-Content-Sha256"));
-        let body_hash = hex::encode(Sha256::digest(body));
+        let body_hash = || hex::encode(Sha256::digest(body));
         let bodies: Vec<SignableBody<'_>> = match declared {
             Some(d) if d == UNSIGNED_PAYLOAD => vec![SignableBody::UnsignedPayload],
-            Some(d) if !d.eq_ignore_ascii_case(&body_hash) => {
-                return Err(forbidden("the body does not match X-Amz-Content-Sha256"));
+            Some(d) if !d.eq_ignore_ascii_case(&body_hash()) => {
+                return Err(Sigv4Refusal::mismatch(
+                    "the body does not match X-Amz-Content-Sha256",
+                ));
             }
             Some(d) => vec![SignableBody::Precomputed(d.to_ascii_lowercase())],
             // A presigned URL may have been signed without the payload.
             None if p.expires.is_some() => vec![
-                SignableBody::Precomputed(body_hash.clone()),
+                SignableBody::Precomputed(body_hash()),
                 SignableBody::UnsignedPayload,
             ],
-            None => vec![SignableBody::Precomputed(body_hash.clone())],
+            None => vec![SignableBody::Bytes(body)],
         };
 
         let path_and_query = match p.expires {
@@ -278,11 +327,11 @@ impl Sigv4Authorizer {
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
-            .name(&self.service)
+            .name(service)
             .time(signed_at)
             .settings(settings)
             .build()
-            .map_err(|e| GatewayError::Internal(format!("sigv4 parameters: {e}")))?
+            .map_err(|e| Sigv4Refusal::mismatch(&format!("sigv4 parameters: {e}")))?
             .into();
         let mut matched = false;
         for b in bodies {
@@ -292,19 +341,24 @@ impl Sigv4Authorizer {
                 pairs.iter().copied(),
                 b,
             )
-            .map_err(|_| forbidden("the request cannot be canonicalised"))?;
+            .map_err(|_| Sigv4Refusal::mismatch("the request cannot be canonicalised"))?;
             let out = sign(signable, &params)
-                .map_err(|_| forbidden("the request cannot be canonicalised"))?;
+                .map_err(|_| Sigv4Refusal::mismatch("the request cannot be canonicalised"))?;
             if bool::from(out.signature().as_bytes().ct_eq(p.signature.as_bytes())) {
                 matched = true;
                 break;
             }
         }
         if !matched {
-            return Err(forbidden(
+            return Err(Sigv4Refusal::mismatch(
                 "the signature does not match the request (host, path, query, signed headers or body differ)",
             ));
         }
+        let note = if tracing::enabled!(target: "lambdagate::auth", tracing::Level::INFO) {
+            format!("access key {}", key.access_key_id)
+        } else {
+            String::new()
+        };
         Ok(Granted {
             output: AuthorizerOutput::Iam(IamIdentity {
                 access_key: key.access_key_id.clone(),
@@ -315,20 +369,85 @@ impl Sigv4Authorizer {
                 principal_org_id: key.principal_org_id.clone(),
             }),
             usage_identifier_key: None,
-            note: format!("access key {}", key.access_key_id),
+            note,
         })
     }
 }
 
-fn forbidden(why: &str) -> GatewayError {
-    GatewayError::Forbidden(why.to_string())
+/// Why a signature was refused, in the classes AWS's front ends answer with
+/// (`x-amzn-ErrorType` and message as the Lambda API sends them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sigv4Refusal {
+    /// No signature at all.
+    Missing,
+    /// An `Authorization` header or presigned query missing one of its parts.
+    Incomplete(String),
+    /// Unknown access key or wrong session token.
+    UnrecognizedClient(String),
+    /// Wrong signature, scope or time: `reason` goes to the log, `message`
+    /// to the client.
+    InvalidSignature { reason: String, message: String },
+}
+
+const MISMATCH_MESSAGE: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+
+impl Sigv4Refusal {
+    fn invalid(reason: String, message: String) -> Self {
+        Sigv4Refusal::InvalidSignature { reason, message }
+    }
+
+    fn mismatch(reason: &str) -> Self {
+        Sigv4Refusal::InvalidSignature {
+            reason: reason.to_string(),
+            message: MISMATCH_MESSAGE.to_string(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Sigv4Refusal::Incomplete(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The `x-amzn-ErrorType` AWS sends.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Sigv4Refusal::Missing => "MissingAuthenticationTokenException",
+            Sigv4Refusal::Incomplete(_) => "IncompleteSignatureException",
+            Sigv4Refusal::UnrecognizedClient(_) => "UnrecognizedClientException",
+            Sigv4Refusal::InvalidSignature { .. } => "InvalidSignatureException",
+        }
+    }
+
+    /// The message AWS sends the client.
+    pub fn message(&self) -> &str {
+        match self {
+            Sigv4Refusal::Missing => "Missing Authentication Token",
+            Sigv4Refusal::Incomplete(m) => m,
+            Sigv4Refusal::UnrecognizedClient(_) => {
+                "The security token included in the request is invalid."
+            }
+            Sigv4Refusal::InvalidSignature { message, .. } => message,
+        }
+    }
+
+    /// Why, for the log (never a secret).
+    pub fn reason(&self) -> &str {
+        match self {
+            Sigv4Refusal::Missing => "no SigV4 signature (Authorization or X-Amz-Signature)",
+            Sigv4Refusal::Incomplete(r)
+            | Sigv4Refusal::UnrecognizedClient(r)
+            | Sigv4Refusal::InvalidSignature { reason: r, .. } => r,
+        }
+    }
 }
 
 /// `AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=hex`
 fn parse_header_form<'a>(
     auth: &'a str,
     header: &impl Fn(&str) -> Option<&'a str>,
-) -> Result<Presented<'a>, GatewayError> {
+) -> Result<Presented<'a>, Sigv4Refusal> {
     let rest = auth[ALGORITHM.len()..].trim();
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
@@ -341,12 +460,22 @@ fn parse_header_form<'a>(
             signature = Some(v);
         }
     }
-    let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
-        return Err(forbidden(
-            "Authorization needs Credential, SignedHeaders and Signature",
-        ));
+    let missing = |what: &str| {
+        Sigv4Refusal::Incomplete(format!(
+            "Authorization header requires '{what}' parameter. Authorization={auth_prefix}",
+            auth_prefix = ALGORITHM
+        ))
     };
+    let credential = credential.ok_or_else(|| missing("Credential"))?;
+    let signed = signed.ok_or_else(|| missing("SignedHeaders"))?;
+    let signature = signature.ok_or_else(|| missing("Signature"))?;
     let (access_key_id, date, region, service) = parse_scope(credential)?;
+    let amz_date = header("x-amz-date").ok_or_else(|| {
+        Sigv4Refusal::Incomplete(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+                .into(),
+        )
+    })?;
     Ok(Presented {
         access_key_id,
         date,
@@ -354,7 +483,7 @@ fn parse_header_form<'a>(
         service,
         signed_headers: signed.split(';').collect(),
         signature,
-        amz_date: header("x-amz-date").ok_or_else(|| forbidden("X-Amz-Date header is missing"))?,
+        amz_date,
         security_token: header("x-amz-security-token").map(str::to_string),
         expires: None,
     })
@@ -362,17 +491,25 @@ fn parse_header_form<'a>(
 
 fn parse_query_form<'a>(
     qp: &impl Fn(&str) -> Option<&'a str>,
-) -> Result<Presented<'a>, GatewayError> {
+) -> Result<Presented<'a>, Sigv4Refusal> {
     if qp("X-Amz-Algorithm") != Some(ALGORITHM) {
-        return Err(forbidden("X-Amz-Algorithm is not AWS4-HMAC-SHA256"));
+        return Err(Sigv4Refusal::Incomplete(
+            "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"".into(),
+        ));
     }
-    let need = |n: &str| qp(n).ok_or_else(|| forbidden(&format!("{n} is missing")));
+    let need = |n: &str| {
+        qp(n).ok_or_else(|| {
+            Sigv4Refusal::Incomplete(format!("AWS query-string parameters must include '{n}'."))
+        })
+    };
     let (access_key_id, date, region, service) = parse_scope(need("X-Amz-Credential")?)?;
     let expires = need("X-Amz-Expires")?
         .parse::<u64>()
         .ok()
         .filter(|e| *e >= 1 && *e <= MAX_PRESIGN_EXPIRES)
-        .ok_or_else(|| forbidden("X-Amz-Expires is not 1..604800 seconds"))?;
+        .ok_or_else(|| {
+            Sigv4Refusal::Incomplete("X-Amz-Expires must be 1..604800 seconds".into())
+        })?;
     Ok(Presented {
         access_key_id,
         date,
@@ -387,15 +524,25 @@ fn parse_query_form<'a>(
 }
 
 /// `AKID/20240101/us-east-1/execute-api/aws4_request`
-fn parse_scope(credential: &str) -> Result<(&str, &str, &str, &str), GatewayError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    match parts.as_slice() {
-        [akid, date, region, service, "aws4_request"] if !akid.is_empty() => {
+fn parse_scope(credential: &str) -> Result<(&str, &str, &str, &str), Sigv4Refusal> {
+    let mut it = credential.split('/');
+    match (
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+    ) {
+        (Some(akid), Some(date), Some(region), Some(service), Some("aws4_request"), None)
+            if !akid.is_empty() =>
+        {
             Ok((akid, date, region, service))
         }
-        _ => Err(forbidden(
-            "Credential is not KEY/DATE/REGION/SERVICE/aws4_request",
-        )),
+        _ => Err(Sigv4Refusal::Incomplete(format!(
+            "Credential should be KEY/DATE/REGION/SERVICE/aws4_request, not `{}`",
+            credential.split('/').skip(1).collect::<Vec<_>>().join("/")
+        ))),
     }
 }
 
@@ -408,25 +555,49 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
     Some(t.assume_utc().into())
 }
 
+fn format_amz_date(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default()
+}
+
 /// Header form: within five minutes either way. Presigned: not before the
 /// signing time (minus skew) and not after it plus `X-Amz-Expires`.
 fn check_time(
+    amz_date: &str,
     signed_at: SystemTime,
     now: SystemTime,
     expires: Option<u64>,
-) -> Result<(), GatewayError> {
+) -> Result<(), Sigv4Refusal> {
     if signed_at > now + MAX_SKEW {
-        return Err(forbidden(
-            "the signature's time is more than 5 minutes in the future",
+        return Err(Sigv4Refusal::invalid(
+            "the signature's time is more than 5 minutes in the future".into(),
+            format!(
+                "Signature not yet current: {amz_date} is still later than {} ({} + 5 min.)",
+                format_amz_date(now + MAX_SKEW),
+                format_amz_date(now)
+            ),
         ));
     }
     match expires {
-        None if signed_at + MAX_SKEW < now => Err(forbidden(
-            "the signature is more than 5 minutes old (replayed or clock skew)",
+        None if signed_at + MAX_SKEW < now => Err(Sigv4Refusal::invalid(
+            "the signature is more than 5 minutes old (replayed or clock skew)".into(),
+            format!(
+                "Signature expired: {amz_date} is now earlier than {} ({} - 5 min.)",
+                format_amz_date(now - MAX_SKEW),
+                format_amz_date(now)
+            ),
         )),
-        Some(secs) if signed_at + Duration::from_secs(secs) < now => {
-            Err(forbidden("the presigned URL has expired"))
-        }
+        Some(secs) if signed_at + Duration::from_secs(secs) < now => Err(Sigv4Refusal::invalid(
+            "the presigned URL has expired".into(),
+            format!(
+                "Signature expired: {amz_date} is now earlier than {} ({} - {secs} sec.)",
+                format_amz_date(now - Duration::from_secs(secs)),
+                format_amz_date(now)
+            ),
+        )),
         _ => Ok(()),
     }
 }
@@ -519,17 +690,28 @@ mod tests {
         let (parts, ()) = req.into_parts();
         let now = parse_amz_date("20150830T123700Z").unwrap();
         let a = authorizer();
-        assert!(a.verify(&parts, b"", now).is_ok());
+        assert!(a.verify(&parts, b"", "service", now).is_ok());
         // Six minutes later it is a replay.
         let late = parse_amz_date("20150830T124200Z").unwrap();
-        assert!(a.verify(&parts, b"", late).is_err());
+        let refused = a.verify(&parts, b"", "service", late).err().unwrap();
+        assert_eq!(refused.error_type(), "InvalidSignatureException");
+        assert_eq!(
+            refused.message(),
+            "Signature expired: 20150830T123600Z is now earlier than 20150830T123700Z (20150830T124200Z - 5 min.)"
+        );
+        // Signed for another service.
+        let refused = a.verify(&parts, b"", "lambda", now).err().unwrap();
+        assert_eq!(
+            refused.message(),
+            "Credential should be scoped to correct service: 'lambda'. "
+        );
         // Another body under a declared hash is refused.
         let mut parts2 = parts.clone();
         parts2.headers.insert(
             "x-amz-content-sha256",
             hex::encode(Sha256::digest(b"")).parse().unwrap(),
         );
-        assert!(a.verify(&parts2, b"changed", now).is_err());
+        assert!(a.verify(&parts2, b"changed", "service", now).is_err());
     }
 
     #[test]

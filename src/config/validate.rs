@@ -50,17 +50,27 @@ pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Optio
         token_file: a.token_file.as_ref().map(|s| base_dir.join(s.get_ref())),
     });
     let invoke_api = raw.invoke_api.as_ref().map(|a| {
-        if let Some(auth_name) = &a.auth
-            && !raw.auth.contains_key(auth_name)
-        {
-            d.at(
-                auth_name.span(),
-                format!(
-                    "unknown authorizer `{}`; define it as [auth.{}]",
-                    auth_name.get_ref(),
-                    auth_name.get_ref()
+        if let Some(auth_name) = &a.auth {
+            match raw.auth.get(auth_name) {
+                None => d.at(
+                    auth_name.span(),
+                    format!(
+                        "unknown authorizer `{}`; define it as [auth.{}]",
+                        auth_name.get_ref(),
+                        auth_name.get_ref()
+                    ),
                 ),
-            );
+                // Lambda clients sign their calls: only SigV4 fits here.
+                Some(def) if def.kind.get_ref() != "sigv4" => d.at(
+                    auth_name.span(),
+                    format!(
+                        "[invoke_api] auth must name a `kind = \"sigv4\"` authorizer; [auth.{}] is `{}`",
+                        auth_name.get_ref(),
+                        def.kind.get_ref()
+                    ),
+                ),
+                Some(_) => {}
+            }
         }
         InvokeApiConfig {
             listen: a

@@ -466,3 +466,155 @@ auth = "local"
     assert_eq!(res.status(), 403);
     gw.stop().await;
 }
+
+/// IAM `Condition`s in an authorizer's policy are evaluated for every
+/// request, cached or not: source IP, user agent, referer, time, TLS; a
+/// condition the gateway cannot evaluate fails closed and is logged.
+#[tokio::test]
+async fn policy_conditions_are_evaluated_per_request() {
+    fn policy(statements: Value) -> Reply {
+        Reply::json(json!({
+            "principalId": "user-9",
+            "policyDocument": {"Version": "2012-10-17", "Statement": statements},
+        }))
+    }
+    let fake = FakeLambda::start(|inv| {
+        if inv.function != "authz" {
+            return Reply::json(json!({"statusCode": 200, "body": "ok"}));
+        }
+        let allow = |condition: Value| {
+            json!({"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*", "Condition": condition})
+        };
+        let token = inv.event()["authorizationToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match token.as_str() {
+            "from-127.0.0.1" => policy(json!([allow(
+                json!({"IpAddress": {"aws:SourceIp": ["127.0.0.1/32", "::1"]}})
+            )])),
+            "no-evil-referer" => policy(json!([
+                allow(json!({})),
+                {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": "*",
+                 "Condition": {"StringLike": {"aws:Referer": "*evil.example*"}}}
+            ])),
+            "curl-only" => policy(json!([allow(
+                json!({"ForAnyValue:StringLike": {"aws:UserAgent": ["curl/*"]}})
+            )])),
+            "until-2000" => policy(json!([allow(
+                json!({"DateLessThan": {"aws:CurrentTime": "2000-01-01T00:00:00Z"}})
+            )])),
+            "now-and-plain-http" => policy(json!([allow(json!({
+                "DateGreaterThan": {"aws:CurrentTime": "2000-01-01T00:00:00Z"},
+                "NumericGreaterThan": {"aws:EpochTime": 946684800},
+                "Bool": {"aws:SecureTransport": "false"},
+                "StringNotEqualsIfExists": {"aws:Referer": "https://evil.example/"}
+            }))])),
+            "unknown-key" => policy(json!([allow(
+                json!({"StringEquals": {"aws:PrincipalTag/team": "blue"}})
+            )])),
+            "unknown-operator-in-deny" => policy(json!([
+                allow(json!({})),
+                {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": "*",
+                 "Condition": {"StringSoundsLike": {"aws:UserAgent": "curl"}}}
+            ])),
+            _ => Reply::raw("not json"),
+        }
+    })
+    .await;
+    let gw = gateway_on(
+        &fake,
+        "",
+        r#"
+[functions.hello]
+[functions.authz]
+
+[auth.cond]
+kind = "lambda"
+function = "authz"
+type = "token"
+ttl = "300s"
+
+[[routes]]
+method = "GET"
+path = "/things/{id}"
+function = "hello"
+auth = "cond"
+"#,
+    )
+    .await;
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .local_address(Some(ip.parse().unwrap()))
+            .build()
+            .unwrap()
+    };
+    let status = |client: reqwest::Client,
+                  token: &'static str,
+                  headers: Vec<(&'static str, &'static str)>| {
+        let url = gw.url("/things/1");
+        async move {
+            let mut r = client.get(url).header("authorization", token);
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            r.send().await.unwrap().status().as_u16()
+        }
+    };
+    let ua = |v: &'static str| vec![("user-agent", v)];
+
+    // The same cached policy, decided by each request's source address.
+    assert_eq!(
+        status(from("127.0.0.1"), "from-127.0.0.1", vec![]).await,
+        200
+    );
+    assert_eq!(
+        status(from("127.0.0.2"), "from-127.0.0.1", vec![]).await,
+        403
+    );
+    assert_eq!(
+        status(from("127.0.0.1"), "from-127.0.0.1", vec![]).await,
+        200
+    );
+    // A conditional Deny applies only when its condition holds.
+    assert_eq!(status(client(), "no-evil-referer", vec![]).await, 200);
+    assert_eq!(
+        status(
+            client(),
+            "no-evil-referer",
+            vec![("referer", "https://evil.example/x")]
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(
+            client(),
+            "no-evil-referer",
+            vec![("referer", "https://good.example/")]
+        )
+        .await,
+        200
+    );
+    assert_eq!(status(client(), "curl-only", ua("curl/8.5.0")).await, 200);
+    assert_eq!(status(client(), "curl-only", ua("Mozilla/5.0")).await, 403);
+    assert_eq!(status(client(), "until-2000", vec![]).await, 403);
+    assert_eq!(status(client(), "now-and-plain-http", vec![]).await, 200);
+    // Cannot be evaluated: an Allow grants nothing, a Deny still denies.
+    assert_eq!(status(client(), "unknown-key", vec![]).await, 403);
+    assert_eq!(
+        status(client(), "unknown-operator-in-deny", vec![]).await,
+        403
+    );
+
+    // One authorizer call per token: every decision above after the first
+    // per token came from the cache, re-evaluated.
+    assert_eq!(calls_to(&fake, "authz").len(), 7);
+    assert_eq!(calls_to(&fake, "hello").len(), 6);
+    let log = gw.process.stderr_lines.lock().unwrap().join("\n");
+    assert!(
+        log.contains("aws:PrincipalTag/team") && log.contains("StringSoundsLike"),
+        "problems are logged:\n{log}"
+    );
+}

@@ -2,6 +2,7 @@
 //! authorizers with result caching, inbound SigV4 signed by boto3 and the
 //! npm `aws4` package. Refusals never reach the function.
 
+mod invoke_api;
 mod jwt;
 mod lambda;
 mod sigv4;
