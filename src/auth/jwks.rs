@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use aws_lc_rs::signature::{self, ParsedPublicKey};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use serde_json::Value;
 
 /// How long one JWKS fetch may take.
@@ -30,6 +31,89 @@ pub struct JwksKey {
     pub key: DecodingKey,
     /// The key's `alg`, when the JWKS pins one.
     pub alg: Option<Algorithm>,
+    /// The key parsed by aws-lc-rs once per algorithm it verifies, so a
+    /// signature check does not rebuild the public key (and its Montgomery
+    /// context) for every token.
+    parsed: [OnceLock<Option<ParsedPublicKey>>; ASYMMETRIC.len()],
+}
+
+/// The asymmetric algorithms a JWKS key can verify, with aws-lc-rs's
+/// verification parameters (JWS signatures: PKCS#1 v1.5 or PSS for RSA,
+/// fixed-length `r || s` for ECDSA).
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+fn rsa_params(alg: Algorithm) -> Option<&'static signature::RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
+}
+
+impl JwksKey {
+    pub fn new(key: DecodingKey, alg: Option<Algorithm>) -> Self {
+        Self {
+            key,
+            alg,
+            parsed: Default::default(),
+        }
+    }
+
+    /// Verifies a JWS signature (`signature` already base64-decoded) over
+    /// `message` (`header.payload`) with this key for `alg`. False when the
+    /// key cannot verify `alg` (another family) or the signature is wrong.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        let Some(i) = ASYMMETRIC.iter().position(|a| *a == alg) else {
+            return false;
+        };
+        let parsed = self.parsed[i].get_or_init(|| self.parse(alg));
+        parsed
+            .as_ref()
+            .is_some_and(|k| k.verify_sig(message, signature).is_ok())
+    }
+
+    fn parse(&self, alg: Algorithm) -> Option<ParsedPublicKey> {
+        let family_ok = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => self.key.family() == AlgorithmFamily::Ec,
+            Algorithm::EdDSA => self.key.family() == AlgorithmFamily::Ed,
+            _ => self.key.family() == AlgorithmFamily::Rsa,
+        };
+        if !family_ok {
+            return None;
+        }
+        match (self.key.kind(), rsa_params(alg)) {
+            (DecodingKeyKind::RsaModulusExponent { n, e }, Some(params)) => {
+                signature::RsaPublicKeyComponents { n, e }
+                    .to_parsed_public_key(params)
+                    .ok()
+            }
+            (DecodingKeyKind::SecretOrDer(bytes), params) => {
+                let algorithm: &'static dyn signature::VerificationAlgorithm = match (alg, params) {
+                    (_, Some(p)) => p,
+                    (Algorithm::ES256, _) => &signature::ECDSA_P256_SHA256_FIXED,
+                    (Algorithm::ES384, _) => &signature::ECDSA_P384_SHA384_FIXED,
+                    (Algorithm::EdDSA, _) => &signature::ED25519,
+                    _ => return None,
+                };
+                ParsedPublicKey::new(algorithm, bytes).ok()
+            }
+            _ => None,
+        }
+    }
 }
 
 struct KeySet {
@@ -203,7 +287,7 @@ impl JwksCache {
                 .common
                 .key_algorithm
                 .and_then(|a| Algorithm::from_str(&format!("{a:?}")).ok());
-            let entry = Arc::new(JwksKey { key, alg });
+            let entry = Arc::new(JwksKey::new(key, alg));
             if let Some(kid) = &jwk.common.key_id {
                 set.by_kid.insert(kid.clone(), entry.clone());
             }
