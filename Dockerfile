@@ -30,7 +30,9 @@ RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin lambdagate \
     && mkdir -p /out/etc \
     && cp target/release/lambdagate /out/lambdagate \
-    && if [ -f routes.toml ]; then cp routes.toml /out/etc/routes.toml; fi
+    && for p in routes.toml schemas templates examples/auth; do \
+         if [ -e "$p" ]; then mkdir -p "/out/etc/$(dirname "$p")" && cp -r "$p" "/out/etc/$p"; fi; \
+       done
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -40,7 +42,10 @@ RUN apt-get update \
     && mkdir -p /etc/lambdagate \
     && chown lambdagate:lambdagate /etc/lambdagate
 COPY --from=build /out/lambdagate /usr/local/bin/lambdagate
-# The example routes file, when the repository has one; mount your own over it.
+# The example routes file and the files it names (JSON schemas, templates,
+# the demo JWT secret), so the default config loads; its function routes need
+# the example functions, which the image does not carry. Mount your own
+# routes.toml (and what it references) over it.
 COPY --from=build --chown=lambdagate:lambdagate /out/etc/ /etc/lambdagate/
 WORKDIR /etc/lambdagate
 USER lambdagate
