@@ -1,35 +1,63 @@
 #!/usr/bin/env bash
-# API keys and throttling, as ratios measured in one run (loopback only,
-# every step bounded):
-#  1. req/s of a mock route with api_key = true + a plan throttle (local)
-#     ÷ the same mock route without either;
-#  2. the same with [cluster] Redis throttling ÷ the route without;
-#  3. gateway CPU time per refused (429) request ÷ per accepted request;
+# API keys and throttling, as ratios measured in the same run (loopback only,
+# every step bounded by DURATION; ROUNDS interleaved rounds, medians):
+#  1. req/s of a route with api_key = true + a plan throttle (local limits)
+#     ÷ the same route without either, for a `mock` route and for an `http`
+#     route (nginx upstream);
+#  2. the same with [cluster] Redis throttling (mock and http routes);
+#  3. gateway CPU time per refused (429) request ÷ per accepted request:
+#     refusals by a route throttle and by a key's plan throttle, against an
+#     accepted `mock` request (the cheapest possible) and an accepted `http`
+#     request (a real integration);
 #  4. accepted rate when clients send 2× a route's limit, ÷ the limit.
-# Needs PostgreSQL-free SQLite (a temp file) and Redis on 127.0.0.1:6379.
+# The gateway runs with its default logging (one access-log line per
+# request, to /dev/null), pinned to CPU 0; wrk, nginx and Python clients run
+# on CPU 1. SQLite store (a temp file); Redis on 127.0.0.1:6379 for step 2.
 #
-# Usage: bench/keys-throttle.sh [DURATION_SECONDS] [CONNECTIONS]
+# Usage: bench/keys-throttle.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-5}
 CONNS=${2:-32}
+ROUNDS=${3:-3}
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
 BIN=${LAMBDAGATE_BIN:-}
 if [ -z "$BIN" ]; then
-    cargo build --release --quiet
+    cargo build --release --quiet --bin lambdagate
     BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 fi
-command -v wrk >/dev/null || { echo "needs wrk" >&2; exit 1; }
 
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
 PREFIX="lgbench_$$"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP_PORT=$(free_port)
+
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+    server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 'ok'; } }
+}
+CONF
+taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 
 write_routes() { # $1 = file, $2 = extra top-level tables
     cat > "$1" <<TOML
@@ -38,8 +66,15 @@ $2
 kind = "sqlite"
 path = "keys.db"
 
+[backends.up]
+kind = "http"
+url = "http://127.0.0.1:$UP_PORT"
+
 [plans.bench]
 throttle = { rate = 1000000000, burst = 1000000 }
+
+[plans.tight]
+throttle = { rate = 1, burst = 1 }
 
 [[routes]]
 method = "GET"
@@ -51,6 +86,17 @@ method = "GET"
 path = "/keyed"
 api_key = true
 mock = { status = 200, body = "ok" }
+
+[[routes]]
+method = "GET"
+path = "/up/open"
+backend = "up"
+
+[[routes]]
+method = "GET"
+path = "/up/keyed"
+api_key = true
+backend = "up"
 
 [[routes]]
 method = "GET"
@@ -69,8 +115,12 @@ write_routes "$WORK/local.toml" ""
 write_routes "$WORK/cluster.toml" "[cluster]
 redis_url = \"redis://127.0.0.1:6379\"
 key_prefix = \"$PREFIX\""
-KEY=$("$BIN" --config "$WORK/local.toml" keys create --name bench --plan bench --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+new_key() { # $1 = name, $2 = plan
+    "$BIN" --config "$WORK/local.toml" keys create --name "$1" --plan "$2" --json |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
+}
+KEY=$(new_key bench bench)
+TIGHT_KEY=$(new_key tight tight)
 
 start() { # $1 = config; prints "pid port"
     local out="$WORK/out.$RANDOM"
@@ -80,9 +130,10 @@ start() { # $1 = config; prints "pid port"
     local port; port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$out" | head -1)
     echo "$pid $port"
 }
-rps() { # $1 = url, extra args
+wrk_run() { # $1 = url, extra args; prints "requests req/s"
     local url=$1; shift
-    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "$url" | awk '/Requests\/sec/ {print $2}'
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "$url" |
+        awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {print n, r}'
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -90,20 +141,41 @@ read -r LPID LPORT < <(start "$WORK/local.toml"); PIDS+=("$LPID")
 read -r CPID CPORT < <(start "$WORK/cluster.toml"); PIDS+=("$CPID")
 L="http://127.0.0.1:$LPORT"; C="http://127.0.0.1:$CPORT"
 
-open=$(rps "$L/open")
-keyed=$(rps "$L/keyed" -H "x-api-key: $KEY")
-kill -STOP "$LPID"  # keep the idle node off the CPU
-copen=$(rps "$C/open")
-ckeyed=$(rps "$C/keyed" -H "x-api-key: $KEY")
-kill -CONT "$LPID"
-
-# CPU per request: accepted (/open) vs refused (/tight: all but ~1/s are 429).
-kill -STOP "$CPID"
-t0=$(cpu_ticks "$LPID"); n_ok=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$L/open" | awk '/requests in/ {print $1}'); t1=$(cpu_ticks "$LPID")
-n_429=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$L/tight" | awk '/requests in/ {print $1}'); t2=$(cpu_ticks "$LPID")
-kill -CONT "$CPID"
+# One line per measurement: "name value" (req/s, or µs of gateway CPU per
+# request), collected over the rounds.
+RESULTS=$WORK/results
+rate() { # name url [wrk args]: req/s
+    local name=$1; shift
+    read -r _ r < <(wrk_run "$@")
+    echo "$name $r" >>"$RESULTS"
+}
+cpu() { # name pid url [wrk args]: gateway CPU µs per request (all statuses)
+    local name=$1 pid=$2; shift 2
+    local t0 t1 n
+    t0=$(cpu_ticks "$pid"); read -r n _ < <(wrk_run "$@"); t1=$(cpu_ticks "$pid")
+    python3 -c "import sys; print('$name', ($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / $n)" >>"$RESULTS"
+}
+for round in $(seq "$ROUNDS"); do
+    kill -STOP "$CPID"  # keep the idle node off the CPU
+    rate open "$L/open"
+    rate keyed "$L/keyed" -H "x-api-key: $KEY"
+    rate up_open "$L/up/open"
+    rate up_keyed "$L/up/keyed" -H "x-api-key: $KEY"
+    cpu cpu_ok_mock "$LPID" "$L/open"
+    cpu cpu_ok_http "$LPID" "$L/up/open"
+    cpu cpu_429_route "$LPID" "$L/tight"
+    cpu cpu_429_key "$LPID" "$L/keyed" -H "x-api-key: $TIGHT_KEY"
+    kill -CONT "$CPID"; kill -STOP "$LPID"
+    rate c_open "$C/open"
+    rate c_keyed "$C/keyed" -H "x-api-key: $KEY"
+    rate c_up_open "$C/up/open"
+    rate c_up_keyed "$C/up/keyed" -H "x-api-key: $KEY"
+    kill -CONT "$LPID"
+    echo "round $round done" >&2
+done
 
 # 2× the limit: 400 req/s offered to a 200 req/s route for DURATION seconds.
+kill -STOP "$CPID"
 accepted=$(python3 - "$LPORT" "$DURATION" <<'PY'
 import http.client, sys, threading, time
 port, dur = int(sys.argv[1]), float(sys.argv[2])
@@ -129,17 +201,27 @@ ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
 print(sum(ok))
 PY
 )
+kill -CONT "$CPID"
 redis-cli --scan --pattern "$PREFIX:*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
 
-python3 - "$open" "$keyed" "$copen" "$ckeyed" "$n_ok" "$t0" "$t1" "$n_429" "$t2" "$accepted" "$DURATION" <<'PY'
-import sys
-o, k, co, ck = map(float, sys.argv[1:5])
-n_ok, t0, t1, n_429, t2 = map(float, sys.argv[5:10])
-acc, dur = float(sys.argv[10]), float(sys.argv[11])
-print(f"open {o:.0f} req/s, key+plan throttle {k:.0f} req/s -> ratio {k/o:.3f} (target >= 0.90)")
-print(f"cluster: open {co:.0f} req/s, key+plan throttle via Redis {ck:.0f} req/s -> ratio {ck/co:.3f} (target >= 0.75)")
-cpu_ok = (t1 - t0) / n_ok; cpu_429 = (t2 - t1) / n_429
-print(f"CPU per accepted {cpu_ok*1e4:.2f} us, per 429 {cpu_429*1e4:.2f} us -> ratio {cpu_429/cpu_ok:.3f} (target <= 0.5)")
+python3 - "$RESULTS" "$accepted" "$DURATION" "$ROUNDS" <<'PY'
+import statistics, sys
+vals = {}
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    vals.setdefault(k, []).append(float(v))
+m = {k: statistics.median(v) for k, v in vals.items()}
+acc, dur, rounds = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+print(f"medians of {rounds} rounds")
+def ratio(label, num, den, target):
+    print(f"{label}: {m[num]:.0f} / {m[den]:.0f} req/s = {m[num]/m[den]:.3f} ({target})")
+ratio("mock route, key + plan throttle ÷ without", "keyed", "open", "target >= 0.90")
+ratio("http route, key + plan throttle ÷ without", "up_keyed", "up_open", "target >= 0.90")
+ratio("cluster (Redis), mock route, key + plan throttle ÷ without", "c_keyed", "c_open", "target >= 0.75")
+ratio("cluster (Redis), http route, key + plan throttle ÷ without", "c_up_keyed", "c_up_open", "target >= 0.75")
+for refused, what in (("cpu_429_route", "route throttle"), ("cpu_429_key", "key plan throttle")):
+    for ok, kind in (("cpu_ok_mock", "accepted mock request"), ("cpu_ok_http", "accepted http request")):
+        print(f"CPU per 429 ({what}) ÷ per {kind}: {m[refused]:.1f} / {m[ok]:.1f} us = {m[refused]/m[ok]:.3f} (target <= 0.5)")
 limit = 20 + 200 * dur
 print(f"2x the limit: {acc:.0f} accepted of {400*dur:.0f} offered, limit allows {limit:.0f} -> {acc/limit:.3f} (target 1 +- 0.02)")
 PY

@@ -122,17 +122,38 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The whole body when the message is fixed: such refusals (429s above
+    /// all) are answered without building or allocating a body.
+    fn static_body(&self) -> Option<&'static str> {
+        Some(match self {
+            GatewayError::RouteNotFound(Flavor::Rest) => {
+                r#"{"message":"Missing Authentication Token"}"#
+            }
+            GatewayError::RouteNotFound(Flavor::Http) => r#"{"message":"Not Found"}"#,
+            GatewayError::Unauthorized { .. } => r#"{"message":"Unauthorized"}"#,
+            GatewayError::Forbidden(_) => r#"{"message":"Forbidden"}"#,
+            GatewayError::TooManyRequests { .. } => r#"{"message":"Too Many Requests"}"#,
+            GatewayError::LimitExceeded { .. } => r#"{"message":"Limit Exceeded"}"#,
+            _ => return None,
+        })
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match &self {
+        let body = match (self.static_body(), &self) {
+            (Some(fixed), _) => axum::body::Body::from(fixed),
             // API Gateway's message, plus the problems a client can fix.
-            GatewayError::InvalidBody(errors) => {
+            (None, GatewayError::InvalidBody(errors)) => axum::body::Body::from(
                 serde_json::json!({ "message": self.public_message(), "errors": errors })
-            }
-            _ => serde_json::json!({ "message": self.public_message() }),
-        }
-        .to_string();
+                    .to_string(),
+            ),
+            (None, _) => axum::body::Body::from(
+                serde_json::json!({ "message": self.public_message() }).to_string(),
+            ),
+        };
         let mut res = (status, body).into_response();
         let h = res.headers_mut();
         h.insert(
@@ -146,7 +167,10 @@ impl IntoResponse for GatewayError {
         match &self {
             GatewayError::TooManyRequests { retry_after_secs }
             | GatewayError::LimitExceeded { retry_after_secs } => {
-                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                h.insert(
+                    header::RETRY_AFTER,
+                    crate::throttle::number(*retry_after_secs),
+                );
             }
             GatewayError::Unauthorized {
                 www_authenticate: Some(w),
@@ -166,3 +190,31 @@ impl IntoResponse for GatewayError {
 /// The error behind a gateway-made response, kept for the access log.
 #[derive(Debug, Clone)]
 pub struct ErrorDetail(pub GatewayError);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_bodies_are_the_rendered_messages() {
+        let fixed = [
+            GatewayError::RouteNotFound(Flavor::Rest),
+            GatewayError::RouteNotFound(Flavor::Http),
+            GatewayError::Unauthorized {
+                reason: "r".into(),
+                www_authenticate: None,
+            },
+            GatewayError::Forbidden("r".into()),
+            GatewayError::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            GatewayError::LimitExceeded {
+                retry_after_secs: 1,
+            },
+        ];
+        for e in fixed {
+            let rendered = serde_json::json!({ "message": e.public_message() }).to_string();
+            assert_eq!(e.static_body(), Some(rendered.as_str()), "{e:?}");
+        }
+    }
+}

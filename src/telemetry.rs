@@ -41,7 +41,7 @@ pub struct RequestInfo {
 #[derive(Debug, Default)]
 pub struct AccessRecord {
     integration: Mutex<Option<Duration>>,
-    key_id: Mutex<Option<String>>,
+    key_id: Mutex<Option<Arc<str>>>,
     principal: Mutex<Option<String>>,
     bytes_in: AtomicU64,
 }
@@ -86,7 +86,7 @@ impl AccessRecord {
         }
     }
 
-    fn key_id(&self) -> Option<String> {
+    fn key_id(&self) -> Option<Arc<str>> {
         self.key_id.lock().ok().and_then(|g| g.clone())
     }
 

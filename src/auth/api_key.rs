@@ -14,7 +14,8 @@
 //! for `[api_keys] cache_ttl` (default 5 s), so a revocation reaches every
 //! node within that time without a store read per request.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::pipeline::Next;
@@ -84,7 +85,8 @@ pub fn key_id(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(PREFIX)?;
     let (id, secret) = rest.split_at_checked(ID_LEN)?;
     let secret = secret.strip_prefix('_')?;
-    (id.bytes().all(|b| ID_ALPHABET.contains(&b))
+    (id.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && secret.len() == 43
         && secret
             .bytes()
@@ -101,10 +103,11 @@ pub fn matches(record: &KeyRecord, key: &str) -> bool {
         .into()
 }
 
-/// What the throttle & quota phase needs about an accepted key.
+/// What the throttle & quota phase needs about an accepted key. Cheap to
+/// clone: both parts are shared with the key cache.
 #[derive(Debug, Clone)]
 pub struct KeyGrant {
-    pub key_id: String,
+    pub key_id: Arc<str>,
     pub plan: Arc<PlanConfig>,
 }
 
@@ -115,14 +118,47 @@ enum KeySource {
     Authorizer,
 }
 
+/// A key as this node last read it from the store, its plan resolved, kept
+/// for `cache_ttl`.
+struct CachedKey {
+    /// None: no key has this id.
+    record: Option<KeyRecord>,
+    /// What the key grants when it is enabled and unexpired, or why it
+    /// grants nothing (no plan, a plan that does not exist).
+    grant: Result<KeyGrant, String>,
+    /// The key as presented when it last matched the stored hash. Later
+    /// requests compare against it in constant time instead of hashing
+    /// again; it never leaves this node's memory.
+    verified: OnceLock<Arc<str>>,
+}
+
+impl CachedKey {
+    /// Whether `presented` is this key: a constant-time comparison with the
+    /// key verified before, else the SHA-256 check (remembered on success).
+    fn verify(&self, record: &KeyRecord, presented: &str) -> Option<Arc<str>> {
+        if let Some(v) = self.verified.get()
+            && bool::from(v.as_bytes().ct_eq(presented.as_bytes()))
+        {
+            return Some(v.clone());
+        }
+        if !matches(record, presented) {
+            return None;
+        }
+        let v: Arc<str> = Arc::from(presented);
+        let _ = self.verified.set(v.clone());
+        Some(v)
+    }
+}
+
 /// Keys and plans as the request path sees them: the store behind a short
 /// cache, and which routes need a key.
 pub struct ApiKeys {
     store: Store,
-    config: Arc<Config>,
+    /// `[plans.X]` from routes.toml, shared by every grant.
+    config_plans: HashMap<String, Arc<PlanConfig>>,
     /// By route index; None for routes without a key requirement.
     routes: Vec<Option<KeySource>>,
-    keys: Option<moka::future::Cache<String, Option<Arc<KeyRecord>>>>,
+    keys: Option<moka::future::Cache<String, Arc<CachedKey>>>,
     plans: Option<moka::future::Cache<String, Option<Arc<PlanConfig>>>>,
 }
 
@@ -157,10 +193,14 @@ impl ApiKeys {
         let ttl = settings.cache_ttl;
         Ok(Self {
             store,
+            config_plans: config
+                .plans
+                .iter()
+                .map(|(name, p)| (name.clone(), Arc::new(p.clone())))
+                .collect(),
             routes,
             keys: cache(ttl, 100_000),
             plans: cache(ttl, 10_000),
-            config,
         })
     }
 
@@ -173,19 +213,52 @@ impl ApiKeys {
         self.routes.iter().any(Option::is_some)
     }
 
-    /// A key record, from the cache when fresh.
-    async fn key_record(&self, id: &str) -> Result<Option<Arc<KeyRecord>>, Arc<StoreError>> {
-        let load = async { self.store.key(id).await.map(|r| r.map(Arc::new)) };
-        match &self.keys {
-            Some(c) => c.try_get_with(id.to_string(), load).await,
-            None => load.await.map_err(Arc::new),
-        }
+    /// A key and its plan, from the cache when fresh.
+    async fn cached_key(&self, id: &str) -> Result<Arc<CachedKey>, GatewayError> {
+        let found = match &self.keys {
+            None => self.load_key(id).await,
+            Some(cache) => match cache.get(id).await {
+                Some(hit) => Ok(hit),
+                None => cache
+                    .try_get_with(id.to_string(), self.load_key(id))
+                    .await
+                    .map_err(|e| (*e).clone()),
+            },
+        };
+        found.map_err(|e| GatewayError::Internal(format!("API key lookup failed: {e}")))
+    }
+
+    /// Reads a key and resolves its plan.
+    async fn load_key(&self, id: &str) -> Result<Arc<CachedKey>, String> {
+        let record = self.store.key(id).await.map_err(|e| e.to_string())?;
+        let grant = match &record {
+            None => Err(format!("unknown API key {id}")),
+            Some(r) => match r.plan.as_deref() {
+                None => Err(format!("API key {id} is in no usage plan")),
+                Some(plan_name) => match self
+                    .plan(plan_name)
+                    .await
+                    .map_err(|e| format!("plan lookup failed: {e}"))?
+                {
+                    Some(plan) => Ok(KeyGrant {
+                        key_id: Arc::from(r.id.as_str()),
+                        plan,
+                    }),
+                    None => Err(format!("API key {id}: plan `{plan_name}` does not exist")),
+                },
+            },
+        };
+        Ok(Arc::new(CachedKey {
+            record,
+            grant,
+            verified: OnceLock::new(),
+        }))
     }
 
     /// A plan by name: `[plans.X]` in routes.toml first, then the store.
     pub async fn plan(&self, name: &str) -> Result<Option<Arc<PlanConfig>>, Arc<StoreError>> {
-        if let Some(p) = self.config.plans.get(name) {
-            return Ok(Some(Arc::new(p.clone())));
+        if let Some(p) = self.config_plans.get(name) {
+            return Ok(Some(p.clone()));
         }
         let load = async {
             self.store
@@ -206,48 +279,41 @@ impl ApiKeys {
         }
     }
 
-    /// Forgets this node's cached copy of a plan (after an admin change).
+    /// Forgets this node's cached copy of a plan (after an admin change),
+    /// and the cached keys, which hold their plan.
     pub async fn invalidate_plan(&self, name: &str) {
         if let Some(c) = &self.plans {
             c.invalidate(name).await;
         }
+        if let Some(c) = &self.keys {
+            c.invalidate_all();
+        }
     }
 
-    /// Checks a presented key: `Ok(grant)` or the reason for a 403.
-    async fn check(&self, presented: &str) -> Result<KeyGrant, GatewayError> {
+    /// Checks a presented key: the grant and the key as verified, or the
+    /// reason for a 403.
+    async fn check(&self, presented: &str) -> Result<(KeyGrant, Arc<str>), GatewayError> {
         let id =
             key_id(presented).ok_or_else(|| GatewayError::Forbidden("malformed API key".into()))?;
-        let record = self
-            .key_record(id)
-            .await
-            .map_err(|e| GatewayError::Internal(format!("API key lookup failed: {e}")))?
-            .ok_or_else(|| GatewayError::Forbidden(format!("unknown API key {id}")))?;
-        if !matches(&record, presented) {
+        let cached = self.cached_key(id).await?;
+        let Some(record) = &cached.record else {
+            return Err(GatewayError::Forbidden(format!("unknown API key {id}")));
+        };
+        let Some(verified) = cached.verify(record, presented) else {
             return Err(GatewayError::Forbidden(format!(
                 "wrong secret for API key {id}"
             )));
-        }
+        };
         if !record.enabled {
             return Err(GatewayError::Forbidden(format!("API key {id} is disabled")));
         }
         if record.expires_at.is_some_and(|t| t <= now_secs()) {
             return Err(GatewayError::Forbidden(format!("API key {id} has expired")));
         }
-        let plan_name = record
-            .plan
-            .as_deref()
-            .ok_or_else(|| GatewayError::Forbidden(format!("API key {id} is in no usage plan")))?;
-        let plan = self
-            .plan(plan_name)
-            .await
-            .map_err(|e| GatewayError::Internal(format!("plan lookup failed: {e}")))?
-            .ok_or_else(|| {
-                GatewayError::Forbidden(format!("API key {id}: plan `{plan_name}` does not exist"))
-            })?;
-        Ok(KeyGrant {
-            key_id: record.id.clone(),
-            plan,
-        })
+        match &cached.grant {
+            Ok(g) => Ok((g.clone(), verified)),
+            Err(why) => Err(GatewayError::Forbidden(why.clone())),
+        }
     }
 }
 
@@ -328,25 +394,21 @@ pub async fn require_key(
         return next.run(req).await;
     };
     let presented = match source {
-        KeySource::Header(h) => req
-            .headers()
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        KeySource::Header(h) => req.headers().get(h).and_then(|v| v.to_str().ok()),
         KeySource::Authorizer => req
             .extensions()
             .get::<AuthContext>()
-            .and_then(|a| a.usage_identifier_key.clone()),
+            .and_then(|a| a.usage_identifier_key.as_deref()),
     };
-    let result = match &presented {
+    let result = match presented {
         Some(k) if !k.is_empty() => keys.check(k).await,
         _ => Err(GatewayError::Forbidden("no API key".into())),
     };
     match result {
-        Ok(grant) => {
+        Ok((grant, key)) => {
             let identity = ApiKeyIdentity {
                 id: grant.key_id.clone(),
-                key: presented.unwrap_or_default(),
+                key,
             };
             let ext = req.extensions_mut();
             match ext.get_mut::<AuthContext>() {

@@ -61,12 +61,13 @@ pub struct IamIdentity {
     pub principal_org_id: Option<String>,
 }
 
+/// Shared with the API key cache: attaching it to a request copies nothing.
 #[derive(Debug, Clone)]
 pub struct ApiKeyIdentity {
     /// The key's public id (`apiKeyId`).
-    pub id: String,
+    pub id: Arc<str>,
     /// The key as the client sent it (`identity.apiKey`, as AWS sends it).
-    pub key: String,
+    pub key: Arc<str>,
 }
 
 impl AuthContext {

@@ -253,6 +253,9 @@ pub struct ApiKeySettings {
     /// Lower-case header name.
     pub header: String,
     pub cache_ttl: Duration,
+    /// How often buffered per-day usage counts are written to the store
+    /// (they are also written on shutdown).
+    pub usage_flush_interval: Duration,
 }
 
 impl Default for ApiKeySettings {
@@ -261,6 +264,7 @@ impl Default for ApiKeySettings {
             source: ApiKeySource::Header,
             header: "x-api-key".to_string(),
             cache_ttl: Duration::from_secs(5),
+            usage_flush_interval: Duration::from_secs(1),
         }
     }
 }

@@ -205,6 +205,8 @@ pub struct RawApiKeys {
     pub header: Option<Str>,
     /// How long a node trusts its cached copy of a key (default 5s).
     pub cache_ttl: Option<Str>,
+    /// How often buffered usage counts are written to the store (default 1s).
+    pub usage_flush_interval: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

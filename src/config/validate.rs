@@ -911,6 +911,18 @@ fn check_api_keys(raw: Option<&RawApiKeys>, d: &mut Diagnostics<'_>) -> ApiKeySe
         }
         out.cache_ttl = ttl;
     }
+    if let Some(t) = &k.usage_flush_interval
+        && let Some(every) = duration(t, d)
+    {
+        if every.is_zero() || every > Duration::from_secs(24 * 3600) {
+            d.at(
+                t.span(),
+                "`usage_flush_interval` is more than 0s and at most 24h",
+            );
+        } else {
+            out.usage_flush_interval = every;
+        }
+    }
     out
 }
 

@@ -44,8 +44,8 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
         "userArn": null,
     });
     if let Some(k) = auth.and_then(|a| a.api_key.as_ref()) {
-        identity["apiKey"] = json!(k.key);
-        identity["apiKeyId"] = json!(k.id);
+        identity["apiKey"] = json!(&*k.key);
+        identity["apiKeyId"] = json!(&*k.id);
     }
     if let Some(iam) = auth.and_then(|a| a.iam()) {
         identity["accessKey"] = json!(iam.access_key);

@@ -321,19 +321,23 @@ impl Store {
         Ok(row.map_or(0, |(n,)| n.max(0) as u64))
     }
 
-    /// Adds request counts to keys' daily usage (`day` is `YYYY-MM-DD`, UTC).
+    /// Adds request counts to keys' daily usage (`day` is `YYYY-MM-DD`,
+    /// UTC), all or none: one transaction, so a failed batch can be retried
+    /// whole without counting anything twice.
     pub async fn add_daily_usage(
         &self,
         counts: &[(String, String, u64)],
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO daily_usage (key_id, day, requests) VALUES ($1, $2, $3) \
              ON CONFLICT (key_id, day) DO UPDATE SET requests = daily_usage.requests + excluded.requests";
-        for (key_id, day, n) in counts {
-            let n = i64::try_from(*n).unwrap_or(i64::MAX);
-            on_pool!(self, p => {
-                sqlx::query(SQL).bind(key_id).bind(day).bind(n).execute(p).await?;
-            });
-        }
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for (key_id, day, n) in counts {
+                let n = i64::try_from(*n).unwrap_or(i64::MAX);
+                sqlx::query(SQL).bind(key_id).bind(day).bind(n).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

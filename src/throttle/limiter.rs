@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -18,8 +18,12 @@ use crate::config::ThrottleConfig;
 use super::Verdict;
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
-type Keyed =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed = RateLimiter<
+    Arc<str>,
+    DefaultKeyedStateStore<Arc<str>>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// governor's quota for a validated throttle (rate > 0, burst ≥ 1).
 pub fn quota(t: &ThrottleConfig) -> Quota {
@@ -93,48 +97,96 @@ struct KeyedLimiter {
     limiter: Keyed,
 }
 
-/// Keyed limiters, created on first use per plan/route; rebuilt when a
-/// runtime plan's limits change.
+impl KeyedLimiter {
+    fn new(config: ThrottleConfig, clock: &DefaultClock) -> Self {
+        Self {
+            config,
+            limiter: RateLimiter::dashmap_with_clock(quota(&config), clock.clone())
+                .with_middleware::<StateInformationMiddleware>(),
+        }
+    }
+}
+
+/// One plan's keyed limiters: the plan's own and its per-route ones.
+#[derive(Default)]
+struct PlanLimiters {
+    whole: Option<KeyedLimiter>,
+    /// By route key.
+    routes: HashMap<String, KeyedLimiter>,
+}
+
+impl PlanLimiters {
+    fn get(&self, route: Option<&str>) -> Option<&KeyedLimiter> {
+        match route {
+            None => self.whole.as_ref(),
+            Some(r) => self.routes.get(r),
+        }
+    }
+}
+
+/// Keyed limiters by plan name, created on first use; rebuilt when a
+/// runtime plan's limits change. A check takes a read lock and allocates
+/// nothing once a key has its bucket.
 pub struct KeyLimiters {
-    by_scope: Mutex<HashMap<String, std::sync::Arc<KeyedLimiter>>>,
+    by_plan: RwLock<HashMap<String, PlanLimiters>>,
     clock: DefaultClock,
 }
 
 impl Default for KeyLimiters {
     fn default() -> Self {
         Self {
-            by_scope: Mutex::new(HashMap::new()),
+            by_plan: RwLock::new(HashMap::new()),
             clock: DefaultClock::default(),
         }
     }
 }
 
 impl KeyLimiters {
-    /// Checks `key_id` against the bucket of `scope` (a plan, or a plan and route).
-    pub fn check(&self, scope: &str, config: &ThrottleConfig, key_id: &str) -> Verdict {
-        let limiter = {
-            let mut map = match self.by_scope.lock() {
+    /// Checks `key_id` against `plan`'s bucket (or the plan's bucket for
+    /// `route`, a route key).
+    pub fn check(
+        &self,
+        plan: &str,
+        route: Option<&str>,
+        config: &ThrottleConfig,
+        key_id: &Arc<str>,
+    ) -> Verdict {
+        {
+            let map = match self.by_plan.read() {
                 Ok(m) => m,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            match map.get(scope) {
-                Some(l) if l.config == *config => l.clone(),
-                _ => {
-                    let l = std::sync::Arc::new(KeyedLimiter {
-                        config: *config,
-                        limiter: RateLimiter::dashmap_with_clock(quota(config), self.clock.clone())
-                            .with_middleware::<StateInformationMiddleware>(),
-                    });
-                    map.insert(scope.to_string(), l.clone());
-                    l
+            if let Some(l) = map
+                .get(plan)
+                .and_then(|p| p.get(route))
+                .filter(|l| l.config == *config)
+            {
+                return verdict(config, l.limiter.check_key(key_id), &self.clock);
+            }
+        }
+        let mut map = match self.by_plan.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let limiters = map.entry(plan.to_string()).or_default();
+        let slot = match route {
+            None => &mut limiters.whole,
+            Some(r) => {
+                let fresh = !limiters.routes.get(r).is_some_and(|l| l.config == *config);
+                if fresh {
+                    limiters
+                        .routes
+                        .insert(r.to_string(), KeyedLimiter::new(*config, &self.clock));
                 }
+                let l = &limiters.routes[r];
+                return verdict(config, l.limiter.check_key(key_id), &self.clock);
             }
         };
-        verdict(
-            config,
-            limiter.limiter.check_key(&key_id.to_string()),
-            &self.clock,
-        )
+        let l = match slot {
+            Some(l) if l.config == *config => l,
+            _ => slot.insert(KeyedLimiter::new(*config, &self.clock)),
+        };
+        verdict(config, l.limiter.check_key(key_id), &self.clock)
     }
 }
 
@@ -166,8 +218,17 @@ mod tests {
             rate: 1.0,
             burst: 1,
         };
-        assert!(k.check("gold", &t, "a").allowed);
-        assert!(!k.check("gold", &t, "a").allowed);
-        assert!(k.check("gold", &t, "b").allowed);
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        assert!(k.check("gold", None, &t, &a).allowed);
+        assert!(!k.check("gold", None, &t, &a).allowed);
+        assert!(k.check("gold", None, &t, &b).allowed);
+        // A plan's route bucket is separate from the plan's own.
+        assert!(k.check("gold", Some("GET /x"), &t, &a).allowed);
+        // Changed limits start a fresh bucket.
+        let wider = ThrottleConfig {
+            rate: 1.0,
+            burst: 2,
+        };
+        assert!(k.check("gold", None, &wider, &a).allowed);
     }
 }

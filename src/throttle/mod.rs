@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::pipeline::Next;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::GatewayState;
@@ -99,24 +99,34 @@ impl Throttles {
             redis,
             api_id: config.gateway.api_id.clone(),
             stage_name: stage.name.clone(),
-            usage: store.clone().map(UsageRecorder::start),
+            usage: store
+                .clone()
+                .map(|s| UsageRecorder::start(s, config.api_keys.usage_flush_interval)),
             store,
         })
     }
 
-    /// Writes pending usage counts (on shutdown).
-    pub async fn flush(&self) {
-        if let Some(u) = &self.usage {
-            u.flush().await;
+    /// Writes pending usage counts (on shutdown, and before the admin API
+    /// reports usage); returns how many requests were written.
+    pub async fn flush(&self) -> u64 {
+        match &self.usage {
+            Some(u) => u.flush().await,
+            None => 0,
         }
     }
 
     /// The key-level throttle for a grant on a route: the plan's throttle
     /// for this route if it has one, else the plan's.
     fn key_level(grant: &KeyGrant, route_key: &str) -> Option<(ThrottleConfig, bool)> {
-        match grant.plan.route_throttles.get(route_key) {
+        let plan = &grant.plan;
+        let per_route = if plan.route_throttles.is_empty() {
+            None
+        } else {
+            plan.route_throttles.get(route_key)
+        };
+        match per_route {
             Some(t) => Some((*t, true)),
-            None => grant.plan.throttle.map(|t| (t, false)),
+            None => plan.throttle.map(|t| (t, false)),
         }
     }
 
@@ -129,11 +139,13 @@ impl Throttles {
     ) -> Result<Option<Verdict>, (GatewayError, Option<Verdict>)> {
         let key_level = grant.and_then(|g| Self::key_level(g, route_key).map(|l| (g, l)));
         let route = self.routes.get(route_index).and_then(Option::as_ref);
+        // The common case, a route with no limit at any level, costs nothing.
         if key_level.is_none() && route.is_none() && self.stage.is_none() && self.global.is_none() {
             return Ok(None);
         }
         if let Some(r) = &self.redis {
             let mut levels = Vec::with_capacity(4);
+            let mut scopes: [&'static str; 4] = ["key"; 4];
             if let Some((g, (t, per_route))) = &key_level {
                 let key = if *per_route {
                     r.key(&["k", &g.plan.name, route_key, &g.key_id])
@@ -143,21 +155,25 @@ impl Throttles {
                 levels.push((key, *t));
             }
             if let Some(l) = route {
+                scopes[levels.len()] = "route";
                 levels.push((
                     r.key(&["r", &self.api_id, &self.stage_name, route_key]),
                     l.config,
                 ));
             }
             if let Some(l) = &self.stage {
+                scopes[levels.len()] = "stage";
                 levels.push((r.key(&["s", &self.api_id, &self.stage_name]), l.config));
             }
             if let Some(l) = &self.global {
+                scopes[levels.len()] = "global";
                 levels.push((r.key(&["g", &self.api_id]), l.config));
             }
             match r.check(&levels).await {
-                Ok(v) if v.allowed => return Ok(Some(v)),
-                Ok(v) => {
-                    crate::metrics::throttled("cluster");
+                Ok((v, _)) if v.allowed => return Ok(Some(v)),
+                Ok((v, refused_by)) => {
+                    let scope = refused_by.and_then(|i| scopes.get(i)).copied();
+                    crate::metrics::throttled(scope.unwrap_or("global"));
                     return Err((too_many(v.retry_after), Some(v)));
                 }
                 Err(redis::Unreachable) if self.fail_closed => {
@@ -184,12 +200,8 @@ impl Throttles {
                 Ok(())
             };
         if let Some((g, (t, per_route))) = &key_level {
-            let scope = if *per_route {
-                format!("{}\u{0}{route_key}", g.plan.name)
-            } else {
-                g.plan.name.clone()
-            };
-            take("key", self.keys.check(&scope, t, &g.key_id))?;
+            let route = per_route.then_some(route_key);
+            take("key", self.keys.check(&g.plan.name, route, t, &g.key_id))?;
         }
         if let Some(l) = route {
             take("route", l.local.check())?;
@@ -232,14 +244,44 @@ fn too_many(wait: Duration) -> GatewayError {
     }
 }
 
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 /// Sets the IETF draft `RateLimit-*` headers.
 fn rate_limit_headers(h: &mut HeaderMap, v: &Verdict) {
-    h.insert("ratelimit-limit", HeaderValue::from(v.limit));
-    h.insert("ratelimit-remaining", HeaderValue::from(v.remaining));
-    h.insert(
-        "ratelimit-reset",
-        HeaderValue::from(v.reset.as_secs_f64().ceil() as u64),
-    );
+    h.insert(RATELIMIT_LIMIT, number(u64::from(v.limit)));
+    h.insert(RATELIMIT_REMAINING, number(u64::from(v.remaining)));
+    h.insert(RATELIMIT_RESET, number(v.reset.as_secs_f64().ceil() as u64));
+}
+
+/// A header value for a number; small ones (most `RateLimit-*` and
+/// `Retry-After` values) are clones from a table built once, so setting
+/// them allocates nothing.
+pub fn number(n: u64) -> HeaderValue {
+    const TABLE: usize = 1024;
+    static SMALL: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(TABLE);
+        for i in 0..TABLE {
+            text.push_str(&i.to_string());
+            ends.push(text.len());
+        }
+        let all = bytes::Bytes::from(text);
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let v = HeaderValue::from_maybe_shared(all.slice(start..end))
+                    .unwrap_or_else(|_| HeaderValue::from_static("0"));
+                start = end;
+                v
+            })
+            .collect()
+    });
+    match usize::try_from(n).ok().and_then(|i| SMALL.get(i)) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
 }
 
 /// Throttle & quota phase.
@@ -275,8 +317,10 @@ pub async fn enforce(State(state): State<Arc<GatewayState>>, req: Request, next:
     res
 }
 
-fn refusal(e: GatewayError, v: Option<Verdict>, req: Request) -> Response {
-    let ctx = req.extensions().get::<RouteContext>().cloned();
+/// A 429 (or 500/503), built from the error and the verdict alone; the
+/// request's route context moves to the response for the access log.
+fn refusal(e: GatewayError, v: Option<Verdict>, mut req: Request) -> Response {
+    let ctx = req.extensions_mut().remove::<RouteContext>();
     let mut res = e.into_response();
     if let Some(v) = &v {
         rate_limit_headers(res.headers_mut(), v);

@@ -42,26 +42,37 @@ pub fn day_string(t: OffsetDateTime) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// `YYYY-MM-DD` of a day counted from the Unix epoch.
+fn day_of_epoch(day: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400))
+        .map(day_string)
+        .unwrap_or_else(|_| "1970-01-01".to_string())
+}
+
 /// Per-key, per-day request counts, kept in memory and written to the store
-/// about once a second (usage reports are informational; quotas are not
-/// counted here).
+/// every `[api_keys] usage_flush_interval` and on shutdown (usage reports
+/// are informational; quotas are not counted here). Recording a request
+/// allocates nothing once its key has an entry: days are counted from the
+/// epoch and turned into dates when written.
 pub struct UsageRecorder {
     store: Store,
-    pending: Mutex<HashMap<(String, String), u64>>,
+    /// By key id: (day since the epoch, requests), oldest day first.
+    pending: Mutex<HashMap<Arc<str>, Vec<(i64, u64)>>>,
 }
 
 impl UsageRecorder {
     /// Creates the recorder and its flush task (which ends when the
     /// recorder is dropped).
-    pub fn start(store: Store) -> Arc<Self> {
+    pub fn start(store: Store, every: Duration) -> Arc<Self> {
         let this = Arc::new(Self {
             store,
             pending: Mutex::new(HashMap::new()),
         });
         let weak: Weak<Self> = Arc::downgrade(&this);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
             loop {
                 tick.tick().await;
                 let Some(me) = weak.upgrade() else { break };
@@ -71,35 +82,62 @@ impl UsageRecorder {
         this
     }
 
-    pub fn record(&self, key_id: &str) {
-        let day = day_string(OffsetDateTime::now_utc());
-        let mut p = match self.pending.lock() {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<(i64, u64)>>> {
+        match self.pending.lock() {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        *p.entry((key_id.to_string(), day)).or_insert(0) += 1;
+        }
+    }
+
+    pub fn record(&self, key_id: &Arc<str>) {
+        self.add(key_id, crate::store::now_secs().div_euclid(86_400), 1);
+    }
+
+    fn add(&self, key_id: &Arc<str>, day: i64, n: u64) {
+        let mut p = self.pending();
+        match p.get_mut(&**key_id) {
+            Some(days) => match days.iter_mut().find(|(d, _)| *d == day) {
+                Some((_, count)) => *count += n,
+                None => days.push((day, n)),
+            },
+            None => {
+                p.insert(key_id.clone(), vec![(day, n)]);
+            }
+        }
+    }
+
+    /// Requests recorded and not yet written.
+    pub fn pending_requests(&self) -> u64 {
+        self.pending()
+            .values()
+            .flat_map(|days| days.iter().map(|(_, n)| *n))
+            .sum()
     }
 
     /// Writes the pending counts; on a store error they are kept for later.
-    pub async fn flush(&self) {
-        let batch: Vec<(String, String, u64)> = {
-            let mut p = match self.pending.lock() {
-                Ok(p) => p,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            p.drain().map(|((k, d), n)| (k, d, n)).collect()
+    /// Returns how many requests were written.
+    pub async fn flush(&self) -> u64 {
+        let batch: Vec<(Arc<str>, i64, u64)> = {
+            let mut p = self.pending();
+            p.drain()
+                .flat_map(|(k, days)| days.into_iter().map(move |(d, n)| (k.clone(), d, n)))
+                .collect()
         };
         if batch.is_empty() {
-            return;
+            return 0;
         }
-        if let Err(e) = self.store.add_daily_usage(&batch).await {
-            tracing::warn!(error = %e, "cannot write API key usage; will retry");
-            let mut p = match self.pending.lock() {
-                Ok(p) => p,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            for (k, d, n) in batch {
-                *p.entry((k, d)).or_insert(0) += n;
+        let rows: Vec<(String, String, u64)> = batch
+            .iter()
+            .map(|(k, d, n)| (k.to_string(), day_of_epoch(*d), *n))
+            .collect();
+        match self.store.add_daily_usage(&rows).await {
+            Ok(()) => rows.iter().map(|(_, _, n)| n).sum(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write API key usage; will retry");
+                for (k, d, n) in &batch {
+                    self.add(k, *d, *n);
+                }
+                0
             }
         }
     }
@@ -123,5 +161,9 @@ mod tests {
         assert_eq!(s, datetime!(2026-12-01 0:00 UTC).unix_timestamp());
         assert_eq!(e, datetime!(2027-01-01 0:00 UTC).unix_timestamp());
         assert_eq!(day_string(t), "2026-11-26");
+        assert_eq!(
+            day_of_epoch(t.unix_timestamp().div_euclid(86_400)),
+            "2026-11-26"
+        );
     }
 }

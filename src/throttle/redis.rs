@@ -25,6 +25,7 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS
 local new_tats = {}
 local retry = 0
+local refused_by = 0
 local best_limit, best_rem, best_reset = 0, -1, 0
 for i = 1, n do
   local interval = tonumber(ARGV[2 * i - 1])
@@ -35,7 +36,10 @@ for i = 1, n do
   local allow_at = new_tat - burst * interval
   if now < allow_at then
     local wait = allow_at - now
-    if wait > retry then retry = wait end
+    if wait > retry then
+      retry = wait
+      refused_by = i
+    end
   end
   new_tats[i] = new_tat
   local rem = math.floor((now - allow_at) / interval)
@@ -47,13 +51,13 @@ for i = 1, n do
   end
 end
 if retry > 0 then
-  return {0, math.ceil(retry), best_limit, 0, math.ceil(best_reset)}
+  return {0, math.ceil(retry), best_limit, 0, math.ceil(best_reset), refused_by}
 end
 for i = 1, n do
   local ttl = math.ceil((new_tats[i] - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%.3f', new_tats[i]), 'PX', ttl)
 end
-return {1, 0, best_limit, best_rem, math.ceil(best_reset)}
+return {1, 0, best_limit, best_rem, math.ceil(best_reset), 0}
 "#;
 
 /// How long to stop trying Redis after a failure.
@@ -113,8 +117,12 @@ impl RedisGcra {
         self.epoch.elapsed().as_millis() as i64
     }
 
-    /// One atomic GCRA step over `levels` (bucket key, throttle).
-    pub async fn check(&self, levels: &[(String, ThrottleConfig)]) -> Result<Verdict, Unreachable> {
+    /// One atomic GCRA step over `levels` (bucket key, throttle): the
+    /// verdict and, when refused, the index of the level that refused.
+    pub async fn check(
+        &self,
+        levels: &[(String, ThrottleConfig)],
+    ) -> Result<(Verdict, Option<usize>), Unreachable> {
         let now = self.now_ms();
         if now < self.down_until_ms.load(Ordering::Relaxed) {
             return Err(Unreachable);
@@ -125,19 +133,23 @@ impl RedisGcra {
             inv.key(key).arg(interval_us).arg(t.burst);
         }
         let mut conn = self.conn.clone();
-        let call = inv.invoke_async::<(i64, i64, i64, i64, i64)>(&mut conn);
+        let call = inv.invoke_async::<(i64, i64, i64, i64, i64, i64)>(&mut conn);
         match tokio::time::timeout(Duration::from_millis(750), call).await {
-            Ok(Ok((allowed, retry_us, limit, remaining, reset_us))) => {
+            Ok(Ok((allowed, retry_us, limit, remaining, reset_us, refused_by))) => {
                 if self.down_until_ms.swap(0, Ordering::Relaxed) != 0 {
                     tracing::warn!(target: "lambdagate::throttle", "Redis reachable again; cluster throttling resumed");
                 }
-                Ok(Verdict {
+                let verdict = Verdict {
                     allowed: allowed == 1,
                     limit: u32::try_from(limit).unwrap_or(u32::MAX),
                     remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
                     reset: Duration::from_micros(reset_us.max(0) as u64),
                     retry_after: Duration::from_micros(retry_us.max(0) as u64),
-                })
+                };
+                let refused_by = usize::try_from(refused_by)
+                    .ok()
+                    .and_then(|i| i.checked_sub(1));
+                Ok((verdict, refused_by))
             }
             Ok(Err(e)) => {
                 self.mark_down(now, &e.to_string());

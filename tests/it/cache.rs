@@ -245,8 +245,8 @@ async fn start_with_identities(routes: &str) -> (TestServer, tempfile::TempDir) 
             {
                 req.extensions_mut().insert(AuthContext {
                     api_key: Some(ApiKeyIdentity {
-                        id: user.clone(),
-                        key: format!("key-of-{user}"),
+                        id: user.as_str().into(),
+                        key: format!("key-of-{user}").into(),
                     }),
                     ..Default::default()
                 });

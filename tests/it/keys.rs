@@ -587,6 +587,333 @@ mock = {{ status = 200 }}
     assert_eq!(res.status(), 503);
 }
 
+/// API Gateway's AUTHORIZER key source on a REST API: a Lambda authorizer
+/// (a Python `awslambdaric` function the local backend starts) maps the
+/// caller's token to an API key and returns it as `usageIdentifierKey`; the
+/// route's `api_key = true` then meters that key's plan (throttle and
+/// quota), the key reaches the event, and a header key is ignored.
+#[tokio::test]
+async fn lambda_authorizer_usage_identifier_key_is_metered() {
+    let handler = r#"
+import json
+
+def authorize(event, context):
+    with open("partners.json") as f:
+        partners = json.load(f)
+    token = event.get("authorizationToken", "")
+    out = {
+        "principalId": token,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}],
+        },
+    }
+    if partners.get(token):
+        out["usageIdentifierKey"] = partners[token]
+    return out
+
+def echo(event, context):
+    return {"statusCode": 200, "body": json.dumps(event["requestContext"]["identity"])}
+"#;
+    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let gw = start_with(
+        &admin_routes(&format!(
+            r#"
+[gateway]
+flavor = "rest"
+
+[api_keys]
+source = "authorizer"
+
+[backends.local]
+kind = "local"
+
+[functions.authz]
+command = [{py:?}, "-m", "awslambdaric", "fns.authorize"]
+
+[functions.echo]
+command = [{py:?}, "-m", "awslambdaric", "fns.echo"]
+
+[auth.partners]
+kind = "lambda"
+function = "authz"
+type = "token"
+identity_sources = ["method.request.header.Authorization"]
+response = "iam"
+
+[plans.throttled]
+throttle = {{ rate = 0.01, burst = 2 }}
+
+[plans.metered]
+quota = {{ limit = 3, period = "day" }}
+
+[[routes]]
+method = "GET"
+path = "/items"
+function = "echo"
+auth = "partners"
+api_key = true
+"#
+        )),
+        &[
+            ("admin.token", TOKEN.as_bytes()),
+            ("fns.py", handler.as_bytes()),
+        ],
+        Default::default(),
+    )
+    .await;
+    let base = format!("http://{}", gw.admin_addr.unwrap());
+    let (throttled_id, throttled_key) = create_key(&base, "acme", "throttled").await;
+    let (metered_id, metered_key) = create_key(&base, "globex", "metered").await;
+    let (disabled_id, disabled_key) = create_key(&base, "initech", "metered").await;
+    let (s, _) = admin(&base, "POST", &format!("/keys/{disabled_id}/disable"), None).await;
+    assert_eq!(s, 200);
+    // A well-formed key the store has never seen.
+    let unknown = format!("lg_zzzzzzzzzz_{}", "A".repeat(43));
+    std::fs::write(
+        gw.dir.path().join("partners.json"),
+        json!({
+            "tok-acme": throttled_key,
+            "tok-globex": metered_key,
+            "tok-initech": disabled_key,
+            "tok-nobody": unknown,
+            "tok-nokey": null,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let c = client();
+    let call = |token: &str, header_key: Option<&str>| {
+        let mut r = c.get(gw.url("/items")).header("authorization", token);
+        if let Some(k) = header_key {
+            r = r.header("x-api-key", k);
+        }
+        r.send()
+    };
+
+    // The plan's throttle (burst 2, then one request per 100 s) applies to
+    // the authorizer's key; x-api-key is not the key source here.
+    for _ in 0..2 {
+        let res = call("tok-acme", Some(&metered_key)).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let identity: Value = res.json().await.unwrap();
+        assert_eq!(identity["apiKeyId"], throttled_id.as_str(), "{identity}");
+        assert_eq!(identity["apiKey"], throttled_key.as_str(), "{identity}");
+    }
+    let res = call("tok-acme", None).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"message": "Too Many Requests"})
+    );
+
+    // The other key's plan: a quota of 3 a day, counted in the store.
+    for _ in 0..3 {
+        let res = call("tok-globex", None).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let identity: Value = res.json().await.unwrap();
+        assert_eq!(identity["apiKeyId"], metered_id.as_str(), "{identity}");
+    }
+    let res = call("tok-globex", None).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"message": "Limit Exceeded"})
+    );
+    let (_, usage) = admin(&base, "GET", &format!("/keys/{metered_id}/usage"), None).await;
+    assert_eq!(usage["quota"]["used"], 3, "{usage}");
+    assert_eq!(usage["days"][0]["requests"], 3, "{usage}");
+
+    // A disabled or unknown key from the authorizer, or none at all, is 403
+    // even when the client sends a valid key in x-api-key.
+    for token in ["tok-initech", "tok-nobody", "tok-nokey"] {
+        let res = call(token, Some(&throttled_key)).await.unwrap();
+        assert_eq!(res.status(), 403, "{token}");
+        assert_eq!(
+            res.json::<Value>().await.unwrap(),
+            json!({"message": "Forbidden"}),
+            "{token}"
+        );
+    }
+    gw.stop().await;
+}
+
+/// Throttle refusals (by level) and spent quotas (by plan) are counted in
+/// the admin listener's `/metrics`; key ids never become label values.
+#[tokio::test]
+async fn throttled_and_quota_refusals_are_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        admin_routes(
+            r#"
+[plans.tiny]
+throttle = { rate = 0.01, burst = 1 }
+
+[plans.one]
+quota = { limit = 1, period = "day" }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200 }
+
+[[routes]]
+method = "GET"
+path = "/slow"
+throttle = { rate = 0.01, burst = 1 }
+mock = { status = 200 }
+"#,
+        ),
+    )
+    .unwrap();
+    let gw = spawn_binary(&path, &[], &HashMap::new()).await;
+    let base = admin_base(&gw);
+    let (tiny_id, tiny) = create_key(&base, "acme", "tiny").await;
+    let (one_id, one) = create_key(&base, "globex", "one").await;
+    let c = client();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            get_with_key(&gw.url("/items"), &tiny)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    for _ in 0..2 {
+        statuses.push(
+            get_with_key(&gw.url("/items"), &one)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    for _ in 0..4 {
+        statuses.push(
+            c.get(gw.url("/slow"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 429, 429, 200, 429, 200, 429, 429, 429]);
+    let text = c
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    assert_eq!(
+        value(r#"lambdagate_throttled_total{scope="key"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"lambdagate_throttled_total{scope="route"}"#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"lambdagate_quota_exceeded_total{plan="one"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&tiny_id) && !text.contains(&one_id),
+        "{text}"
+    );
+}
+
+/// Usage counted in memory is written on SIGTERM: with the periodic flush
+/// an hour away, N requests, a graceful stop and a restart on the same
+/// store report N; the quota counted before the restart still binds after.
+#[tokio::test]
+async fn usage_is_flushed_on_sigterm_and_quotas_span_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        admin_routes(
+            r#"
+[api_keys]
+usage_flush_interval = "1h"
+
+[plans.ten]
+quota = { limit = 10, period = "day" }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200 }
+"#,
+        ),
+    )
+    .unwrap();
+    let mut gw = spawn_binary(&path, &[], &HashMap::new()).await;
+    let (id, key) = create_key(&admin_base(&gw), "acme", "ten").await;
+    const N: u64 = 7;
+    for _ in 0..N {
+        assert_eq!(get_with_key(&gw.url("/items"), &key).await.status(), 200);
+    }
+    // Nothing was written yet: the usage is still in the gateway's memory.
+    let store_path = dir.path().join("lambdagate.db");
+    let written = || async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", store_path.display()))
+            .await
+            .unwrap();
+        let n: Option<(i64,)> =
+            sqlx::query_as("SELECT SUM(requests) FROM daily_usage WHERE key_id = $1")
+                .bind(&id)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        n.map_or(0, |(n,)| n)
+    };
+    assert_eq!(written().await, 0);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), gw.child.wait())
+        .await
+        .expect("gateway exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(written().await, N as i64);
+    drop(gw);
+
+    let gw = spawn_binary(&path, &[], &HashMap::new()).await;
+    let base = admin_base(&gw);
+    let (_, usage) = admin(&base, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["days"][0]["requests"], N, "{usage}");
+    assert_eq!(usage["quota"]["used"], N, "{usage}");
+    for _ in N..10 {
+        assert_eq!(get_with_key(&gw.url("/items"), &key).await.status(), 200);
+    }
+    let res = get_with_key(&gw.url("/items"), &key).await;
+    assert_eq!(res.status(), 429);
+    let (_, usage) = admin(&base, "GET", &format!("/keys/{id}/usage"), None).await;
+    assert_eq!(usage["days"][0]["requests"], 10, "{usage}");
+    assert_eq!(usage["quota"]["remaining"], 0, "{usage}");
+}
+
 // ---- routes.toml errors ----
 
 fn errors(src: &str) -> Vec<ConfigError> {
@@ -848,6 +1175,21 @@ mock = { status = 200, body = "ok" }
         "two nodes: {accepted} admitted, {} refused in {elapsed:.2}s (one plan allows {expected:.0})",
         refused.load(Ordering::Relaxed)
     );
+    // Redis names the level that refused: the key's plan, as on one node.
+    let metrics = client()
+        .get(format!("{}/metrics", admin_base(&a)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key_refusals: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"lambdagate_throttled_total{scope="key"}"#))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(key_refusals > 0.0, "{metrics}");
     drop((a, b));
     shared.cleanup().await;
 }
