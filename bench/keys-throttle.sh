@@ -10,6 +10,8 @@
 #     accepted `mock` request (the cheapest possible) and an accepted `http`
 #     request (a real integration);
 #  4. accepted rate when clients send 2× a route's limit, ÷ the limit.
+# Every request carries the same x-api-key header, so baselines parse the
+# same bytes and only the key check and throttling differ.
 # The gateway runs with its default logging (one access-log line per
 # request, to /dev/null), pinned to CPU 0; wrk, nginx and Python clients run
 # on CPU 1. SQLite store (a temp file); Redis on 127.0.0.1:6379 for step 2.
@@ -157,18 +159,18 @@ cpu() { # name pid url [wrk args]: gateway CPU µs per request (all statuses)
 }
 for round in $(seq "$ROUNDS"); do
     kill -STOP "$CPID"  # keep the idle node off the CPU
-    rate open "$L/open"
+    rate open "$L/open" -H "x-api-key: $KEY"
     rate keyed "$L/keyed" -H "x-api-key: $KEY"
-    rate up_open "$L/up/open"
+    rate up_open "$L/up/open" -H "x-api-key: $KEY"
     rate up_keyed "$L/up/keyed" -H "x-api-key: $KEY"
-    cpu cpu_ok_mock "$LPID" "$L/open"
-    cpu cpu_ok_http "$LPID" "$L/up/open"
-    cpu cpu_429_route "$LPID" "$L/tight"
+    cpu cpu_ok_mock "$LPID" "$L/open" -H "x-api-key: $KEY"
+    cpu cpu_ok_http "$LPID" "$L/up/open" -H "x-api-key: $KEY"
+    cpu cpu_429_route "$LPID" "$L/tight" -H "x-api-key: $KEY"
     cpu cpu_429_key "$LPID" "$L/keyed" -H "x-api-key: $TIGHT_KEY"
     kill -CONT "$CPID"; kill -STOP "$LPID"
-    rate c_open "$C/open"
+    rate c_open "$C/open" -H "x-api-key: $KEY"
     rate c_keyed "$C/keyed" -H "x-api-key: $KEY"
-    rate c_up_open "$C/up/open"
+    rate c_up_open "$C/up/open" -H "x-api-key: $KEY"
     rate c_up_keyed "$C/up/keyed" -H "x-api-key: $KEY"
     kill -CONT "$LPID"
     echo "round $round done" >&2

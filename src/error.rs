@@ -140,6 +140,8 @@ impl GatewayError {
     }
 }
 
+const ERROR_TYPE: header::HeaderName = header::HeaderName::from_static("x-amzn-errortype");
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -154,16 +156,16 @@ impl IntoResponse for GatewayError {
                 serde_json::json!({ "message": self.public_message() }).to_string(),
             ),
         };
-        let mut res = (status, body).into_response();
+        let mut res = Response::new(body);
+        *res.status_mut() = status;
         let h = res.headers_mut();
+        // Room for every header a refusal carries (429: six), grown once.
+        h.reserve(8);
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        h.insert(
-            "x-amzn-errortype",
-            HeaderValue::from_static(self.error_type()),
-        );
+        h.insert(ERROR_TYPE, HeaderValue::from_static(self.error_type()));
         match &self {
             GatewayError::TooManyRequests { retry_after_secs }
             | GatewayError::LimitExceeded { retry_after_secs } => {

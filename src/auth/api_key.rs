@@ -11,8 +11,10 @@
 //! Keys look like `lg_<id>_<secret>`: a 10-character public id and 256 random
 //! bits (base64url). Only the SHA-256 of the whole key is stored; lookups go
 //! by id and compare hashes in constant time. Each node caches what it read
-//! for `[api_keys] cache_ttl` (default 5 s), so a revocation reaches every
-//! node within that time without a store read per request.
+//! (the key, its plan, and the key as last verified, so a repeat request is
+//! one constant-time compare and no hashing) for `[api_keys] cache_ttl`
+//! (default 5 s), so a revocation reaches every node within that time
+//! without a store read per request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

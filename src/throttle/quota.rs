@@ -49,6 +49,9 @@ fn day_of_epoch(day: i64) -> String {
         .unwrap_or_else(|_| "1970-01-01".to_string())
 }
 
+/// By key id: (day since the epoch, requests), oldest day first.
+type Pending = HashMap<Arc<str>, Vec<(i64, u64)>>;
+
 /// Per-key, per-day request counts, kept in memory and written to the store
 /// every `[api_keys] usage_flush_interval` and on shutdown (usage reports
 /// are informational; quotas are not counted here). Recording a request
@@ -56,8 +59,7 @@ fn day_of_epoch(day: i64) -> String {
 /// epoch and turned into dates when written.
 pub struct UsageRecorder {
     store: Store,
-    /// By key id: (day since the epoch, requests), oldest day first.
-    pending: Mutex<HashMap<Arc<str>, Vec<(i64, u64)>>>,
+    pending: Mutex<Pending>,
 }
 
 impl UsageRecorder {
@@ -82,7 +84,7 @@ impl UsageRecorder {
         this
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<(i64, u64)>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         match self.pending.lock() {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
@@ -104,14 +106,6 @@ impl UsageRecorder {
                 p.insert(key_id.clone(), vec![(day, n)]);
             }
         }
-    }
-
-    /// Requests recorded and not yet written.
-    pub fn pending_requests(&self) -> u64 {
-        self.pending()
-            .values()
-            .flat_map(|days| days.iter().map(|(_, n)| *n))
-            .sum()
     }
 
     /// Writes the pending counts; on a store error they are kept for later.
