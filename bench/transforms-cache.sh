@@ -8,15 +8,31 @@
 # by DURATION. Rounds are interleaved; medians are reported.
 #
 # Usage: bench/transforms-cache.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+#        bench/transforms-cache.sh phases [REQUESTS]
+#
+# `phases` counts instructions instead (valgrind's callgrind, deterministic
+# enough for a shared machine): the gateway runs under callgrind, REQUESTS
+# sequential keep-alive requests go to each route after a warm-up, and the
+# script prints instructions per request for each route and per pipeline
+# phase (a phase's own share: its inclusive count minus the next phase's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=wrk
+if [ "${1:-}" = phases ]; then
+    MODE=phases
+    REQUESTS=${2:-2000}
+fi
 DURATION=${1:-8}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+if ! need nginx || ! need wrk || { [ "$MODE" = phases ] && ! need valgrind; }; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk valgrind >/dev/null
+fi
+if [ "$MODE" = phases ]; then
+    # Symbols with line tables, so phases can be told apart.
+    export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 fi
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
@@ -98,9 +114,84 @@ path = "/page/{id}"
 mock = { status = 200, body = '$BODY', headers = { content-type = "application/json" } }
 response = { template = "templates/item.html" }
 TOML
-RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
+wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; cat "$WORK/gw.out" >&2; exit 1; }
 
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; cat "$WORK/gw.out" >&2; exit 1; }
+if [ "$MODE" = phases ]; then
+    RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$WORK/cg.out" "$BIN" serve --config "$WORK/routes.toml" \
+        --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & VG=$!; PIDS+=($VG)
+    wait_port "$GW_PORT"
+    drive() { # path count: sequential requests on one keep-alive connection
+        python3 - "$GW_PORT" "$1" "$2" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for _ in range(int(sys.argv[3])):
+    c.request("GET", sys.argv[2])
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+    }
+    ROUTES="/mock/1 /mock-cached/1 /page/1"
+    for r in $ROUTES; do drive "$r" 200; done
+    for r in $ROUTES; do
+        callgrind_control -z "$VG" >/dev/null 2>&1
+        callgrind_control -i on "$VG" >/dev/null 2>&1
+        drive "$r" "$REQUESTS"
+        callgrind_control -i off "$VG" >/dev/null 2>&1
+        callgrind_control --dump="$r" "$VG" >/dev/null 2>&1
+    done
+    kill "$VG"; wait "$VG" 2>/dev/null || true
+    python3 - "$REQUESTS" "$WORK"/cg.out.[0-9] <<'PY'
+import re, subprocess, sys
+n, files = int(sys.argv[1]), sys.argv[2:]
+# Each phase's future, outermost first (file and function, as symbolized).
+PHASES = [
+    ("hyper, tokio, server (around the stack)", None),
+    ("request id & access log, metrics", r"src/telemetry\.rs:<axum::middleware::from_fn::FromFn<F,S,I,\(T1,T2\)>.*closure\}\}$"),
+    ("limits", r"src/limits\.rs:<axum.*closure\}\}'2"),
+    ("OpenAPI path check", r"src/openapi/mod\.rs:<axum.*closure\}\}'2"),
+    ("route match", r"src/routing/mod\.rs:<axum.*closure\}\}'2"),
+    ("CORS", r"src/cors\.rs:<axum.*closure\}\}'2"),
+    ("auth", r"src/auth/mod\.rs:lambdagate::auth::authenticate::\{\{closure\}\}"),
+    ("API key", r"src/auth/api_key\.rs:<axum.*closure\}\}'2"),
+    ("identity for the log", r"src/telemetry\.rs:<axum::middleware::from_fn::FromFn<F,S,I,\(T1,\)>.*closure\}\}$"),
+    ("throttle", r"src/throttle/mod\.rs:<axum.*closure\}\}'2"),
+    ("validation", r"src/validation\.rs:<axum.*closure\}\}'2"),
+    ("cache", r"src/cache/mod\.rs:lambdagate::cache::lookup::\{\{closure\}\}"),
+    ("response mapping", r"src/transform/mod\.rs:<axum.*closure\}\}'2"),
+    ("integration", r"src/integration\.rs:lambdagate::integration::integrate::\{\{closure\}\}"),
+]
+def phases(f):
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", f],
+                         capture_output=True, text=True).stdout
+    route = re.search(r"^Trigger: dump (\S+)", out, re.M).group(1)
+    total = int(re.search(r"^\s*([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", out, re.M).group(1).replace(",", ""))
+    rows = [(int(m.group(1).replace(",", "")), m.group(2)) for m in
+            re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+(\S.*?)(?: \[[^\]]*\])?$", out, re.M)]
+    incl = [total if p is None else max([c for c, fn in rows if re.search(p, fn)] or [0])
+            for _, p in PHASES]
+    own = []
+    for i, v in enumerate(incl):
+        inner = next((w for w in incl[i + 1:] if w), 0)
+        own.append(v - inner if v else None)
+    return route, total, own
+cols = [phases(f) for f in sorted(files)]
+print("Instructions per request (thousands):\n")
+print("| phase | " + " | ".join(c[0] for c in cols) + " |")
+print("|---|" + "---|" * len(cols))
+for i, (name, _) in enumerate(PHASES):
+    print(f"| {name} | " + " | ".join("—" if c[2][i] is None else f"{c[2][i] / n / 1000:.1f}" for c in cols) + " |")
+print("| **total** | " + " | ".join(f"**{c[1] / n / 1000:.1f}**" for c in cols) + " |")
+t = {c[0]: c[1] for c in cols}
+if "/mock/1" in t and "/mock-cached/1" in t:
+    print(f"\n- uncached mock ÷ cache hit, instructions: **{t['/mock/1'] / t['/mock-cached/1']:.2f}×**")
+if "/mock/1" in t and "/page/1" in t:
+    print(f"- template rendering: {(t['/page/1'] - t['/mock/1']) / n / 1000:.1f}k instructions per request over the plain mock")
+PY
+    exit 0
+fi
+
+RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
 wait_port "$UP_PORT"; wait_port "$GW_PORT"
 
 run() { # url -> "rps p50_ms"

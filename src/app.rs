@@ -214,7 +214,7 @@ impl Gateway {
             .map_err(|e| BuildError(format!("OpenAPI document: {e}")))?
             .map(Arc::new);
         let cache = if config.routes.iter().any(|r| r.cache.is_some()) {
-            let mut c = crate::cache::ResponseCache::new(&config.cache);
+            let mut c = crate::cache::ResponseCache::new(&config.cache, config.routes.len());
             if config.cache.shared
                 && let Some(cluster) = &config.cluster
             {

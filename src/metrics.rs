@@ -151,13 +151,13 @@ pub fn quota_exceeded(plan: &str) {
     counter!(QUOTA_EXCEEDED, "plan" => plan.to_string()).increment(1);
 }
 
-/// A response-cache lookup for `route`.
-pub fn cache_lookup(route: &str, hit: bool) {
-    if hit {
-        counter!(CACHE_HITS, "route" => route.to_string()).increment(1);
-    } else {
-        counter!(CACHE_MISSES, "route" => route.to_string()).increment(1);
-    }
+/// Handles of a route's cache hit and miss counters, for a phase to keep
+/// and increment without looking the metric up on every request.
+pub fn cache_counters(route: &str) -> (metrics::Counter, metrics::Counter) {
+    (
+        counter!(CACHE_HITS, "route" => route.to_string()),
+        counter!(CACHE_MISSES, "route" => route.to_string()),
+    )
 }
 
 /// The local backend started a process for `function`.
@@ -216,7 +216,7 @@ mod tests {
             Some(Duration::from_millis(3)),
         );
         backend_error("unit-backend", "timeout");
-        cache_lookup("GET /unit", true);
+        cache_counters("GET /unit").0.increment(1);
         let text = render().unwrap();
         assert!(text.contains(
             r#"lambdagate_requests_total{route="GET /unit",method="GET",status="200"} 1"#

@@ -75,7 +75,12 @@ pub async fn validate(
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(ctx) = req.extensions().get::<RouteContext>().cloned() else {
+    let Some(ctx) = req
+        .extensions()
+        .get::<RouteContext>()
+        .filter(|c| c.route.config.request.is_some())
+        .cloned()
+    else {
         return next.run(req).await;
     };
     let Some(rules) = &ctx.route.config.request else {

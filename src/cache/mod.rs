@@ -5,6 +5,12 @@
 //! Because it sits after auth, a cached answer never reaches a caller the
 //! route's authorizer refused. Every answer of a cached route carries
 //! `X-Cache: Hit` or `X-Cache: Miss`.
+//!
+//! The key is built from the parameters the route names (`path.*`,
+//! `query.*`, `header.*`, and `body`, a SHA-256 of the request body). A
+//! request that carries a body its route's key does not cover is never
+//! answered from, nor stored in, the cache: one caller's answer is never
+//! served for another's body.
 
 pub mod shared;
 pub mod store;
@@ -12,20 +18,26 @@ pub mod store;
 use std::sync::Arc;
 
 use crate::pipeline::Next;
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Response, header};
+use axum::http::{HeaderMap, Response, header};
 use axum::response::IntoResponse;
+use http_body::Body as _;
+use sha2::Digest;
 
 use crate::app::GatewayState;
 use crate::auth::{AuthContext, AuthorizerOutput};
 use crate::config::{CacheKeyPart, Invalidation, RouteCache};
 use crate::error::GatewayError;
 use crate::event::parse_query;
+use crate::limits::collect_body;
 use crate::routing::RouteContext;
+use store::{MISS, X_CACHE};
 pub use store::{Outcome, ResponseCache, StoredResponse};
 
-/// The key of a request's entry: route, the configured parameters, the
-/// negotiated rendering, and the caller when the route caches per identity.
+/// The key of a request's entry: route, method, the configured parameters,
+/// the negotiated rendering, and the caller when the route caches per
+/// identity. `body_digest` is the body's SHA-256 when the key has `body`.
 pub fn cache_key(
     ctx: &RouteContext,
     policy: &RouteCache,
@@ -33,9 +45,13 @@ pub fn cache_key(
     headers: &HeaderMap,
     raw_query: &str,
     auth: Option<&AuthContext>,
+    body_digest: Option<&[u8]>,
 ) -> String {
     const SEP: char = '\u{1f}';
-    let mut key = format!("{}{SEP}{method}", ctx.route.config.index);
+    let mut key = String::with_capacity(48);
+    key.push_str(itoa::Buffer::new().format(ctx.route.config.index));
+    key.push(SEP);
+    key.push_str(method);
     let query = if policy
         .key
         .iter()
@@ -51,16 +67,30 @@ pub fn cache_key(
             CacheKeyPart::Path(n) => key.push_str(ctx.param(n).unwrap_or_default()),
             CacheKeyPart::Query(n) => {
                 if let Some((_, vs)) = query.iter().find(|(k, _)| k == n) {
-                    key.push_str(&vs.join(","));
+                    for (i, v) in vs.iter().enumerate() {
+                        if i > 0 {
+                            key.push(',');
+                        }
+                        key.push_str(v);
+                    }
                 }
             }
             CacheKeyPart::Header(n) => {
-                let vs: Vec<&str> = headers
+                let values = headers
                     .get_all(n.as_str())
                     .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                key.push_str(&vs.join(","));
+                    .filter_map(|v| v.to_str().ok());
+                for (i, v) in values.enumerate() {
+                    if i > 0 {
+                        key.push(',');
+                    }
+                    key.push_str(v);
+                }
+            }
+            CacheKeyPart::Body => {
+                if let Some(d) = body_digest {
+                    key.push_str(&hex::encode(d));
+                }
             }
         }
     }
@@ -68,7 +98,21 @@ pub fn cache_key(
         && resp.offers.len() > 1
     {
         key.push(SEP);
-        key.push_str(&crate::transform::negotiate(resp, headers).to_string());
+        key.push_str(itoa::Buffer::new().format(crate::transform::negotiate(resp, headers)));
+    }
+    // A non-proxy route renders each integration response by `Accept`.
+    if let Some(mapping) = &ctx.route.config.mapping {
+        let accept = || {
+            headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+        };
+        for r in mapping.responses.iter().filter(|r| r.offers.len() > 1) {
+            key.push(SEP);
+            let chosen = crate::transform::negotiate_offers(&r.offers, r.default, accept());
+            key.push_str(itoa::Buffer::new().format(chosen));
+        }
     }
     if policy.per_identity {
         key.push(SEP);
@@ -106,10 +150,7 @@ fn asks_refresh(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|d| {
-            let d = d.trim().to_ascii_lowercase();
-            d == "max-age=0"
-        })
+        .any(|d| d.trim().eq_ignore_ascii_case("max-age=0"))
 }
 
 fn may_invalidate(policy: &RouteCache, auth: Option<&AuthContext>) -> bool {
@@ -122,76 +163,128 @@ fn may_invalidate(policy: &RouteCache, auth: Option<&AuthContext>) -> bool {
     }
 }
 
-async fn buffer(res: Response<axum::body::Body>, max: usize) -> StoredResponse {
+/// Does the request carry a body (anything but a known-empty one)?
+fn carries_body(req: &Request) -> bool {
+    req.body().size_hint().upper() != Some(0)
+}
+
+async fn buffer(res: Response<Body>, max: usize) -> StoredResponse {
     let (parts, body) = res.into_parts();
     match axum::body::to_bytes(body, max).await {
-        Ok(body) => StoredResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        },
+        Ok(body) => StoredResponse::new(parts.status, parts.headers, body),
         Err(e) => {
             let r = GatewayError::Integration(format!("response could not be read: {e}"))
                 .into_response();
             let (parts, _) = r.into_parts();
-            StoredResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body: bytes::Bytes::from_static(br#"{"message":"Internal server error"}"#),
-            }
+            StoredResponse::new(
+                parts.status,
+                parts.headers,
+                bytes::Bytes::from_static(br#"{"message":"Internal server error"}"#),
+            )
         }
     }
 }
 
-fn tag(
-    mut res: Response<axum::body::Body>,
-    outcome: Outcome,
-    ctx: RouteContext,
-) -> Response<axum::body::Body> {
-    let v = match outcome {
-        Outcome::Hit => "Hit",
-        Outcome::Miss => "Miss",
-    };
-    crate::metrics::cache_lookup(&ctx.route.route_key, outcome == Outcome::Hit);
-    res.headers_mut()
-        .insert("x-cache", HeaderValue::from_static(v));
-    res.extensions_mut().insert(ctx);
+/// A response for the client; stored responses say `X-Cache: Hit` already.
+fn finish(r: &StoredResponse, outcome: Outcome, ctx: Option<RouteContext>) -> Response<Body> {
+    let mut res = r.to_response();
+    if outcome == Outcome::Miss {
+        res.headers_mut().insert(X_CACHE.clone(), MISS.clone());
+    }
+    if let Some(ctx) = ctx {
+        res.extensions_mut().insert(ctx);
+    }
     res
 }
 
 /// Cache phase.
 pub async fn lookup(
     State(state): State<Arc<GatewayState>>,
-    req: Request,
+    mut req: Request,
     next: Next,
-) -> Response<axum::body::Body> {
-    let Some(ctx) = req.extensions().get::<RouteContext>().cloned() else {
+) -> Response<Body> {
+    let Some(cache) = &state.cache else {
         return next.run(req).await;
     };
-    let (Some(policy), Some(cache)) = (&ctx.route.config.cache, &state.cache) else {
+    let Some(route) = req
+        .extensions()
+        .get::<RouteContext>()
+        .filter(|c| c.route.config.cache.is_some())
+        .map(|c| c.route.clone())
+    else {
         return next.run(req).await;
     };
-    let auth = req.extensions().get::<AuthContext>();
-    let key = cache_key(
-        &ctx,
-        policy,
-        req.method().as_str(),
-        req.headers(),
-        req.uri().query().unwrap_or_default(),
-        auth,
-    );
-    let refresh = asks_refresh(req.headers()) && may_invalidate(policy, auth);
+    let Some(policy) = &route.config.cache else {
+        return next.run(req).await;
+    };
+    let (index, route_key) = (route.config.index, route.route_key.as_str());
     let limits = state.config.gateway.limits;
+
+    let digest = if policy.keys_body() {
+        let (parts, body) = req.into_parts();
+        let body = match collect_body(body, limits.max_body).await {
+            Ok(b) => b,
+            Err(e) => {
+                let mut r = e.into_response();
+                if let Some(ctx) = parts.extensions.get::<RouteContext>() {
+                    r.extensions_mut().insert(ctx.clone());
+                }
+                return r;
+            }
+        };
+        let digest = sha2::Sha256::digest(&body);
+        req = Request::from_parts(parts, Body::from(body));
+        Some(digest)
+    } else if carries_body(&req) {
+        // The key does not cover the body: answer without the cache.
+        cache.record(index, route_key, Outcome::Miss);
+        let mut res = next.run(req).await;
+        res.headers_mut().insert(X_CACHE.clone(), MISS.clone());
+        return res;
+    } else {
+        None
+    };
+
+    let (key, refresh) = {
+        let Some(ctx) = req.extensions().get::<RouteContext>() else {
+            return next.run(req).await;
+        };
+        let auth = req.extensions().get::<AuthContext>();
+        let key = cache_key(
+            ctx,
+            policy,
+            req.method().as_str(),
+            req.headers(),
+            req.uri().query().unwrap_or_default(),
+            auth,
+            digest.as_deref(),
+        );
+        (
+            key,
+            asks_refresh(req.headers()) && may_invalidate(policy, auth),
+        )
+    };
+
+    // A hit: the stored answer as it is; nothing below this phase runs.
+    if !refresh && let Some(hit) = cache.get(&key).await {
+        cache.record(index, route_key, Outcome::Hit);
+        let ctx = req.extensions_mut().remove::<RouteContext>();
+        return finish(&hit, Outcome::Hit, ctx);
+    }
+
+    let ctx = req.extensions().get::<RouteContext>().cloned();
     let max = limits.max_body.max(limits.max_function_payload);
     if refresh {
         let fresh = buffer(next.run(req).await, max).await;
         let r = cache.refresh(key, policy.ttl, fresh).await;
-        return tag(r.to_response(), Outcome::Miss, ctx);
+        cache.record(index, route_key, Outcome::Miss);
+        return finish(&r, Outcome::Miss, ctx);
     }
     let (r, outcome) = cache
         .get_or_fetch(key, policy.ttl, async move {
             buffer(next.run(req).await, max).await
         })
         .await;
-    tag(r.to_response(), outcome, ctx)
+    cache.record(index, route_key, outcome);
+    finish(&r, outcome, ctx)
 }

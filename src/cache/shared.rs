@@ -113,6 +113,7 @@ fn encode(r: &StoredResponse) -> Vec<u8> {
     let headers: Vec<Value> = r
         .headers
         .iter()
+        .filter(|(k, _)| *k != super::store::X_CACHE)
         .map(|(k, v)| json!([k.as_str(), b64.encode(v.as_bytes())]))
         .collect();
     json!({
@@ -135,11 +136,7 @@ fn decode(bytes: &[u8]) -> Option<StoredResponse> {
         headers.append(name, value);
     }
     let body = Bytes::from(b64.decode(v["body"].as_str()?).ok()?);
-    Some(StoredResponse {
-        status,
-        headers,
-        body,
-    })
+    Some(StoredResponse::new(status, headers, body))
 }
 
 #[cfg(test)]
@@ -152,11 +149,11 @@ mod tests {
         headers.insert("content-type", HeaderValue::from_static("image/png"));
         headers.append("set-cookie", HeaderValue::from_static("a=1"));
         headers.append("set-cookie", HeaderValue::from_static("b=2"));
-        let r = StoredResponse {
-            status: StatusCode::CREATED,
+        let r = StoredResponse::new(
+            StatusCode::CREATED,
             headers,
-            body: Bytes::from_static(&[0, 159, 146, 150]),
-        };
+            Bytes::from_static(&[0, 159, 146, 150]),
+        );
         let back = decode(&encode(&r)).unwrap();
         assert_eq!(back.status, r.status);
         assert_eq!(back.headers, r.headers);

@@ -4,12 +4,12 @@
 //! backend, the others wait for its answer.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Response, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
@@ -17,7 +17,14 @@ use moka::future::Cache;
 use super::shared::SharedCache;
 use crate::config::CacheSettings;
 
-/// A response held in memory: what is cached, and what coalesced waiters get.
+/// The header saying whether an answer came from the cache.
+pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub static HIT: HeaderValue = HeaderValue::from_static("Hit");
+pub static MISS: HeaderValue = HeaderValue::from_static("Miss");
+
+/// A response held in memory: what is cached, and what coalesced waiters
+/// get. Its headers are ready to send as a hit (`X-Cache: Hit` included),
+/// so serving one is a header-map clone and a `Bytes` reference.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
     pub status: StatusCode,
@@ -26,6 +33,17 @@ pub struct StoredResponse {
 }
 
 impl StoredResponse {
+    /// A response as received from the inner phases, made ready to serve.
+    pub fn new(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> Self {
+        headers.insert(X_CACHE.clone(), HIT.clone());
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The response to send (a hit; the caller marks a miss).
     pub fn to_response(&self) -> Response<Body> {
         let mut res = Response::new(Body::from(self.body.clone()));
         *res.status_mut() = self.status;
@@ -94,15 +112,34 @@ pub enum Outcome {
     Miss,
 }
 
+/// A route's hit and miss counters in `/metrics`, looked up once.
+pub struct RouteCounters {
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+}
+
+impl RouteCounters {
+    pub fn record(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Hit => self.hits.increment(1),
+            Outcome::Miss => self.misses.increment(1),
+        }
+    }
+}
+
 pub struct ResponseCache {
     cache: Cache<String, Entry>,
     max_entry_size: usize,
     shared: Option<SharedCache>,
     pub stats: CacheStats,
+    /// Per route index, taken on the route's first lookup (after the
+    /// binary installed its metrics recorder).
+    counters: Box<[OnceLock<RouteCounters>]>,
 }
 
 impl ResponseCache {
-    pub fn new(settings: &CacheSettings) -> Self {
+    /// The cache for a config with `routes` routes.
+    pub fn new(settings: &CacheSettings, routes: usize) -> Self {
         let cache = Cache::builder()
             .max_capacity(settings.max_size)
             .weigher(|_k: &String, v: &Entry| v.response.weight())
@@ -113,7 +150,30 @@ impl ResponseCache {
             max_entry_size: settings.max_entry_size,
             shared: None,
             stats: CacheStats::default(),
+            counters: (0..routes).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    /// Counts a lookup for the route at `index` (`route_key` labels it)
+    /// in the stats and in `/metrics`.
+    pub fn record(&self, index: usize, route_key: &str, outcome: Outcome) {
+        match outcome {
+            Outcome::Hit => self.stats.hits.fetch_add(1, Ordering::Relaxed),
+            Outcome::Miss => self.stats.misses.fetch_add(1, Ordering::Relaxed),
+        };
+        let make = || {
+            let (hits, misses) = crate::metrics::cache_counters(route_key);
+            RouteCounters { hits, misses }
+        };
+        match self.counters.get(index) {
+            Some(slot) => slot.get_or_init(make).record(outcome),
+            None => make().record(outcome),
+        }
+    }
+
+    /// A fresh entry for `key`, if there is one (not counted).
+    pub async fn get(&self, key: &str) -> Option<Arc<StoredResponse>> {
+        self.cache.get(key).await.map(|e| e.response)
     }
 
     /// Adds the shared Redis tier (cluster mode).
@@ -141,7 +201,6 @@ impl ResponseCache {
     {
         // Fast path: a fresh entry, no coalescing machinery.
         if let Some(entry) = self.cache.get(&key).await {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return (entry.response, Outcome::Hit);
         }
         let max = self.max_entry_size;
@@ -177,17 +236,10 @@ impl ResponseCache {
             .await;
         match result {
             Ok(entry) if entry.is_fresh() && !entry.value().from_shared => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 (entry.into_value().response, Outcome::Miss)
             }
-            Ok(entry) => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                (entry.into_value().response, Outcome::Hit)
-            }
-            Err(uncacheable) => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                (uncacheable, Outcome::Miss)
-            }
+            Ok(entry) => (entry.into_value().response, Outcome::Hit),
+            Err(uncacheable) => (uncacheable, Outcome::Miss),
         }
     }
 
@@ -198,7 +250,6 @@ impl ResponseCache {
         ttl: Duration,
         r: StoredResponse,
     ) -> Arc<StoredResponse> {
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let r = Arc::new(r);
         if self.cacheable(&r) {
             if let Some(tier) = &self.shared {
@@ -233,16 +284,16 @@ mod tests {
     use super::*;
 
     fn ok(body: &'static str) -> StoredResponse {
-        StoredResponse {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: Bytes::from_static(body.as_bytes()),
-        }
+        StoredResponse::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(body.as_bytes()),
+        )
     }
 
     #[tokio::test]
     async fn hit_after_miss_and_failures_not_stored() {
-        let c = ResponseCache::new(&CacheSettings::default());
+        let c = ResponseCache::new(&CacheSettings::default(), 0);
         let ttl = Duration::from_secs(60);
         let (_, o) = c.get_or_fetch("a".into(), ttl, async { ok("1") }).await;
         assert_eq!(o, Outcome::Miss);
@@ -260,16 +311,19 @@ mod tests {
         assert_eq!(o, Outcome::Miss);
         let (_, o) = c.get_or_fetch("b".into(), ttl, fail()).await;
         assert_eq!(o, Outcome::Miss);
-        assert_eq!((c.stats.hits(), c.stats.misses()), (1, 3));
+        assert_eq!(r.headers[&X_CACHE], "Hit");
     }
 
     #[tokio::test]
     async fn large_entries_are_not_cached() {
-        let c = ResponseCache::new(&CacheSettings {
-            max_size: 1 << 20,
-            max_entry_size: 4,
-            shared: false,
-        });
+        let c = ResponseCache::new(
+            &CacheSettings {
+                max_size: 1 << 20,
+                max_entry_size: 4,
+                shared: false,
+            },
+            0,
+        );
         let ttl = Duration::from_secs(60);
         c.get_or_fetch("a".into(), ttl, async { ok("12345") }).await;
         let (_, o) = c.get_or_fetch("a".into(), ttl, async { ok("12345") }).await;

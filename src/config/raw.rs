@@ -259,7 +259,8 @@ pub struct RawCacheSettings {
     pub shared: Option<Spanned<bool>>,
 }
 
-/// `cache = { ttl = "60s", key = ["path.id", "query.lang"] }` on a route.
+/// `cache = { ttl = "60s", key = ["path.id", "query.lang"] }` on a route
+/// (`"body"` in `key`: a hash of the request body).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouteCache {
@@ -305,6 +306,11 @@ pub struct RawIntegrationResponse {
     pub headers: Option<BTreeMap<String, Str>>,
     pub template: Option<Str>,
     pub content_type: Option<Str>,
+    /// More renderings, chosen by `Accept` (API Gateway's
+    /// `responseTemplates`): media type → inline template.
+    pub templates: Option<BTreeMap<String, Str>>,
+    /// The media type rendered when `Accept` names none of the templates.
+    pub default: Option<Str>,
     pub content_handling: Option<Str>,
 }
 

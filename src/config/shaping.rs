@@ -56,6 +56,15 @@ pub enum CacheKeyPart {
     Query(String),
     /// Lower-case header name.
     Header(String),
+    /// A SHA-256 digest of the request body.
+    Body,
+}
+
+impl RouteCache {
+    /// Does the key cover the request body?
+    pub fn keys_body(&self) -> bool {
+        self.key.contains(&CacheKeyPart::Body)
+    }
 }
 
 /// Who may refresh an entry with `Cache-Control: max-age=0`.
@@ -136,8 +145,12 @@ pub struct IntegrationResponse {
     pub status: u16,
     /// Header name → template name.
     pub headers: Vec<(String, String)>,
-    pub template: Option<String>,
-    pub content_type: String,
+    /// Its renderings (API Gateway's `responseTemplates`), one per media
+    /// type, the request's `Accept` picking one; at least one. A `None`
+    /// template passes the function's output through.
+    pub offers: Vec<ResponseOffer>,
+    /// Index into `offers` used when `Accept` is absent or names none.
+    pub default: usize,
     pub content_handling: Option<ContentHandling>,
 }
 
@@ -304,7 +317,7 @@ pub fn check_route_shaping(
 ) -> RouteShaping {
     let mut out = RouteShaping::default();
     if let Some(c) = &r.cache {
-        out.cache = Some(check_route_cache(c, params, d));
+        out.cache = Some(check_route_cache(c, r.method.get_ref(), params, d));
     }
     if let Some(resp) = &r.response {
         out.response = check_route_response(resp, templates, d);
@@ -346,8 +359,13 @@ pub fn check_route_shaping(
     out
 }
 
+/// Methods whose requests carry no body API Gateway would key on; a cached
+/// route with any other method must key on the body (`"body"` in `key`).
+const BODYLESS_METHODS: [&str; 4] = ["GET", "HEAD", "OPTIONS", "ANY"];
+
 fn check_route_cache(
     c: &Spanned<RawRouteCache>,
+    method: &str,
     params: &[String],
     d: &mut Diagnostics<'_>,
 ) -> RouteCache {
@@ -371,6 +389,13 @@ fn check_route_cache(
     let mut key = Vec::new();
     for k in raw.key.iter().flatten() {
         let s = k.get_ref();
+        if s == "body" {
+            if key.contains(&CacheKeyPart::Body) {
+                d.at(k.span(), "cache key `body` is listed twice");
+            }
+            key.push(CacheKeyPart::Body);
+            continue;
+        }
         let part = match s.split_once('.') {
             Some(("path", name)) if !name.is_empty() => {
                 if !params.iter().any(|p| p == name) {
@@ -388,12 +413,24 @@ fn check_route_cache(
             _ => {
                 d.at(
                     k.span(),
-                    format!("cache key `{s}` is not `path.NAME`, `query.NAME` or `header.NAME`"),
+                    format!(
+                        "cache key `{s}` is not `path.NAME`, `query.NAME`, `header.NAME` or `body`"
+                    ),
                 );
                 continue;
             }
         };
         key.push(part);
+    }
+    let method = method.trim().to_ascii_uppercase();
+    if !BODYLESS_METHODS.contains(&method.as_str()) && !key.contains(&CacheKeyPart::Body) {
+        d.at(
+            c.span(),
+            format!(
+                "a cached {method} route must key on its body: add \"body\" to the cache `key` \
+                 (otherwise one caller's answer would be served for another's body)"
+            ),
+        );
     }
     let invalidation = match raw.invalidation.as_ref().map(|s| s.get_ref().as_str()) {
         None | Some("nobody") => Invalidation::Nobody,
@@ -684,19 +721,13 @@ fn check_mapping(
                 headers.push((name.to_ascii_lowercase(), t));
             }
         }
-        let content_type = match &raw.content_type {
-            Some(ct) => check_media_type(ct, d),
-            None => "application/json".to_string(),
-        };
+        let (offers, default) = check_response_templates(resp, file_name, templates, d);
         responses.push(IntegrationResponse {
             pattern,
             status: status.clamp(100, 599) as u16,
             headers,
-            template: raw
-                .template
-                .as_ref()
-                .and_then(|t| templates.add_inline(t, file_name, d)),
-            content_type,
+            offers,
+            default,
             content_handling: raw
                 .content_handling
                 .as_ref()
@@ -708,6 +739,74 @@ fn check_mapping(
         content_handling: content_handling_req,
         responses,
     }
+}
+
+/// An integration response's renderings: `template` (with `content_type`,
+/// default `application/json`) and/or `templates` (media type → template),
+/// and the one served when `Accept` names none: `default`, else
+/// `application/json` when offered, else the first.
+fn check_response_templates(
+    resp: &Spanned<RawIntegrationResponse>,
+    file_name: &str,
+    templates: &mut TemplateSetBuilder,
+    d: &mut Diagnostics<'_>,
+) -> (Vec<ResponseOffer>, usize) {
+    let raw = resp.get_ref();
+    let mut offers: Vec<ResponseOffer> = Vec::new();
+    let short_form = raw.template.is_some() || raw.content_type.is_some();
+    if short_form || raw.templates.is_none() {
+        offers.push(ResponseOffer {
+            media_type: match &raw.content_type {
+                Some(ct) => check_media_type(ct, d),
+                None => "application/json".to_string(),
+            },
+            template: raw
+                .template
+                .as_ref()
+                .and_then(|t| templates.add_inline(t, file_name, d)),
+        });
+    }
+    for (media, t) in raw.templates.iter().flatten() {
+        let media_type = check_media_type(&Spanned::new(t.span(), media.clone()), d);
+        if offers.iter().any(|o| o.media_type == media_type) {
+            d.at(
+                t.span(),
+                format!("this response renders `{media_type}` twice"),
+            );
+            continue;
+        }
+        offers.push(ResponseOffer {
+            media_type,
+            template: templates.add_inline(t, file_name, d),
+        });
+    }
+    let default = match &raw.default {
+        Some(def) => {
+            let t = def.get_ref().trim().to_ascii_lowercase();
+            match offers.iter().position(|o| o.media_type == t) {
+                Some(i) => i,
+                None => {
+                    d.at(
+                        def.span(),
+                        format!(
+                            "`default` `{t}` is not one of this response's media types: {}",
+                            offers
+                                .iter()
+                                .map(|o| o.media_type.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    0
+                }
+            }
+        }
+        None => offers
+            .iter()
+            .position(|o| o.media_type == "application/json")
+            .unwrap_or(0),
+    };
+    (offers, default)
 }
 
 /// Finishes the template set, reporting syntax errors in every file.

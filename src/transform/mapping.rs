@@ -182,6 +182,8 @@ pub struct MappingScope {
     pub stage_variables: Json,
     /// `{path, querystring, header}` of the request.
     pub params: Json,
+    /// The request's `Accept` values: they pick each response's template.
+    pub accept: Vec<String>,
 }
 
 impl MappingScope {
@@ -199,6 +201,7 @@ impl MappingScope {
                 "querystring": or_empty(event.get("queryStringParameters")),
                 "header": or_empty(event.get("headers")),
             }),
+            accept: accept_values(event),
         }
     }
 
@@ -278,6 +281,7 @@ impl MappingScope {
         };
         let text = String::from_utf8_lossy(output).into_owned();
         let Some(r) = selected else {
+            // No default response: the output passes through as JSON.
             return Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/json")
@@ -290,7 +294,12 @@ impl MappingScope {
             tracing::error!(error = %e, "response mapping template failed");
             GatewayError::Integration(e)
         };
-        let body = match &r.template {
+        let offer = &r.offers[crate::transform::negotiate_offers(
+            &r.offers,
+            r.default,
+            self.accept.iter().map(String::as_str),
+        )];
+        let body = match &offer.template {
             Some(t) => self
                 .render(templates, t, text.clone(), no_params.clone())
                 .map_err(fail)?
@@ -302,7 +311,7 @@ impl MappingScope {
         let mut res = Response::new(Body::from(body));
         *res.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
         let h = res.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&r.content_type) {
+        if let Ok(v) = HeaderValue::from_str(&offer.media_type) {
             h.insert(header::CONTENT_TYPE, v);
         }
         for (name, t) in &r.headers {
@@ -321,6 +330,27 @@ impl MappingScope {
         }
         Ok(res)
     }
+}
+
+/// Every `Accept` header value of a payload 1.0 event (any case).
+fn accept_values(event: &Json) -> Vec<String> {
+    let pick = |section: &str| -> Option<Vec<String>> {
+        let Json::Object(h) = event.get(section)? else {
+            return None;
+        };
+        let (_, v) = h.iter().find(|(k, _)| k.eq_ignore_ascii_case("accept"))?;
+        Some(match v {
+            Json::Array(vs) => vs
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Json::String(s) => vec![s.clone()],
+            _ => Vec::new(),
+        })
+    };
+    pick("multiValueHeaders")
+        .or_else(|| pick("headers"))
+        .unwrap_or_default()
 }
 
 /// A function error's `errorMessage` (the whole payload if it has none).

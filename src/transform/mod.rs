@@ -11,25 +11,27 @@ pub mod template;
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
 use crate::pipeline::Next;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Response, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, header};
 use axum::response::IntoResponse;
 use minijinja::Value;
-use serde_json::json;
+use minijinja::value::{Enumerator, Object};
 
-use crate::app::GatewayState;
-use crate::config::RouteResponse;
+use crate::app::{GatewayState, RouteRuntime};
+use crate::config::{ResponseOffer, RouteResponse};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::event::parse_query;
 use crate::routing::RouteContext;
 
-/// One `Accept` entry: media range and quality.
-fn parse_accept(headers: &HeaderMap) -> Vec<(String, f32)> {
+/// The `Accept` entries (media range, quality), best first.
+fn parse_accept<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(String, f32)> {
     let mut out: Vec<(String, f32)> = Vec::new();
-    for v in headers.get_all(header::ACCEPT).iter() {
-        let Ok(v) = v.to_str() else { continue };
+    for v in values {
         for item in v.split(',') {
             let mut parts = item.split(';');
             let range = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -60,60 +62,185 @@ fn parse_accept(headers: &HeaderMap) -> Vec<(String, f32)> {
 /// The offer (index) the request's `Accept` picks; the route's default when
 /// `Accept` is absent, `*/*`, or names none of the offers.
 pub fn negotiate(resp: &RouteResponse, headers: &HeaderMap) -> usize {
-    for (range, q) in parse_accept(headers) {
+    negotiate_offers(
+        &resp.offers,
+        resp.default,
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+/// The offer (index) `Accept` header values pick among `offers`; `default`
+/// when there are none, `*/*`, or they name none of the offers. Only the
+/// media type counts (parameters other than `q` are ignored), as in API
+/// Gateway's mapping template selection.
+pub fn negotiate_offers<'a>(
+    offers: &[ResponseOffer],
+    default: usize,
+    accept: impl Iterator<Item = &'a str>,
+) -> usize {
+    if offers.len() < 2 {
+        return default;
+    }
+    for (range, q) in parse_accept(accept) {
         if q <= 0.0 {
             continue;
         }
         if range == "*/*" {
-            return resp.default;
+            return default;
         }
         if let Some(ty) = range.strip_suffix("/*") {
             let matches = |m: &str| m.split('/').next() == Some(ty);
-            if matches(&resp.offers[resp.default].media_type) {
-                return resp.default;
+            if offers.get(default).is_some_and(|o| matches(&o.media_type)) {
+                return default;
             }
-            if let Some(i) = resp.offers.iter().position(|o| matches(&o.media_type)) {
+            if let Some(i) = offers.iter().position(|o| matches(&o.media_type)) {
                 return i;
             }
             continue;
         }
-        if let Some(i) = resp.offers.iter().position(|o| o.media_type == range) {
+        if let Some(i) = offers.iter().position(|o| o.media_type == range) {
             return i;
         }
     }
-    resp.default
+    default
 }
 
-/// What a response template sees about the request.
-fn request_view(ctx: &RouteContext, req: &Request) -> serde_json::Value {
-    let query: serde_json::Map<String, serde_json::Value> =
-        parse_query(req.uri().query().unwrap_or_default())
-            .into_iter()
-            .map(|(k, vs)| (k, json!(vs.last())))
-            .collect();
-    let headers: serde_json::Map<String, serde_json::Value> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                json!(String::from_utf8_lossy(v.as_bytes())),
-            )
+/// A header map as a template sees it: lower-case names, the last value
+/// of each (lossy UTF-8). Built only if the template reads it.
+#[derive(Debug)]
+struct HeadersView {
+    headers: HeaderMap,
+    map: OnceLock<Value>,
+}
+
+impl HeadersView {
+    fn value(headers: HeaderMap) -> Value {
+        Value::from_object(Self {
+            headers,
+            map: OnceLock::new(),
         })
-        .collect();
-    let params: serde_json::Map<String, serde_json::Value> = ctx
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    json!({
-        "method": req.method().as_str(),
-        "path": ctx.path,
-        "resource": ctx.route.resource(),
-        "params": params,
-        "query": query,
-        "headers": headers,
-    })
+    }
+
+    fn map(&self) -> &Value {
+        self.map.get_or_init(|| {
+            let map: BTreeMap<String, String> = self
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            Value::from(map)
+        })
+    }
+}
+
+impl Object for HeadersView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.map().get_item(key).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.map().try_iter() {
+            Ok(keys) => Enumerator::Values(keys.collect()),
+            Err(_) => Enumerator::Empty,
+        }
+    }
+}
+
+/// What a response template sees about the request (`request.method`,
+/// `.path`, `.resource`, `.params`, `.query`, `.headers`); each part is
+/// built only when the template reads it.
+struct RequestView {
+    method: Method,
+    path: String,
+    route: Arc<RouteRuntime>,
+    params: Vec<(String, String)>,
+    query: Option<String>,
+    headers: Value,
+}
+
+impl RequestView {
+    fn value(ctx: &RouteContext, req: &Request) -> Value {
+        Value::from_object(Self {
+            method: req.method().clone(),
+            path: ctx.path.clone(),
+            route: ctx.route.clone(),
+            params: ctx.params.clone(),
+            query: req.uri().query().map(str::to_string),
+            headers: HeadersView::value(req.headers().clone()),
+        })
+    }
+}
+
+impl std::fmt::Debug for RequestView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Object for RequestView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "method" => Value::from(self.method.as_str()),
+            "path" => Value::from(self.path.as_str()),
+            "resource" => Value::from(self.route.resource()),
+            "params" => Value::from(
+                self.params
+                    .iter()
+                    .cloned()
+                    .collect::<BTreeMap<String, String>>(),
+            ),
+            // The last value of each query parameter.
+            "query" => Value::from(
+                parse_query(self.query.as_deref().unwrap_or_default())
+                    .into_iter()
+                    .filter_map(|(k, mut vs)| vs.pop().map(|v| (k, v)))
+                    .collect::<BTreeMap<String, String>>(),
+            ),
+            "headers" => self.headers.clone(),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&["method", "path", "resource", "params", "query", "headers"])
+    }
+}
+
+/// `stage_variables`, read from the gateway's stage without copying them.
+struct StageVariables(Arc<GatewayState>);
+
+impl std::fmt::Debug for StageVariables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(&self.0.stage.variables).finish()
+    }
+}
+
+impl Object for StageVariables {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.stage.variables.get(key.as_str()?).map(Value::from)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(
+            self.0
+                .stage
+                .variables
+                .keys()
+                .map(|k| Value::from(k.as_str()))
+                .collect(),
+        )
+    }
 }
 
 /// Response mapping phase.
@@ -122,7 +249,12 @@ pub async fn render(
     req: Request,
     next: Next,
 ) -> Response<Body> {
-    let Some(ctx) = req.extensions().get::<RouteContext>().cloned() else {
+    let Some(ctx) = req
+        .extensions()
+        .get::<RouteContext>()
+        .filter(|c| c.route.config.response.is_some())
+        .cloned()
+    else {
         return next.run(req).await;
     };
     let Some(resp_cfg) = &ctx.route.config.response else {
@@ -130,13 +262,16 @@ pub async fn render(
     };
     let chosen = negotiate(resp_cfg, req.headers());
     let offer = &resp_cfg.offers[chosen];
-    let request = request_view(&ctx, &req);
+    let request = offer
+        .template
+        .is_some()
+        .then(|| RequestView::value(&ctx, &req));
     let mut res = next.run(req).await;
     if resp_cfg.offers.len() > 1 {
         res.headers_mut()
             .append(header::VARY, HeaderValue::from_static("Accept"));
     }
-    let Some(template) = &offer.template else {
+    let (Some(template), Some(request)) = (&offer.template, request) else {
         return res;
     };
     // Gateway-made errors and failed calls pass through unrendered.
@@ -161,26 +296,16 @@ pub async fn render(
         Ok(b) => b,
         Err(e) => return fail(format!("response body could not be read: {e}")),
     };
-    let body_value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-    });
-    let headers: serde_json::Map<String, serde_json::Value> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                json!(String::from_utf8_lossy(v.as_bytes())),
-            )
-        })
-        .collect();
+    // JSON straight into template values; anything else is a string.
+    let body_value: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&bytes).into_owned()));
     let context = minijinja::context! {
-        body => Value::from(minijinja::value::Serde(&body_value)),
+        body => body_value,
         status => parts.status.as_u16(),
-        headers => Value::from(minijinja::value::Serde(&headers)),
-        request => Value::from(minijinja::value::Serde(&request)),
-        stage => state.stage.name.clone(),
-        stage_variables => Value::from(minijinja::value::Serde(&state.stage.variables)),
+        headers => HeadersView::value(parts.headers.clone()),
+        request => request,
+        stage => state.stage.name.as_str(),
+        stage_variables => Value::from_object(StageVariables(state.clone())),
     };
     match state.config.templates.render(template, context) {
         Ok(text) => {

@@ -455,3 +455,113 @@ cache = {{ ttl = "60s", key = ["path.id"], per_identity = true, invalidation = "
     assert_eq!(get(Some(&alice), true).await, (200, "Miss".into()));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+/// An upstream answering with the method, the body it got and a call count.
+async fn echo_upstream() -> (TestServer, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = Router::new().fallback(move |method: axum::http::Method, body: String| {
+        let counter = counter.clone();
+        async move {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            format!("{method} body={body} call {n}")
+        }
+    });
+    (serve_router(app).await, calls)
+}
+
+#[tokio::test]
+async fn the_body_is_part_of_the_key_or_the_request_bypasses_the_cache() {
+    let (up, calls) = echo_upstream().await;
+    let gw = start(&format!(
+        r#"
+[backends.up]
+kind = "http"
+url = "{}"
+
+[[routes]]
+method = "POST"
+path = "/search"
+backend = "up"
+cache = {{ ttl = "60s", key = ["body"] }}
+
+[[routes]]
+method = "GET"
+path = "/items/{{id}}"
+backend = "up"
+cache = {{ ttl = "60s", key = ["path.id"] }}
+"#,
+        up.url("")
+    ))
+    .await;
+    let c = client();
+    let post = |body: &'static str| c.post(gw.url("/search")).body(body).send();
+
+    // Keyed on the body: one entry per body.
+    let r = post(r#"{"q":"lamp"}"#).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.text().await.unwrap(), r#"POST body={"q":"lamp"} call 1"#);
+    let r = post(r#"{"q":"desk"}"#).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.text().await.unwrap(), r#"POST body={"q":"desk"} call 2"#);
+    let r = post(r#"{"q":"lamp"}"#).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Hit");
+    assert_eq!(r.text().await.unwrap(), r#"POST body={"q":"lamp"} call 1"#);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Not keyed on the body: a request with one never reads nor fills the
+    // entry, so neither caller gets the other's answer.
+    let with_body = |body: &'static str| c.get(gw.url("/items/1")).body(body).send();
+    let r = with_body("mine").await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.text().await.unwrap(), "GET body=mine call 3");
+    let r = c.get(gw.url("/items/1")).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.text().await.unwrap(), "GET body= call 4");
+    let r = with_body("yours").await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.text().await.unwrap(), "GET body=yours call 5");
+    let r = c.get(gw.url("/items/1")).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Hit");
+    assert_eq!(r.text().await.unwrap(), "GET body= call 4");
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_cached_route_with_a_body_method_must_key_on_the_body() {
+    let path = std::path::Path::new("routes.toml");
+    let src = r#"
+[[routes]]
+method = "POST"
+path = "/search"
+mock = { status = 200 }
+cache = { ttl = "60s", key = ["query.q"] }
+
+[[routes]]
+method = "PUT"
+path = "/items/{id}"
+mock = { status = 200 }
+cache = { key = ["path.id", "body", "body"] }
+
+[[routes]]
+method = "ANY"
+path = "/any"
+mock = { status = 200 }
+cache = { ttl = "60s" }
+"#;
+    let err = lambdagate::config::parse(path, src)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "routes.toml:6:9: a cached POST route must key on its body: add \"body\" to the cache `key`"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("routes.toml:12:37: cache key `body` is listed twice"),
+        "{err}"
+    );
+    assert!(!err.contains(":18:"), "ANY routes may cache: {err}");
+    assert_eq!(err.matches("must key on its body").count(), 1, "{err}");
+}

@@ -606,3 +606,190 @@ response = { template = "templates/broken.txt" }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn integration_responses_render_the_template_accept_picks() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let lambda = fake_function(move |_name, _input: Value| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        FakeResult::Ok(json!({"name": "Desk lamp <LED>", "call": n}))
+    })
+    .await;
+    let routes = format!(
+        r#"
+[backends.aws]
+kind = "lambda"
+endpoint_url = "{}"
+
+[functions.item]
+name = "item"
+
+[[routes]]
+method = "GET"
+path = "/item"
+function = "item"
+request_template = '{{}}'
+
+[[routes.responses]]
+status = 200
+[routes.responses.templates]
+"application/json" = '{{"name": "{{{{ input.path("$.name") }}}}", "call": {{{{ input.path("$.call") }}}}}}'
+"application/xml" = '<item call="{{{{ input.path("$.call") }}}}">{{{{ input.path("$.name") | e }}}}</item>'
+"text/plain" = '{{{{ input.path("$.name") }}}} (call {{{{ input.path("$.call") }}}})'
+
+# The same offers with XML as the default, cached per rendering.
+[[routes]]
+method = "GET"
+path = "/cached"
+function = "item"
+request_template = '{{}}'
+cache = {{ ttl = "60s" }}
+
+[[routes.responses]]
+status = 200
+default = "application/xml"
+[routes.responses.templates]
+"application/json" = '{{"call": {{{{ input.path("$.call") }}}}}}'
+"application/xml" = '<call>{{{{ input.path("$.call") }}}}</call>'
+"#,
+        lambda.url()
+    );
+    let (dir, path) = write_config(&routes, &[]);
+    let gw = spawn_binary(&path, &[], &aws_env(dir.path())).await;
+    let c = client();
+    let get = |path: &'static str, accept: Option<&'static str>| {
+        let mut r = c.get(gw.url(path));
+        if let Some(a) = accept {
+            r = r.header("accept", a);
+        }
+        r.send()
+    };
+
+    // No Accept, `*/*`, or nothing offered: `application/json`, the default.
+    for accept in [None, Some("*/*"), Some("image/png")] {
+        let r = get("/item", accept).await.unwrap();
+        assert_eq!(r.status(), 200, "{accept:?}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(body["name"], "Desk lamp <LED>", "{accept:?}");
+    }
+    // Only the media type counts; the highest `q` wins.
+    let r = get("/item", Some("application/xml; charset=utf-8"))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/xml");
+    let text = r.text().await.unwrap();
+    assert!(
+        text.starts_with("<item call=\"") && text.ends_with("\">Desk lamp &lt;LED&gt;</item>"),
+        "{text}"
+    );
+    let r = get("/item", Some("application/json;q=0.5, text/plain"))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .starts_with("Desk lamp <LED> (call ")
+    );
+
+    // Each rendering is its own cache entry; `default` picks XML.
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let r = get("/cached", None).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.headers()["content-type"], "application/xml");
+    let xml = r.text().await.unwrap();
+    assert_eq!(xml, format!("<call>{}</call>", before + 1));
+    let r = get("/cached", Some("application/json")).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Miss");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!(r#"{{"call": {}}}"#, before + 2)
+    );
+    let r = get("/cached", Some("application/xml")).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "Hit");
+    assert_eq!(r.text().await.unwrap(), xml);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before + 2);
+}
+
+#[tokio::test]
+async fn integration_response_template_errors_point_at_the_value() {
+    let path = std::path::Path::new("routes.toml");
+    let src = r#"
+[backends.aws]
+kind = "lambda"
+
+[functions.item]
+name = "item"
+
+[[routes]]
+method = "GET"
+path = "/item"
+function = "item"
+
+[[routes.responses]]
+status = 200
+default = "text/csv"
+templates = { "application/json" = '{}', "text/html" = '{{ oops' }
+"#;
+    let err = lambdagate::config::parse(path, src)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "routes.toml:15:11: `default` `text/csv` is not one of this response's media types: application/json, text/html"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("routes.toml:16:"),
+        "syntax error located: {err}"
+    );
+}
+
+#[tokio::test]
+async fn templates_see_the_request_response_headers_and_stage_variables() {
+    const VIEW: &str = "{{ request.method }} {{ request.path }} {{ request.resource }}\n\
+params={% for k, v in request.params | items %}{{ k }}:{{ v }};{% endfor %} n={{ request.params | length }}\n\
+q={{ request.query.b }} last={{ request.query.a }} missing=[{{ request.query.nope }}]\n\
+h={{ request.headers['x-test'] }} {{ 'x-test' in request.headers }} {{ 'x-nope' in request.headers }}\n\
+ct={{ headers['content-type'] }} status={{ status }}\n\
+stage={{ stage }} alias={{ stage_variables.alias }} keys={{ stage_variables | list | join(',') }}\n\
+body={{ body.n + 1 }} {{ body.list | join('-') }}\n";
+    let gw = start_with(
+        r#"
+[stages.dev]
+variables = { alias = "live", region = "eu" }
+
+[[routes]]
+method = "GET"
+path = "/view/{id}/{kind}"
+mock = { status = 201, body = '{"n": 41, "list": [1, 2]}', headers = { content-type = "application/json" } }
+response = { template = "view.txt" }
+"#,
+        &[("view.txt", VIEW.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let r = client()
+        .get(gw.url("/view/7/x?a=1&b=two&a=3"))
+        .header("x-test", "yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "GET /view/7/x /view/{id}/{kind}\n\
+params=id:7;kind:x; n=2\n\
+q=two last=3 missing=[]\n\
+h=yes True False\n\
+ct=application/json status=201\n\
+stage=dev alias=live keys=alias,region\n\
+body=42 1-2\n"
+    );
+}

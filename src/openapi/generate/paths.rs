@@ -58,7 +58,7 @@ fn cache_key_params(route: &RouteConfig) -> Vec<(ParameterIn, String)> {
         .filter_map(|k| match k {
             crate::config::CacheKeyPart::Query(q) => Some((ParameterIn::Query, q.clone())),
             crate::config::CacheKeyPart::Header(h) => Some((ParameterIn::Header, h.clone())),
-            crate::config::CacheKeyPart::Path(_) => None,
+            crate::config::CacheKeyPart::Path(_) | crate::config::CacheKeyPart::Body => None,
         })
         .collect()
 }
@@ -272,16 +272,18 @@ impl Generator<'_> {
                     None => "The integration's default response.".to_string(),
                     Some(p) => format!("When the function's error matches `{}`.", pattern_text(p)),
                 });
-                r = r.content(
-                    ir.content_type.clone(),
-                    ContentBuilder::new()
-                        .schema(Some(if ir.content_type.contains("json") {
-                            ObjectBuilder::new()
-                        } else {
-                            ObjectBuilder::new().schema_type(Type::String)
-                        }))
-                        .build(),
-                );
+                for offer in &ir.offers {
+                    r = r.content(
+                        offer.media_type.clone(),
+                        ContentBuilder::new()
+                            .schema(Some(if offer.media_type.contains("json") {
+                                ObjectBuilder::new()
+                            } else {
+                                ObjectBuilder::new().schema_type(Type::String)
+                            }))
+                            .build(),
+                    );
+                }
                 for (h, _) in &ir.headers {
                     r = r.header(
                         h,
