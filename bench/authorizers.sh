@@ -9,13 +9,21 @@
 # run is bounded by DURATION.
 #
 # Usage: bench/authorizers.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+#        AUTH_CALLGRIND=N bench/authorizers.sh
+# With AUTH_CALLGRIND=N the gateway runs under valgrind's callgrind instead:
+# for /open, /rsnc (RS256, no token cache) and /iam (SigV4) it sends N
+# requests on one keep-alive connection after a warm-up and prints the
+# instructions per request (deterministic, unlike req/s on a shared machine;
+# valgrind hides SHA-NI/ADX, so crypto counts are those of the portable code).
+# The profiles stay in target/callgrind/ for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
+CALLGRIND=${AUTH_CALLGRIND:-}
 
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+[ -n "$CALLGRIND" ] || command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 scripts/setup-test-deps.sh
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
@@ -114,8 +122,39 @@ mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
 auth = "lam"
 TOML
 AWS_ACCESS_KEY_ID=AKIDBENCHBACKEND AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
-    RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$GW_PORT) 2>/dev/null && break; sleep 0.1; done
+    RUST_LOG=warn taskset -c 0 ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
+GW_PID=$!
+for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$GW_PORT) 2>/dev/null && break; sleep 0.1; done
+
+if [ -n "$CALLGRIND" ]; then
+    send() { # path headers_file count: sequential keep-alive GETs, all 200
+        .venv/bin/python - "$GW_PORT" "$1" "$2" "$3" <<'PY'
+import http.client, sys
+port, path, hfile, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+h = dict(p.split(":", 1) for p in open(hfile).read().strip().splitlines()[0].split("|"))
+h = {k.strip(): v.strip() for k, v in h.items()}
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+for _ in range(n):
+    c.request("GET", path, headers=h)
+    r = c.getresponse()
+    body = r.read()
+    assert r.status == 200, (r.status, body)
+PY
+    }
+    mkdir -p target/callgrind
+    for c in open:rs.headers rsnc:rs.headers iam:iam.line open:iam.line; do
+        send "/${c%%:*}" "$WORK/${c#*:}" 20
+        callgrind_control -z "$GW_PID" >/dev/null
+        send "/${c%%:*}" "$WORK/${c#*:}" "$CALLGRIND"
+        callgrind_control -d "$GW_PID" >/dev/null
+        sleep 1
+        dump=$(ls -t "$WORK"/cg.* | head -1)
+        ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+        mv "$dump" "target/callgrind/${c%%:*}.${c#*:}.out"
+        echo "/${c%%:*} (${c#*:}): $((ir / CALLGRIND)) instructions per request"
+    done
+    exit 0
+fi
 
 # Every request carries headers from a file, cycling through its lines, so
 # all configurations (baselines included) pay the same driver cost.
