@@ -144,22 +144,22 @@ PY
     python3 - "$REQUESTS" "$WORK"/cg.out.[0-9] <<'PY'
 import re, subprocess, sys
 n, files = int(sys.argv[1]), sys.argv[2:]
-# Each phase's future, outermost first (file and function, as symbolized).
+# Each phase's async fn, outermost first; its future's inclusive count.
 PHASES = [
     ("hyper, tokio, server (around the stack)", None),
-    ("request id & access log, metrics", r"src/telemetry\.rs:<axum::middleware::from_fn::FromFn<F,S,I,\(T1,T2\)>.*closure\}\}$"),
-    ("limits", r"src/limits\.rs:<axum.*closure\}\}'2"),
-    ("OpenAPI path check", r"src/openapi/mod\.rs:<axum.*closure\}\}'2"),
-    ("route match", r"src/routing/mod\.rs:<axum.*closure\}\}'2"),
-    ("CORS", r"src/cors\.rs:<axum.*closure\}\}'2"),
-    ("auth", r"src/auth/mod\.rs:lambdagate::auth::authenticate::\{\{closure\}\}"),
-    ("API key", r"src/auth/api_key\.rs:<axum.*closure\}\}'2"),
-    ("identity for the log", r"src/telemetry\.rs:<axum::middleware::from_fn::FromFn<F,S,I,\(T1,\)>.*closure\}\}$"),
-    ("throttle", r"src/throttle/mod\.rs:<axum.*closure\}\}'2"),
-    ("validation", r"src/validation\.rs:<axum.*closure\}\}'2"),
-    ("cache", r"src/cache/mod\.rs:lambdagate::cache::lookup::\{\{closure\}\}"),
-    ("response mapping", r"src/transform/mod\.rs:<axum.*closure\}\}'2"),
-    ("integration", r"src/integration\.rs:lambdagate::integration::integrate::\{\{closure\}\}"),
+    ("request id & access log, metrics", "telemetry::request_id_and_log"),
+    ("limits", "limits::enforce"),
+    ("OpenAPI path check", "openapi::serve_spec"),
+    ("route match", "routing::route_match"),
+    ("CORS", "cors::cors"),
+    ("auth", "auth::authenticate"),
+    ("API key", "auth::api_key::require_key"),
+    ("identity for the log", "telemetry::note_identity"),
+    ("throttle", "throttle::enforce"),
+    ("validation", "validation::validate"),
+    ("cache", "cache::lookup"),
+    ("response mapping", "transform::render"),
+    ("integration", "integration::integrate"),
 ]
 def phases(f):
     out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", f],
@@ -168,8 +168,10 @@ def phases(f):
     total = int(re.search(r"^\s*([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", out, re.M).group(1).replace(",", ""))
     rows = [(int(m.group(1).replace(",", "")), m.group(2)) for m in
             re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+(\S.*?)(?: \[[^\]]*\])?$", out, re.M)]
-    incl = [total if p is None else max([c for c, fn in rows if re.search(p, fn)] or [0])
-            for _, p in PHASES]
+    def inclusive(name):
+        pat = re.compile(r":lambdagate::" + re.escape(name) + r"::\{\{closure\}\}(?:'\d+)?$")
+        return max([c for c, fn in rows if pat.search(fn)] or [0])
+    incl = [total if p is None else inclusive(p) for _, p in PHASES]
     own = []
     for i, v in enumerate(incl):
         inner = next((w for w in incl[i + 1:] if w), 0)
