@@ -203,10 +203,13 @@ run() { # url -> "rps p50_ms"
 import re, sys
 text = sys.argv[1]
 def ms(v):
-    n, unit = re.match(r"([\d.]+)(us|ms|s|m)$", v).groups()
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if not m:
+        sys.exit(f"unreadable latency {v!r} in wrk output:\n{text}")
+    n, unit = m.groups()
     return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
+p50 = ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors:
     sys.exit(f"non-2xx responses: {errors.group(1)}")
