@@ -40,7 +40,7 @@ pub struct JwksKey {
 /// The asymmetric algorithms a JWKS key can verify, with aws-lc-rs's
 /// verification parameters (JWS signatures: PKCS#1 v1.5 or PSS for RSA,
 /// fixed-length `r || s` for ECDSA).
-const ASYMMETRIC: [Algorithm; 9] = [
+pub(crate) const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,

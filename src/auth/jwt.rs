@@ -26,17 +26,6 @@ use crate::error::GatewayError;
 const VERIFIED_CACHE_CAPACITY: u64 = 10_000;
 
 const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-const ASYMMETRIC_ALGS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// A token that passed every check, as cached.
 struct Verified {
@@ -94,7 +83,7 @@ impl JwtAuthorizer {
                 v.extend(HMAC_ALGS);
             }
             if jwks.is_some() {
-                v.extend(ASYMMETRIC_ALGS);
+                v.extend(super::jwks::ASYMMETRIC);
             }
             v
         } else {

@@ -541,30 +541,34 @@ fn check_route_response(
             );
         }
     }
-    let default = match &raw.default {
-        Some(def) => {
-            let t = def.get_ref().trim().to_ascii_lowercase();
-            match offers.iter().position(|o| o.media_type == t) {
-                Some(i) => i,
-                None => {
-                    d.at(
-                        def.span(),
-                        format!(
-                            "`default` `{t}` is not one of the offered types: {}",
-                            offers
-                                .iter()
-                                .map(|o| o.media_type.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
-                    0
-                }
-            }
-        }
-        None => 0,
-    };
+    let default =
+        chosen_default(raw.default.as_ref(), &offers, "the offered types", d).unwrap_or(0);
     Some(RouteResponse { offers, default })
+}
+
+/// The index of the configured `default` among `offers` (`None` when unset);
+/// a type that is not offered is reported and the first offer used.
+fn chosen_default(
+    default: Option<&Str>,
+    offers: &[ResponseOffer],
+    offered: &str,
+    d: &mut Diagnostics<'_>,
+) -> Option<usize> {
+    let def = default?;
+    let t = def.get_ref().trim().to_ascii_lowercase();
+    let found = offers.iter().position(|o| o.media_type == t);
+    if found.is_none() {
+        let list = offers
+            .iter()
+            .map(|o| o.media_type.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        d.at(
+            def.span(),
+            format!("`default` `{t}` is not one of {offered}: {list}"),
+        );
+    }
+    Some(found.unwrap_or(0))
 }
 
 fn check_route_request(
@@ -780,32 +784,18 @@ fn check_response_templates(
             template: templates.add_inline(t, file_name, d),
         });
     }
-    let default = match &raw.default {
-        Some(def) => {
-            let t = def.get_ref().trim().to_ascii_lowercase();
-            match offers.iter().position(|o| o.media_type == t) {
-                Some(i) => i,
-                None => {
-                    d.at(
-                        def.span(),
-                        format!(
-                            "`default` `{t}` is not one of this response's media types: {}",
-                            offers
-                                .iter()
-                                .map(|o| o.media_type.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
-                    0
-                }
-            }
-        }
-        None => offers
+    let default = chosen_default(
+        raw.default.as_ref(),
+        &offers,
+        "this response's media types",
+        d,
+    )
+    .unwrap_or_else(|| {
+        offers
             .iter()
             .position(|o| o.media_type == "application/json")
-            .unwrap_or(0),
-    };
+            .unwrap_or(0)
+    });
     (offers, default)
 }
 
