@@ -102,15 +102,9 @@ pub fn cache_key(
     }
     // A non-proxy route renders each integration response by `Accept`.
     if let Some(mapping) = &ctx.route.config.mapping {
-        let accept = || {
-            headers
-                .get_all(header::ACCEPT)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-        };
         for r in mapping.responses.iter().filter(|r| r.offers.len() > 1) {
             key.push(SEP);
-            let chosen = crate::transform::negotiate_offers(&r.offers, r.default, accept());
+            let chosen = crate::transform::negotiate_by_headers(&r.offers, r.default, headers);
             key.push_str(itoa::Buffer::new().format(chosen));
         }
     }

@@ -62,9 +62,18 @@ fn parse_accept<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(String, f32)>
 /// The offer (index) the request's `Accept` picks; the route's default when
 /// `Accept` is absent, `*/*`, or names none of the offers.
 pub fn negotiate(resp: &RouteResponse, headers: &HeaderMap) -> usize {
+    negotiate_by_headers(&resp.offers, resp.default, headers)
+}
+
+/// [`negotiate_offers`] over the request's `Accept` headers.
+pub fn negotiate_by_headers(
+    offers: &[ResponseOffer],
+    default: usize,
+    headers: &HeaderMap,
+) -> usize {
     negotiate_offers(
-        &resp.offers,
-        resp.default,
+        offers,
+        default,
         headers
             .get_all(header::ACCEPT)
             .iter()
