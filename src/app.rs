@@ -45,6 +45,8 @@ pub struct RouteRuntime {
     pub timeout: Duration,
     /// The gateway's binary media types plus the route's own.
     pub binary_media_types: Vec<String>,
+    /// The route's request metrics, recorded by the access-log phase.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 impl RouteRuntime {
@@ -201,8 +203,10 @@ impl Gateway {
                 })
             });
             let timeout = integration_timeout(rc, &integration, config.gateway.timeout);
+            let route_key = rc.route_key();
             routes.push(Arc::new(RouteRuntime {
-                route_key: rc.route_key(),
+                metrics: crate::metrics::RouteMetrics::new(&route_key),
+                route_key,
                 config: rc.clone(),
                 integration,
                 auth,

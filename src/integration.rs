@@ -34,7 +34,12 @@ pub async fn integrate(State(state): State<Arc<GatewayState>>, req: Request) -> 
         .get::<RequestInfo>()
         .map(|i| i.record.clone());
     let started = std::time::Instant::now();
-    let result = call(&state, &ctx, req).await;
+    // A mock answers at once; the other integrations' futures are large,
+    // so they are boxed rather than moved with this one.
+    let result = match &ctx.route.integration {
+        RouteIntegration::Mock(m) => m.respond(),
+        _ => Box::pin(call(&state, &ctx, req)).await,
+    };
     if let Some(r) = record {
         r.add_integration_time(started.elapsed());
     }

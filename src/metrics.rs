@@ -9,10 +9,11 @@
 //! binary runs it; an embedding app may not), the calls are no-ops.
 //! `/metrics` on the admin listener renders [`render`].
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use axum::http::Method;
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Requests answered, by `route` (route key or `-`), `method`, `status`.
@@ -68,6 +69,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
+            let _ = IN_FLIGHT_GAUGE.set(gauge!(IN_FLIGHT));
             Some(handle)
         })
         .as_ref()
@@ -117,7 +119,72 @@ fn describe() {
     describe_counter!(CONFIG_RELOADS, "Config reloads by result");
 }
 
-/// One answered request (recorded by the access-log phase).
+/// A route's request metrics: handles looked up once, when the gateway is
+/// built, instead of by name and labels on every request. Built after
+/// [`install`] (the binary installs first); an embedding app that installs
+/// its own recorder later gets no-op handles for gateways built before.
+pub struct RouteMetrics {
+    route: String,
+    duration: Histogram,
+    overhead: Histogram,
+    integration: Histogram,
+    /// `requests_total` by method and status, added as they first occur.
+    requests: RwLock<Vec<(Method, u16, Counter)>>,
+}
+
+/// Distinct (method, status) pairs a route keeps handles for; rarer ones
+/// are looked up by name (any method token is valid HTTP).
+const MAX_REQUEST_COUNTERS: usize = 64;
+
+impl RouteMetrics {
+    pub fn new(route: &str) -> Self {
+        RouteMetrics {
+            route: route.to_string(),
+            duration: histogram!(REQUEST_DURATION, "route" => route.to_string()),
+            overhead: histogram!(GATEWAY_OVERHEAD, "route" => route.to_string()),
+            integration: histogram!(INTEGRATION_DURATION, "route" => route.to_string()),
+            requests: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// One answered request on this route.
+    pub fn record(
+        &self,
+        method: &Method,
+        status: u16,
+        total: Duration,
+        integration: Option<Duration>,
+    ) {
+        self.requests_counter(method, status).increment(1);
+        self.duration.record(total.as_secs_f64());
+        let overhead = total.saturating_sub(integration.unwrap_or_default());
+        self.overhead.record(overhead.as_secs_f64());
+        if let Some(i) = integration {
+            self.integration.record(i.as_secs_f64());
+        }
+    }
+
+    fn requests_counter(&self, method: &Method, status: u16) -> Counter {
+        let find = |v: &[(Method, u16, Counter)]| {
+            v.iter()
+                .find(|(m, s, _)| *s == status && m == method)
+                .map(|(_, _, c)| c.clone())
+        };
+        if let Some(c) = self.requests.read().ok().and_then(|v| find(&v)) {
+            return c;
+        }
+        let counter = counter!(REQUESTS, "route" => self.route.clone(), "method" => method.to_string(), "status" => status.to_string());
+        if let Ok(mut v) = self.requests.write()
+            && v.len() < MAX_REQUEST_COUNTERS
+            && find(&v).is_none()
+        {
+            v.push((method.clone(), status, counter.clone()));
+        }
+        counter
+    }
+}
+
+/// One answered request no route served (recorded by the access-log phase).
 pub fn request(
     route: &str,
     method: &str,
@@ -186,9 +253,16 @@ pub fn config_reload(ok: bool) {
     counter!(CONFIG_RELOADS, "result" => if ok { "ok" } else { "invalid" }).increment(1);
 }
 
+/// The in-flight gauge's handle, kept once [`install`] has run.
+static IN_FLIGHT_GAUGE: OnceLock<Gauge> = OnceLock::new();
+
 /// Requests in flight went up (`+1`) or down (`-1`).
 pub fn in_flight(delta: f64) {
-    gauge!(IN_FLIGHT).increment(delta);
+    match IN_FLIGHT_GAUGE.get() {
+        Some(g) => g.increment(delta),
+        // Another recorder (an embedding app's) or none: look it up.
+        None => gauge!(IN_FLIGHT).increment(delta),
+    }
 }
 
 /// Open connections went up (`+1`) or down (`-1`).

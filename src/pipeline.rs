@@ -20,13 +20,25 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::GatewayState;
+use crate::app::{GatewayState, RouteRuntime};
 
 /// A phase's answer, boxed so phases of different types chain.
 pub type PhaseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// One phase: runs its own work and calls `next` (or answers itself).
 type Phase = fn(Arc<GatewayState>, Request, Next) -> PhaseFuture;
+
+/// Whether a phase has anything to do. A phase that does not is left out
+/// of the list, so a route pays only for the features it uses; the phase
+/// still checks for itself, so leaving one in is never wrong.
+#[derive(Clone, Copy)]
+enum Applies {
+    Always,
+    /// Decided by a gateway-wide setting.
+    Gateway(fn(&GatewayState) -> bool),
+    /// Decided by the route's settings (after route match only).
+    Route(fn(&GatewayState, &RouteRuntime) -> bool),
+}
 
 /// Boxes a phase function `async fn(State, Request, Next) -> impl IntoResponse`.
 macro_rules! phase {
@@ -40,50 +52,86 @@ macro_rules! phase {
     };
 }
 
-/// The phases in DESIGN.md's order, outermost first. The integration is not
-/// in the list: it is what the last phase's `next` calls.
-fn phases() -> Vec<Phase> {
+/// Where route match is in [`phases`]: the phases up to it run before a
+/// route is known.
+const ROUTE_MATCH: usize = 3;
+
+/// The phases in DESIGN.md's order, outermost first, each with when it
+/// applies. The integration is not in the list: it is what the last
+/// phase's `next` calls.
+fn phases() -> Vec<(Phase, Applies)> {
+    use Applies::{Always, Gateway, Route};
     vec![
         // Outermost: every response, refusals included, carries a request id
         // and gets an access-log line.
-        phase!(crate::telemetry::request_id_and_log),
+        (phase!(crate::telemetry::request_id_and_log), Always),
         // Size limits before anything reads headers into events or buffers
         // the body.
-        phase!(crate::limits::enforce),
+        (phase!(crate::limits::enforce), Always),
         // The gateway's own OpenAPI document and docs page, answered before
         // route match so no user route (not even `{proxy+}`) shadows them.
-        phase!(crate::openapi::serve_spec),
+        (
+            phase!(crate::openapi::serve_spec),
+            Gateway(|s| s.openapi.is_some()),
+        ),
         // Route match: later phases read the route's settings from the
         // `RouteContext` it stores; unknown routes stop here (404/403), so a
-        // bad path never turns into a 401.
-        phase!(crate::routing::route_match),
+        // bad path never turns into a 401. It continues with the matched
+        // route's own list of the phases below.
+        (phase!(crate::routing::route_match), Always),
         // CORS: preflights answered before auth, as API Gateway does (route
         // match lets a preflight for a served path through unmatched).
-        phase!(crate::cors::cors),
+        (phase!(crate::cors::cors), Gateway(|s| s.cors.is_some())),
         // Auth: jwt | sigv4 | lambda authorizer. After route match, so an
         // unknown path stays 404/403 and never becomes a 401; before
         // throttling and caching, so refusals cost no quota and no cached
         // answer leaks to an unauthenticated caller.
-        phase!(crate::auth::authenticate),
+        (
+            phase!(crate::auth::authenticate),
+            Route(|_, r| r.auth.is_some()),
+        ),
         // API key check: last step of auth, as in API Gateway (a Lambda
         // authorizer may supply the key); it finds the key's usage plan.
-        phase!(crate::auth::api_key::require_key),
+        (phase!(crate::auth::api_key::require_key), Route(keyed)),
         // Identity for the access log: right after auth, so every later
         // answer (throttled, cached, integrated) is logged with key id and
         // principal.
-        phase!(stateless crate::telemetry::note_identity),
+        (
+            phase!(stateless crate::telemetry::note_identity),
+            Route(|s, r| r.auth.is_some() || keyed(s, r)),
+        ),
         // Throttle & quota: key/plan, route, stage, global; needs the plan
         // found above, and refuses before any validation, cache or backend work.
-        phase!(crate::throttle::enforce),
+        (
+            phase!(crate::throttle::enforce),
+            Route(|s, r| s.throttles.applies_to(r.config.index, keyed(s, r))),
+        ),
         // Request validation: refuses bad input before any cache or backend work.
-        phase!(crate::validation::validate),
+        (
+            phase!(crate::validation::validate),
+            Route(|_, r| r.config.request.is_some()),
+        ),
         // Cache lookup and store: after auth so no cached answer leaks to a
         // refused caller; around response mapping so renderings are cached.
-        phase!(crate::cache::lookup),
+        (
+            phase!(crate::cache::lookup),
+            Route(|s, r| s.cache.is_some() && r.config.cache.is_some()),
+        ),
         // Response mapping: templates and content negotiation on the
         // integration's answer.
-        phase!(crate::transform::render),
+        (
+            phase!(crate::transform::render),
+            Route(|_, r| r.config.response.is_some()),
+        ),
     ]
+}
+
+/// Whether a route requires an API key (and so gets a key grant).
+fn keyed(state: &GatewayState, route: &RouteRuntime) -> bool {
+    state
+        .api_keys
+        .as_ref()
+        .is_some_and(|k| k.required_on(route.config.index))
 }
 
 /// The innermost step: event or forwarded request → backend → response.
@@ -93,26 +141,49 @@ fn integration(state: Arc<GatewayState>, req: Request) -> PhaseFuture {
 
 struct Stack {
     state: Arc<GatewayState>,
-    phases: Vec<Phase>,
+    /// Every phase that applies to the gateway: what runs before route
+    /// match, and after it for a request no route serves (a CORS
+    /// preflight). Each phase still checks for itself whether it applies.
+    all: Vec<Phase>,
+    /// By route index: the phases after route match that apply to it.
+    routes: Vec<Vec<Phase>>,
 }
 
 /// The rest of the pipeline after the phase holding it.
 #[derive(Clone)]
 pub struct Next {
     stack: Arc<Stack>,
+    /// `None` for the gateway-wide list, else a route index.
+    route: Option<usize>,
     at: usize,
 }
 
 impl Next {
     /// Runs the remaining phases and the integration.
     pub fn run(mut self, req: Request) -> PhaseFuture {
-        match self.stack.phases.get(self.at).copied() {
+        let list = match self.route {
+            Some(r) => self.stack.routes.get(r).unwrap_or(&self.stack.all),
+            None => &self.stack.all,
+        };
+        match list.get(self.at).copied() {
             Some(phase) => {
                 self.at += 1;
                 let state = self.stack.state.clone();
                 phase(state, req, self)
             }
             None => integration(self.stack.state.clone(), req),
+        }
+    }
+
+    /// The rest of the pipeline for a request route match found
+    /// `route_index` for: that route's own phases, from the first after
+    /// route match. Called by route match only.
+    pub fn for_route(self, route_index: usize) -> Self {
+        debug_assert_eq!(self.route, None);
+        Next {
+            stack: self.stack,
+            route: Some(route_index),
+            at: 0,
         }
     }
 }
@@ -141,12 +212,39 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(state: Arc<GatewayState>) -> Self {
-        let stack = Arc::new(Stack {
-            state,
-            phases: phases(),
-        });
+        let all_phases = phases();
+        // Gateway-wide: route-dependent phases stay in (they check for
+        // themselves) for requests no route serves.
+        let all = all_phases
+            .iter()
+            .filter(|(_, applies)| match applies {
+                Applies::Always | Applies::Route(_) => true,
+                Applies::Gateway(f) => f(&state),
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        let routes = state
+            .routes
+            .iter()
+            .map(|r| {
+                all_phases[ROUTE_MATCH + 1..]
+                    .iter()
+                    .filter(|(_, applies)| match applies {
+                        Applies::Always => true,
+                        Applies::Gateway(f) => f(&state),
+                        Applies::Route(f) => f(&state, r),
+                    })
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .collect();
+        let stack = Arc::new(Stack { state, all, routes });
         Self {
-            first: Next { stack, at: 0 },
+            first: Next {
+                stack,
+                route: None,
+                at: 0,
+            },
         }
     }
 

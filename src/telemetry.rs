@@ -162,7 +162,8 @@ pub async fn request_id_and_log(
         record: record.clone(),
     };
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // The log line's path; a `Uri` clone shares its bytes.
+    let uri = req.uri().clone();
     req.extensions_mut().insert(info.clone());
     let req = req.map(|inner| {
         axum::body::Body::new(CountingBody {
@@ -180,11 +181,11 @@ pub async fn request_id_and_log(
         };
         res.headers_mut().insert(name, v);
     }
-    let route_key = res
+    let route = res
         .extensions()
         .get::<RouteContext>()
-        .map(|c| c.route.route_key.clone())
-        .unwrap_or_else(|| "-".to_string());
+        .map(|c| c.route.clone());
+    let route_key = route.as_ref().map_or("-", |r| r.route_key.as_str());
     let error = res
         .extensions()
         .get::<ErrorDetail>()
@@ -196,13 +197,16 @@ pub async fn request_id_and_log(
     let bytes_out = http_body::Body::size_hint(res.body())
         .exact()
         .map_or(-1, |n| n as i64);
-    crate::metrics::request(&route_key, method.as_str(), status, latency, integration);
+    match &route {
+        Some(r) => r.metrics.record(&method, status, latency, integration),
+        None => crate::metrics::request(route_key, method.as_str(), status, latency, integration),
+    }
     tracing::info!(
         target: "lambdagate::access",
         request_id = %request_id,
         source_ip = %source_ip,
         method = %method,
-        path = %path,
+        path = %uri.path(),
         route = %route_key,
         status,
         latency_us = latency.as_micros() as u64,

@@ -165,6 +165,11 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
+    /// Whether route `index` requires an API key.
+    pub fn required_on(&self, index: usize) -> bool {
+        self.routes.get(index).is_some_and(Option::is_some)
+    }
+
     pub fn new(config: Arc<Config>, store: Store) -> Result<Self, String> {
         let settings = &config.api_keys;
         let default_header = HeaderName::from_bytes(settings.header.as_bytes())
@@ -403,7 +408,9 @@ pub async fn require_key(
             .and_then(|a| a.usage_identifier_key.as_deref()),
     };
     let result = match presented {
-        Some(k) if !k.is_empty() => keys.check(k).await,
+        // Boxed: the store lookup's future is large and this phase's own
+        // future is moved on every call.
+        Some(k) if !k.is_empty() => Box::pin(keys.check(k)).await,
         _ => Err(GatewayError::Forbidden("no API key".into())),
     };
     match result {

@@ -31,17 +31,21 @@ use tokio::net::TcpStream;
 
 use crate::error::GatewayError;
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 
 /// Idle connections kept per upstream; more are closed when they finish.
 const MAX_IDLE: usize = 256;
@@ -232,7 +236,10 @@ impl HttpUpstream {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Connection { sender, driver })
+        Ok(Connection {
+            sender,
+            driver: Box::new(driver),
+        })
     }
 }
 
@@ -241,7 +248,8 @@ impl HttpUpstream {
 /// whoever holds the connection polls.
 struct Connection {
     sender: http1::SendRequest<Body>,
-    driver: http1::Connection<TokioIo<TcpStream>, Body>,
+    /// Boxed: the connection moves in and out of the pool on every request.
+    driver: Box<http1::Connection<TokioIo<TcpStream>, Body>>,
 }
 
 enum SendError {
@@ -386,38 +394,55 @@ impl Drop for UpstreamBody {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names (no hashing) finds them; most messages carry
+    // none, or only `Connection: keep-alive`.
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(k))
+        .cloned()
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
     // Headers named in `Connection` are hop-by-hop too.
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
+    for name in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        // Those already found above, or not present, need no lookup.
+        .filter(|n| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().eq_ignore_ascii_case(n))
+        })
+    {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes())
+            && !doomed.contains(&n)
+        {
+            doomed.push(n);
         }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
+    for h in doomed {
+        headers.remove(h);
     }
 }
 
 fn add_forwarded(headers: &mut HeaderMap, info: &ForwardInfo<'_>, host: Option<HeaderValue>) {
     let ip = info.source_ip.to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
         None => ip,
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if let Some(h) = host {
-        headers.insert("x-forwarded-host", h);
+        headers.insert(X_FORWARDED_HOST.clone(), h);
     }
     if let Ok(v) = HeaderValue::from_str(info.request_id) {
-        headers.insert("x-amzn-requestid", v);
+        headers.insert(X_AMZN_REQUESTID.clone(), v);
     }
 }

@@ -216,7 +216,7 @@ pub async fn lookup(
 
     let digest = if policy.keys_body() {
         let (parts, body) = req.into_parts();
-        let body = match collect_body(body, limits.max_body).await {
+        let body = match Box::pin(collect_body(body, limits.max_body)).await {
             Ok(b) => b,
             Err(e) => {
                 let mut r = e.into_response();
@@ -269,16 +269,17 @@ pub async fn lookup(
     let ctx = req.extensions().get::<RouteContext>().cloned();
     let max = limits.max_body.max(limits.max_function_payload);
     if refresh {
-        let fresh = buffer(next.run(req).await, max).await;
-        let r = cache.refresh(key, policy.ttl, fresh).await;
+        // The rare paths are boxed: the phase's own future stays small
+        // (it is moved on every call), a hit pays nothing for them.
+        let fresh = Box::pin(buffer(next.run(req).await, max)).await;
+        let r = Box::pin(cache.refresh(key, policy.ttl, fresh)).await;
         cache.record(index, route_key, Outcome::Miss);
         return finish(&r, Outcome::Miss, ctx);
     }
-    let (r, outcome) = cache
-        .get_or_fetch(key, policy.ttl, async move {
-            buffer(next.run(req).await, max).await
-        })
-        .await;
+    let (r, outcome) = Box::pin(cache.get_or_fetch(key, policy.ttl, async move {
+        buffer(next.run(req).await, max).await
+    }))
+    .await;
     cache.record(index, route_key, outcome);
     finish(&r, outcome, ctx)
 }

@@ -79,8 +79,9 @@ pub async fn route_match(
 ) -> Response {
     match resolve(&state, req.method().as_str(), req.uri().path()) {
         Ok(ctx) => {
+            let index = ctx.route.config.index;
             req.extensions_mut().insert(ctx);
-            next.run(req).await
+            next.for_route(index).run(req).await
         }
         // A CORS preflight for a path some route serves goes on to the CORS
         // phase, which answers it, even with no OPTIONS route (as API Gateway).

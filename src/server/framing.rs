@@ -55,6 +55,30 @@ impl FramingTracker {
         while !data.is_empty() {
             match &mut self.state {
                 State::Off => return,
+                State::Head(buf) if buf.is_empty() => {
+                    // The common case: a whole head arrived in one read;
+                    // look at it where it is instead of copying it.
+                    let skip = data
+                        .iter()
+                        .take_while(|b| **b == b'\r' || **b == b'\n')
+                        .count();
+                    let rest = &data[skip..];
+                    let complete = if rest.starts_with(b"PRI ") {
+                        None
+                    } else {
+                        head_end(rest).filter(|end| *end <= MAX_HEAD)
+                    };
+                    let Some(end) = complete else {
+                        // Partial, oversized or HTTP/2: the buffered path decides.
+                        buf.extend_from_slice(data);
+                        if buf.starts_with(b"PRI ") || buf.len() > MAX_HEAD {
+                            self.state = State::Off;
+                        }
+                        return;
+                    };
+                    self.state = self.after_head(&rest[..end]);
+                    data = &rest[end..];
+                }
                 State::Head(buf) => {
                     let before = buf.len();
                     buf.extend_from_slice(data);
@@ -140,9 +164,14 @@ impl FramingTracker {
     }
 
     fn after_head(&self, head: &[u8]) -> State {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        // Uninitialised: zeroing 128 headers per request costs more than
+        // parsing a small head.
+        let mut headers = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
+        let mut req = httparse::Request::new(&mut []);
+        if !matches!(
+            req.parse_with_uninit_headers(head, &mut headers),
+            Ok(httparse::Status::Complete(_))
+        ) {
             return State::Off;
         }
         let mut length: Option<u64> = None;
@@ -185,19 +214,12 @@ impl FramingTracker {
 
 /// Index just past the blank line ending a head (`\r\n\r\n` or `\n\n`).
 fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match buf.get(i + 1..i + 3) {
+        Some([b'\n', _]) => Some(i + 2),
+        Some([b'\r', b'\n']) => Some(i + 3),
+        None if buf.get(i + 1) == Some(&b'\n') => Some(i + 2),
+        _ => None,
+    })
 }
 
 /// An I/O stream whose reads pass through a [`FramingTracker`].
@@ -305,6 +327,21 @@ mod tests {
         // Byte by byte gives the same answer.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert!(!conflict_after(&bytes));
+    }
+
+    #[test]
+    fn a_large_body_read_with_its_head_does_not_stop_the_watch() {
+        let body = vec![b'x'; 2 * MAX_HEAD];
+        let mut first = format!(
+            "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        first.extend_from_slice(&body);
+        assert!(conflict_after(&[
+            &first,
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ]));
     }
 
     #[test]

@@ -81,6 +81,15 @@ pub struct Throttles {
 }
 
 impl Throttles {
+    /// Whether a request on route `index` may meet a throttle or quota:
+    /// a global, stage or route limit, or a key's plan (`keyed`).
+    pub fn applies_to(&self, index: usize, keyed: bool) -> bool {
+        keyed
+            || self.global.is_some()
+            || self.stage.is_some()
+            || self.routes.get(index).is_none_or(Option::is_some)
+    }
+
     pub fn new(config: &Config, stage: &StageConfig, store: Option<Store>) -> Result<Self, String> {
         let redis = match &config.cluster {
             Some(c) => Some(RedisGcra::new(&c.redis_url, &c.key_prefix)?),
