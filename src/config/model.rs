@@ -282,6 +282,9 @@ pub struct ClusterConfig {
     pub redis_url: String,
     pub fail_closed: bool,
     pub key_prefix: String,
+    /// How much of a throttle's rate one Redis step may lease to a node (at
+    /// most a tenth of the burst), and how long unspent leased cells live.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]

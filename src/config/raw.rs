@@ -216,6 +216,9 @@ pub struct RawCluster {
     pub fail_closed: Option<bool>,
     /// Prefix of every Redis key lambdagate writes (default "lambdagate").
     pub key_prefix: Option<Str>,
+    /// Leased throttle cells: this much of the rate per Redis step, living
+    /// this long (default 5ms; "0ms": one Redis step per request).
+    pub lease: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -943,6 +943,11 @@ fn check_plan_route_keys(plans: &Map<RawPlan>, routes: &[RouteConfig], d: &mut D
     }
 }
 
+/// `[cluster] lease` by default: one Redis step per 5 ms of a throttle's
+/// rate (and per request below 200 requests/s).
+const DEFAULT_LEASE: Duration = Duration::from_millis(5);
+const MAX_LEASE: Duration = Duration::from_secs(1);
+
 fn check_cluster(c: &RawCluster, d: &mut Diagnostics<'_>) -> Option<ClusterConfig> {
     let url = c.redis_url.as_ref()?;
     if !url.get_ref().starts_with("redis://") && !url.get_ref().starts_with("rediss://") {
@@ -962,10 +967,23 @@ fn check_cluster(c: &RawCluster, d: &mut Diagnostics<'_>) -> Option<ClusterConfi
         Some(p) => p.get_ref().clone(),
         None => "lambdagate".to_string(),
     };
+    let mut lease = DEFAULT_LEASE;
+    if let Some(l) = &c.lease
+        && let Some(v) = duration(l, d)
+    {
+        if v > MAX_LEASE {
+            d.at(
+                l.span(),
+                "`lease` is at most 1s (leased cells left unspent are out of the other nodes' reach that long)",
+            );
+        }
+        lease = v;
+    }
     Some(ClusterConfig {
         redis_url: url.get_ref().clone(),
         fail_closed: c.fail_closed.unwrap_or(false),
         key_prefix,
+        lease,
     })
 }
 

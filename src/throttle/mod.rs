@@ -34,7 +34,7 @@ use crate::store::Store;
 
 use limiter::{DirectLimiter, KeyLimiters};
 use quota::UsageRecorder;
-use redis::RedisGcra;
+use redis::{KeyLeases, Lease, RedisGcra, Step};
 
 /// One limiter's decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,17 +50,21 @@ pub struct Verdict {
     pub retry_after: Duration,
 }
 
-/// One level's limiter, with its throttle.
+/// One level's limiter, with its throttle and, in cluster mode, this
+/// node's lease on its Redis bucket.
 struct Level {
     config: ThrottleConfig,
     local: DirectLimiter,
+    lease: Option<Lease>,
 }
 
 impl Level {
-    fn new(config: ThrottleConfig) -> Self {
+    /// `key` names the level's Redis bucket (built once, here).
+    fn new(config: ThrottleConfig, redis: Option<&RedisGcra>, key: &[&str]) -> Self {
         Self {
             config,
             local: DirectLimiter::new(config),
+            lease: redis.map(|r| Lease::new(r.key(key))),
         }
     }
 }
@@ -73,9 +77,9 @@ pub struct Throttles {
     routes: Vec<Option<Level>>,
     keys: KeyLimiters,
     redis: Option<RedisGcra>,
+    /// Cluster mode: leases on the per-key buckets.
+    key_leases: KeyLeases,
     fail_closed: bool,
-    api_id: String,
-    stage_name: String,
     store: Option<Store>,
     usage: Option<Arc<UsageRecorder>>,
 }
@@ -92,22 +96,32 @@ impl Throttles {
 
     pub fn new(config: &Config, stage: &StageConfig, store: Option<Store>) -> Result<Self, String> {
         let redis = match &config.cluster {
-            Some(c) => Some(RedisGcra::new(&c.redis_url, &c.key_prefix)?),
+            Some(c) => Some(RedisGcra::new(&c.redis_url, &c.key_prefix, c.lease)?),
             None => None,
         };
+        let (api_id, stage_name) = (&config.gateway.api_id, &stage.name);
+        let r = redis.as_ref();
         Ok(Self {
-            global: config.gateway.throttle.map(Level::new),
-            stage: stage.throttle.map(Level::new),
+            global: config
+                .gateway
+                .throttle
+                .map(|t| Level::new(t, r, &["g", api_id])),
+            stage: stage
+                .throttle
+                .map(|t| Level::new(t, r, &["s", api_id, stage_name])),
             routes: config
                 .routes
                 .iter()
-                .map(|r| r.throttle.map(Level::new))
+                .map(|route| {
+                    route
+                        .throttle
+                        .map(|t| Level::new(t, r, &["r", api_id, stage_name, &route.route_key()]))
+                })
                 .collect(),
             keys: KeyLimiters::default(),
+            key_leases: KeyLeases::default(),
             fail_closed: config.cluster.as_ref().is_some_and(|c| c.fail_closed),
             redis,
-            api_id: config.gateway.api_id.clone(),
-            stage_name: stage.name.clone(),
             usage: store
                 .clone()
                 .map(|s| UsageRecorder::start(s, config.api_keys.usage_flush_interval)),
@@ -155,28 +169,33 @@ impl Throttles {
         if let Some(r) = &self.redis {
             let mut levels = Vec::with_capacity(4);
             let mut scopes: [&'static str; 4] = ["key"; 4];
-            if let Some((g, (t, per_route))) = &key_level {
-                let key = if *per_route {
-                    r.key(&["k", &g.plan.name, route_key, &g.key_id])
-                } else {
-                    r.key(&["k", &g.plan.name, &g.key_id])
-                };
-                levels.push((key, *t));
+            let key_lease = key_level.as_ref().map(|(g, (t, per_route))| {
+                let route = per_route.then_some(route_key);
+                let lease = self
+                    .key_leases
+                    .get(&g.plan.name, route, &g.key_id, || match route {
+                        Some(route) => r.key(&["k", &g.plan.name, route, &g.key_id]),
+                        None => r.key(&["k", &g.plan.name, &g.key_id]),
+                    });
+                (lease, *t)
+            });
+            if let Some((lease, t)) = &key_lease {
+                levels.push(Step { lease, config: *t });
             }
-            if let Some(l) = route {
-                scopes[levels.len()] = "route";
-                levels.push((
-                    r.key(&["r", &self.api_id, &self.stage_name, route_key]),
-                    l.config,
-                ));
-            }
-            if let Some(l) = &self.stage {
-                scopes[levels.len()] = "stage";
-                levels.push((r.key(&["s", &self.api_id, &self.stage_name]), l.config));
-            }
-            if let Some(l) = &self.global {
-                scopes[levels.len()] = "global";
-                levels.push((r.key(&["g", &self.api_id]), l.config));
+            for (scope, level) in [
+                ("route", route),
+                ("stage", self.stage.as_ref()),
+                ("global", self.global.as_ref()),
+            ] {
+                if let Some(l) = level
+                    && let Some(lease) = &l.lease
+                {
+                    scopes[levels.len()] = scope;
+                    levels.push(Step {
+                        lease,
+                        config: l.config,
+                    });
+                }
             }
             match r.check(&levels).await {
                 Ok((v, _)) if v.allowed => return Ok(Some(v)),

@@ -3,11 +3,23 @@
 //! atomic round trip (using Redis's clock, so nodes' clocks don't matter).
 //! N nodes together admit the configured rate, not N×.
 //!
+//! Leasing: a Redis step may take several cells of a bucket at once (a
+//! [`Lease`]), which the node then spends locally without a round trip until
+//! they run out or expire (`[cluster] lease`, 5 ms by default). The lease
+//! size is the rate times that time, at most a tenth of the burst; for low
+//! rates it is 1 cell, so every request takes its own step as without
+//! leasing. Cells a lease still holds when it expires are handed back to the
+//! bucket with the node's next step on it. Every admitted request spent a
+//! cell Redis granted, so the nodes never admit more than the shared bucket
+//! plus what leases hold (at most `rate × lease` cells over any window).
+//!
 //! When Redis cannot be reached the caller falls back (to local limiters, or
 //! to refusing with `fail_closed`); this module stops trying for a second
 //! after a failure, logs at most once per interval, and reconnects by itself.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -16,49 +28,174 @@ use super::Verdict;
 use crate::config::ThrottleConfig;
 
 /// One GCRA step over several buckets. KEYS: one per level. ARGV: for each
-/// level, the emission interval and the burst (microseconds, cells). Admits
-/// only if every level admits; then advances every level. Returns {allowed,
-/// retry_after_us, limit, remaining, reset_us} for the most restrictive level.
+/// level, the emission interval (microseconds), the burst, the cells wanted
+/// and the cells handed back (an expired lease's unspent ones). Admits only
+/// if every level has at least one cell; then each level grants up to the
+/// cells wanted. Returns {allowed, retry_after_us, refusing level (1-based,
+/// 0: none), then per level: cells granted, cells left after the grant}.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS
-local new_tats = {}
+local tats = {}
+local grants = {}
+local backs = {}
+local out = {1, 0, 0}
+local refused = false
 local retry = 0
-local refused_by = 0
-local best_limit, best_rem, best_reset = 0, -1, 0
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
+  local interval = tonumber(ARGV[4 * i - 3])
+  local burst = tonumber(ARGV[4 * i - 2])
+  local want = tonumber(ARGV[4 * i - 1])
+  local back = tonumber(ARGV[4 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now) or now
+  if back > 0 then tat = tat - back * interval end
   if tat < now then tat = now end
-  local new_tat = tat + interval
-  local allow_at = new_tat - burst * interval
-  if now < allow_at then
-    local wait = allow_at - now
-    if wait > retry then
+  tats[i] = tat
+  backs[i] = back
+  local avail = math.floor((now - tat) / interval + burst)
+  local g = 0
+  if avail < 1 then
+    local wait = tat + interval - burst * interval - now
+    if not refused or wait > retry then
       retry = wait
-      refused_by = i
+      out[3] = i
     end
+    refused = true
+    avail = 0
+  else
+    g = want
+    if avail < g then g = avail end
   end
-  new_tats[i] = new_tat
-  local rem = math.floor((now - allow_at) / interval)
-  if rem < 0 then rem = 0 end
-  if best_rem < 0 or rem < best_rem then
-    best_rem = rem
-    best_limit = burst
-    best_reset = new_tat - now
-  end
-end
-if retry > 0 then
-  return {0, math.ceil(retry), best_limit, 0, math.ceil(best_reset), refused_by}
+  grants[i] = g
+  out[2 * i + 2] = g
+  out[2 * i + 3] = avail - g
 end
 for i = 1, n do
-  local ttl = math.ceil((new_tats[i] - now) / 1000) + 1000
-  redis.call('SET', KEYS[i], string.format('%.3f', new_tats[i]), 'PX', ttl)
+  local interval = tonumber(ARGV[4 * i - 3])
+  local tat = tats[i]
+  if not refused then tat = tat + grants[i] * interval end
+  if not refused or backs[i] > 0 then
+    local ttl = math.ceil((tat - now) / 1000) + 1000
+    redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', ttl)
+  end
 end
-return {1, 0, best_limit, best_rem, math.ceil(best_reset), 0}
+if refused then
+  out[1] = 0
+  out[2] = math.max(1, math.ceil(retry))
+end
+return out
 "#;
+
+/// A node's lease on one shared bucket: cells Redis granted that requests on
+/// this node spend without a round trip until they run out or expire.
+pub struct Lease {
+    /// The bucket's Redis key.
+    key: String,
+    state: Mutex<LeaseState>,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    /// Cells still to spend.
+    cells: u32,
+    /// Milliseconds since the client's epoch when the cells expire.
+    expires_ms: i64,
+    /// Cells the bucket had left after the last grant (for `RateLimit-*`).
+    remaining: u32,
+}
+
+impl Lease {
+    pub fn new(key: String) -> Self {
+        Self {
+            key,
+            state: Mutex::new(LeaseState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// How many cells one step on a bucket takes: `lease` worth of the rate, at
+/// most a tenth of the burst, at least 1 (no leasing).
+pub fn lease_cells(t: &ThrottleConfig, lease: Duration) -> u32 {
+    let by_rate = (t.rate * lease.as_secs_f64()).floor();
+    let cap = f64::from(t.burst / 10);
+    by_rate.min(cap).max(1.0) as u32
+}
+
+/// One level of a cluster check: its bucket's lease and its throttle.
+pub struct Step<'a> {
+    pub lease: &'a Lease,
+    pub config: ThrottleConfig,
+}
+
+/// Leases on the per-key buckets, by plan name (and plan route), then key id;
+/// created on first use. A lookup takes a read lock and allocates nothing
+/// once a key has its lease.
+#[derive(Default)]
+pub struct KeyLeases {
+    by_plan: RwLock<HashMap<String, PlanLeases>>,
+}
+
+#[derive(Default)]
+struct PlanLeases {
+    whole: HashMap<Arc<str>, Arc<Lease>>,
+    /// By route key.
+    routes: HashMap<String, HashMap<Arc<str>, Arc<Lease>>>,
+}
+
+impl PlanLeases {
+    fn get(&self, route: Option<&str>) -> Option<&HashMap<Arc<str>, Arc<Lease>>> {
+        match route {
+            None => Some(&self.whole),
+            Some(r) => self.routes.get(r),
+        }
+    }
+}
+
+impl KeyLeases {
+    /// The lease on `key_id`'s bucket of `plan` (or of the plan's `route`);
+    /// `redis_key` names the bucket when it is new.
+    pub fn get(
+        &self,
+        plan: &str,
+        route: Option<&str>,
+        key_id: &Arc<str>,
+        redis_key: impl FnOnce() -> String,
+    ) -> Arc<Lease> {
+        {
+            let map = match self.by_plan.read() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(l) = map
+                .get(plan)
+                .and_then(|p| p.get(route))
+                .and_then(|keys| keys.get(&**key_id))
+            {
+                return l.clone();
+            }
+        }
+        let mut map = match self.by_plan.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let plan = map.entry(plan.to_string()).or_default();
+        let keys = match route {
+            None => &mut plan.whole,
+            Some(r) => plan.routes.entry(r.to_string()).or_default(),
+        };
+        keys.entry(key_id.clone())
+            .or_insert_with(|| Arc::new(Lease::new(redis_key())))
+            .clone()
+    }
+}
 
 /// How long to stop trying Redis after a failure.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -69,6 +206,8 @@ pub struct RedisGcra {
     conn: ConnectionManager,
     script: redis::Script,
     prefix: String,
+    /// How long a lease's worth of the rate is, and how long its cells live.
+    lease: Duration,
     epoch: Instant,
     /// Milliseconds since `epoch` before which Redis is not tried (0: up).
     down_until_ms: AtomicI64,
@@ -80,10 +219,21 @@ pub struct RedisGcra {
 #[derive(Debug)]
 pub struct Unreachable;
 
+/// Per level of one check: what the lease had to offer.
+#[derive(Clone, Copy, Default)]
+struct Local {
+    /// A leased cell was spent.
+    taken: bool,
+    /// Expired cells handed back with this step.
+    back: u32,
+    /// The bucket's estimated cells left (`RateLimit-Remaining`).
+    remaining: u32,
+}
+
 impl RedisGcra {
     /// Prepares the client; connects lazily, so a gateway starts even while
     /// Redis is down.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
+    pub fn new(url: &str, prefix: &str, lease: Duration) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("[cluster] redis_url: {e}"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -96,6 +246,7 @@ impl RedisGcra {
             conn,
             script: redis::Script::new(GCRA),
             prefix: prefix.to_string(),
+            lease,
             epoch: Instant::now(),
             down_until_ms: AtomicI64::new(0),
             last_log_ms: AtomicI64::new(-(LOG_INTERVAL.as_millis() as i64)),
@@ -117,47 +268,128 @@ impl RedisGcra {
         self.epoch.elapsed().as_millis() as i64
     }
 
-    /// One atomic GCRA step over `levels` (bucket key, throttle): the
-    /// verdict and, when refused, the index of the level that refused.
+    /// One GCRA step over `levels`: the verdict and, when refused, the index
+    /// of the level that refused. Levels whose lease still holds a live cell
+    /// spend it; the others take their next lease in one atomic Redis step
+    /// (none when every level had a cell).
     pub async fn check(
         &self,
-        levels: &[(String, ThrottleConfig)],
+        levels: &[Step<'_>],
     ) -> Result<(Verdict, Option<usize>), Unreachable> {
         let now = self.now_ms();
+        let mut local = [Local::default(); 4];
+        let local = &mut local[..levels.len().min(4)];
+        let mut remote = 0;
+        for (step, l) in levels.iter().zip(local.iter_mut()) {
+            let mut s = step.lease.lock();
+            if s.cells > 0 && now < s.expires_ms {
+                s.cells -= 1;
+                l.taken = true;
+                l.remaining = s.remaining.saturating_add(s.cells);
+            } else {
+                l.back = std::mem::take(&mut s.cells);
+                remote += 1;
+            }
+        }
+        if remote == 0 {
+            return Ok((admitted(levels, local), None));
+        }
         if now < self.down_until_ms.load(Ordering::Relaxed) {
+            self.undo(levels, local);
             return Err(Unreachable);
         }
         let mut inv = self.script.prepare_invoke();
-        for (key, t) in levels {
-            let interval_us = 1_000_000.0 / t.rate;
-            inv.key(key).arg(interval_us).arg(t.burst);
+        for (step, l) in levels.iter().zip(local.iter()) {
+            if !l.taken {
+                let t = &step.config;
+                inv.key(&step.lease.key)
+                    .arg(1_000_000.0 / t.rate)
+                    .arg(t.burst)
+                    .arg(lease_cells(t, self.lease))
+                    .arg(l.back);
+            }
         }
         let mut conn = self.conn.clone();
-        let call = inv.invoke_async::<(i64, i64, i64, i64, i64, i64)>(&mut conn);
-        match tokio::time::timeout(Duration::from_millis(750), call).await {
-            Ok(Ok((allowed, retry_us, limit, remaining, reset_us, refused_by))) => {
-                if self.down_until_ms.swap(0, Ordering::Relaxed) != 0 {
-                    tracing::warn!(target: "lambdagate::throttle", "Redis reachable again; cluster throttling resumed");
-                }
-                let verdict = Verdict {
-                    allowed: allowed == 1,
-                    limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                    remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
-                    reset: Duration::from_micros(reset_us.max(0) as u64),
-                    retry_after: Duration::from_micros(retry_us.max(0) as u64),
-                };
-                let refused_by = usize::try_from(refused_by)
-                    .ok()
-                    .and_then(|i| i.checked_sub(1));
-                Ok((verdict, refused_by))
+        let call = inv.invoke_async::<Vec<i64>>(&mut conn);
+        let out = match tokio::time::timeout(Duration::from_millis(750), call).await {
+            Ok(Ok(out)) if out.len() == 3 + 2 * remote => out,
+            Ok(Ok(out)) => {
+                self.undo(levels, local);
+                self.mark_down(
+                    now,
+                    &format!("unexpected script reply of {} values", out.len()),
+                );
+                return Err(Unreachable);
             }
             Ok(Err(e)) => {
+                self.undo(levels, local);
                 self.mark_down(now, &e.to_string());
-                Err(Unreachable)
+                return Err(Unreachable);
             }
             Err(_) => {
+                self.undo(levels, local);
                 self.mark_down(now, "timed out");
-                Err(Unreachable)
+                return Err(Unreachable);
+            }
+        };
+        if self.down_until_ms.swap(0, Ordering::Relaxed) != 0 {
+            tracing::warn!(target: "lambdagate::throttle", "Redis reachable again; cluster throttling resumed");
+        }
+        let cells = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        if out[0] != 1 {
+            self.undo(levels, local);
+            // The refusing level, counted among the levels sent.
+            let refused_by = usize::try_from(out[2]).ok().and_then(|i| {
+                let i = i.checked_sub(1)?;
+                local
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| !l.taken)
+                    .nth(i)
+                    .map(|(j, _)| j)
+            });
+            let limit = refused_by
+                .and_then(|i| levels.get(i))
+                .map_or(0, |s| s.config.burst);
+            let verdict = Verdict {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset: refused_by
+                    .and_then(|i| levels.get(i))
+                    .map_or(Duration::ZERO, |s| {
+                        per_cell(&s.config).mul_f64(f64::from(limit))
+                    }),
+                retry_after: Duration::from_micros(out[1].max(0) as u64),
+            };
+            return Ok((verdict, refused_by));
+        }
+        let expires_ms = now + self.lease.as_millis() as i64;
+        let mut granted = out[3..].chunks_exact(2);
+        for (step, l) in levels.iter().zip(local.iter_mut()) {
+            if l.taken {
+                continue;
+            }
+            let Some(&[g, left]) = granted.next() else {
+                break;
+            };
+            let mut s = step.lease.lock();
+            // One granted cell is this request's; concurrent steps add up.
+            s.cells = s.cells.saturating_add(cells(g).saturating_sub(1));
+            s.expires_ms = expires_ms;
+            s.remaining = cells(left);
+            l.remaining = s.remaining.saturating_add(s.cells);
+        }
+        Ok((admitted(levels, local), None))
+    }
+
+    /// Puts back the leased cells a check spent when the request is not
+    /// admitted after all.
+    fn undo(&self, levels: &[Step<'_>], local: &[Local]) {
+        for (step, l) in levels.iter().zip(local) {
+            if l.taken {
+                let mut s = step.lease.lock();
+                s.cells = s.cells.saturating_add(1);
             }
         }
     }
@@ -180,5 +412,55 @@ impl RedisGcra {
                 "Redis unreachable: throttling with local limits (or refusing, with fail_closed) until it is back"
             );
         }
+    }
+}
+
+fn per_cell(t: &ThrottleConfig) -> Duration {
+    Duration::from_secs_f64(1.0 / t.rate)
+}
+
+/// The verdict of an admitted request: the level with the fewest cells left.
+fn admitted(levels: &[Step<'_>], local: &[Local]) -> Verdict {
+    let mut best: Option<(u32, &ThrottleConfig)> = None;
+    for (step, l) in levels.iter().zip(local) {
+        let remaining = l.remaining.min(step.config.burst);
+        if best.is_none_or(|(r, _)| remaining < r) {
+            best = Some((remaining, &step.config));
+        }
+    }
+    let (remaining, t) = best.unwrap_or((
+        0,
+        &ThrottleConfig {
+            rate: 1.0,
+            burst: 0,
+        },
+    ));
+    Verdict {
+        allowed: true,
+        limit: t.burst,
+        remaining,
+        reset: per_cell(t).mul_f64(f64::from(t.burst - remaining)),
+        retry_after: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_size_follows_the_rate_within_a_tenth_of_the_burst() {
+        let t = |rate, burst| ThrottleConfig { rate, burst };
+        let ms = Duration::from_millis;
+        // The bench's plan: a tenth of the burst.
+        assert_eq!(lease_cells(&t(1e9, 1_000_000), ms(5)), 100_000);
+        // 5 ms of 1000/s.
+        assert_eq!(lease_cells(&t(1000.0, 1000), ms(5)), 5);
+        // Low rates and small bursts: one cell, a Redis step per request.
+        assert_eq!(lease_cells(&t(200.0, 20), ms(5)), 1);
+        assert_eq!(lease_cells(&t(40.0, 10), ms(1000)), 1);
+        assert_eq!(lease_cells(&t(1e6, 15), ms(5)), 1);
+        // Leasing off.
+        assert_eq!(lease_cells(&t(1e9, 1_000_000), ms(0)), 1);
     }
 }

@@ -941,6 +941,18 @@ fn one_at(src: &str, line: usize, column: usize, needle: &str) {
 
 #[test]
 fn absurd_throttles_and_quotas_in_routes_toml_are_errors_with_positions() {
+    one_at(
+        "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nlease = \"2s\"\n",
+        3,
+        9,
+        "at most 1s",
+    );
+    one_at(
+        "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nlease = \"fast\"\n",
+        3,
+        9,
+        "not a duration",
+    );
     let route = "[[routes]]\nmethod = \"GET\"\npath = \"/a\"\nmock = { status = 200 }\n";
     one_at(
         &format!("{route}throttle = {{ rate = 0, burst = 1 }}\n"),
@@ -1052,6 +1064,14 @@ impl Shared {
 
     /// Writes a routes file for one node (its own admin listener).
     fn routes(&self, file: &str, body: &str) -> PathBuf {
+        self.routes_with_lease(file, None, body)
+    }
+
+    /// The same with `[cluster] lease` set.
+    fn routes_with_lease(&self, file: &str, lease: Option<&str>, body: &str) -> PathBuf {
+        let lease = lease
+            .map(|l| format!("lease = \"{l}\""))
+            .unwrap_or_default();
         let config = format!(
             r#"
 [store]
@@ -1062,6 +1082,7 @@ schema = "{name}"
 [cluster]
 redis_url = "{REDIS_URL}"
 key_prefix = "{name}"
+{lease}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -1191,6 +1212,140 @@ mock = { status = 200, body = "ok" }
         .unwrap_or(0.0);
     assert!(key_refusals > 0.0, "{metrics}");
     drop((a, b));
+    shared.cleanup().await;
+}
+
+/// With leasing (here 10 cells per Redis step: a second of rate 100, capped
+/// at a tenth of the burst), two nodes still admit one plan's rate: every
+/// admitted request spent a cell Redis granted, and the cells a node still
+/// holds at the end are at most one lease each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_with_leases_together_admit_one_plans_rate() {
+    let shared = Shared::new();
+    let body = r#"
+[plans.leased]
+throttle = { rate = 100, burst = 100 }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "ok" }
+"#;
+    let a = shared
+        .node(&shared.routes_with_lease("a.toml", Some("1s"), body))
+        .await;
+    let b = shared
+        .node(&shared.routes_with_lease("b.toml", Some("1s"), body))
+        .await;
+    let (_, key) = create_key(&admin_base(&a), "acme", "leased").await;
+    // Warm both nodes' key caches: each takes a lease of 10 cells and spends
+    // one, so 98 of the 100 burst cells are left to measure.
+    let urls = [a.url("/items"), b.url("/items")];
+    for u in &urls {
+        assert_eq!(get_with_key(u, &key).await.status(), 200);
+    }
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let window = Duration::from_secs(4);
+    let shared_client = client();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = urls[i % 2].clone();
+        let key = key.clone();
+        let (acc, rej) = (accepted.clone(), refused.clone());
+        let c = shared_client.clone();
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < window {
+                let res = c.get(&url).header("x-api-key", &key).send().await.unwrap();
+                match res.status().as_u16() {
+                    200 => acc.fetch_add(1, Ordering::Relaxed),
+                    429 => rej.fetch_add(1, Ordering::Relaxed),
+                    other => panic!("unexpected status {other}"),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let accepted = accepted.load(Ordering::Relaxed) as f64;
+    let expected = 98.0 + 100.0 * elapsed;
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "the load must exceed the rate"
+    );
+    assert!(
+        (accepted - expected).abs() <= expected * 0.05,
+        "two leasing nodes admitted {accepted} in {elapsed:.2}s; one plan's rate allows {expected:.0}"
+    );
+    eprintln!(
+        "two leasing nodes: {accepted} admitted, {} refused in {elapsed:.2}s (one plan allows {expected:.0})",
+        refused.load(Ordering::Relaxed)
+    );
+    drop((a, b));
+    shared.cleanup().await;
+}
+
+/// A lease's cells are spent without asking Redis: once a node holds a
+/// lease, emptying the shared bucket behind its back refuses only after the
+/// lease is spent. A plan too slow for a lease (rate × lease under 2 cells,
+/// or a tenth of its burst under 2) takes a Redis step per request, exact
+/// as without leasing.
+#[tokio::test]
+async fn leased_cells_are_spent_locally_and_slow_plans_are_not_leased() {
+    let shared = Shared::new();
+    let body = r#"
+[plans.leased]
+throttle = { rate = 100, burst = 100 }
+
+[plans.slow]
+throttle = { rate = 40, burst = 10 }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "ok" }
+"#;
+    let a = shared
+        .node(&shared.routes_with_lease("a.toml", Some("1s"), body))
+        .await;
+    let admin = admin_base(&a);
+    let mut conn = redis::Client::open(REDIS_URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (plan, lease) in [("leased", 10), ("slow", 1)] {
+        let (id, key) = create_key(&admin, plan, plan).await;
+        let url = a.url("/items");
+        assert_eq!(get_with_key(&url, &key).await.status(), 200);
+        // The bucket's theoretical arrival time, far in the future: Redis
+        // refuses every further step on it.
+        let bucket = format!("{}:k:{plan}:{id}", shared.name);
+        let _: () = redis::cmd("SET")
+            .arg(&bucket)
+            .arg("1e18")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut statuses = Vec::new();
+        for _ in 0..lease {
+            statuses.push(get_with_key(&url, &key).await.status().as_u16());
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "too slow to test"
+        );
+        let mut expected = vec![200; lease - 1];
+        expected.push(429);
+        assert_eq!(statuses, expected, "plan {plan}");
+    }
+    drop(a);
     shared.cleanup().await;
 }
 
