@@ -11,9 +11,9 @@
 # Usage: bench/authorizers.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 #        AUTH_CALLGRIND=N bench/authorizers.sh
 # With AUTH_CALLGRIND=N the gateway runs under valgrind's callgrind instead:
-# for /open, /rsnc (RS256, no token cache) and /iam (SigV4) it sends N
-# requests on one keep-alive connection after a warm-up and prints the
-# instructions per request (deterministic, unlike req/s on a shared machine;
+# for every route of the wrk run (each authorized route after a /open
+# baseline with the same headers) it sends N requests on one keep-alive
+# connection after a warm-up and prints the instructions per request (deterministic, unlike req/s on a shared machine;
 # valgrind hides SHA-NI/ADX, so crypto counts are those of the portable code).
 # The profiles stay in target/callgrind/ for callgrind_annotate.
 set -euo pipefail
@@ -142,7 +142,8 @@ for _ in range(n):
 PY
     }
     mkdir -p target/callgrind
-    for c in open:rs.headers rsnc:rs.headers iam:iam.line open:iam.line; do
+    for c in open:rs.headers rs:rs.headers rsnc:rs.headers open:hs.headers hs:hs.headers \
+        open:iam.line iam:iam.line open:lambda.headers lam:lambda.headers; do
         send "/${c%%:*}" "$WORK/${c#*:}" 20
         callgrind_control -z "$GW_PID" >/dev/null
         send "/${c%%:*}" "$WORK/${c#*:}" "$CALLGRIND"

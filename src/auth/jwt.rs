@@ -4,7 +4,8 @@
 //! `iat` with leeway — then the route's scopes against `scope`/`scp`.
 //! Refusals are `401 Unauthorized` with a `WWW-Authenticate` header saying
 //! why, or `403 Forbidden` for missing scopes. Verified tokens are cached
-//! (bounded, keyed by the token's hash, expiring with its `exp`).
+//! (bounded, in a hash map keyed by the token and compared in full on a hit,
+//! expiring with its `exp`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use moka::Expiry;
 use serde_json::{Map, Value};
 
 use super::jwks::{JwksCache, KeyError};
-use super::{AuthorizerOutput, Decision, Granted, IdentitySource, credential_hash};
+use super::{AuthorizerOutput, Decision, DecisionCounters, Granted, IdentitySource};
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
 
@@ -36,10 +37,10 @@ struct Verified {
 
 struct UntilExp;
 
-impl Expiry<[u8; 32], Arc<Verified>> for UntilExp {
+impl Expiry<Box<str>, Arc<Verified>> for UntilExp {
     fn expire_after_create(
         &self,
-        _key: &[u8; 32],
+        _key: &Box<str>,
         value: &Arc<Verified>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -55,9 +56,16 @@ pub struct JwtAuthorizer {
     issuer: Option<String>,
     audience: Vec<String>,
     leeway: u64,
-    /// Verified tokens by hash; `None` when `token_cache = false`.
-    verified: Option<moka::future::Cache<[u8; 32], Arc<Verified>>>,
+    /// Verified tokens; `None` when `token_cache = false`. Keyed by the
+    /// token itself, so a hit is an exact match (never another token whose
+    /// digest collides); the hasher is seeded per process, and only tokens
+    /// that passed every check get in. A synchronous cache: a hit is a plain
+    /// lookup, with no future to poll.
+    verified: Option<TokenCache>,
+    pub(super) decisions: DecisionCounters,
 }
+
+type TokenCache = moka::sync::Cache<Box<str>, Arc<Verified>, foldhash::fast::RandomState>;
 
 impl JwtAuthorizer {
     pub fn new(cfg: &AuthConfig) -> Result<Self, String> {
@@ -119,11 +127,12 @@ impl JwtAuthorizer {
             audience: cfg.audience.clone(),
             leeway: cfg.leeway.as_secs(),
             verified: cfg.token_cache.then(|| {
-                moka::future::Cache::builder()
+                moka::sync::Cache::builder()
                     .max_capacity(VERIFIED_CACHE_CAPACITY)
                     .expire_after(UntilExp)
-                    .build()
+                    .build_with_hasher(foldhash::fast::RandomState::default())
             }),
+            decisions: DecisionCounters::new(name),
         })
     }
 
@@ -133,7 +142,10 @@ impl JwtAuthorizer {
         uri: &Uri,
         route_scopes: &[String],
     ) -> Decision {
-        let Some(raw) = self.source.value(headers, uri.query(), &Default::default()) else {
+        // A JWT authorizer has no stage variables to read.
+        static NO_VARIABLES: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        let Some(raw) = self.source.value(headers, uri.query(), &NO_VARIABLES) else {
             return Err(unauthorized(
                 format!("no token in {}", self.source.describe()),
                 r#"Bearer"#.to_string(),
@@ -141,17 +153,14 @@ impl JwtAuthorizer {
         };
         let token = strip_bearer(&raw);
         let (verified, cached) = match &self.verified {
-            Some(cache) => {
-                let key = credential_hash(&[token]);
-                match cache.get(&key).await {
-                    Some(v) if v.exp > now_secs() => (v, true),
-                    _ => {
-                        let v = Arc::new(self.verify(token).await?);
-                        cache.insert(key, v.clone()).await;
-                        (v, false)
-                    }
+            Some(cache) => match cache.get(token) {
+                Some(v) if v.exp > now_secs() => (v, true),
+                _ => {
+                    let v = Arc::new(self.verify(token).await?);
+                    cache.insert(token.into(), v.clone());
+                    (v, false)
                 }
-            }
+            },
             None => (Arc::new(self.verify(token).await?), false),
         };
         if !route_scopes.is_empty() && !route_scopes.iter().any(|s| verified.scopes.contains(s)) {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::condition::RequestFacts;
 use super::policy::{Statement, Verdict};
-use super::{AuthorizerOutput, Decision, Granted, IdentitySource, credential_hash};
+use super::{AuthorizerOutput, Decision, DecisionCounters, Granted, IdentitySource};
 use crate::app::GatewayState;
 use crate::backend::{FunctionBackend, InvokeRequest};
 use crate::config::{AuthConfig, Flavor, FunctionConfig, PayloadVersion};
@@ -46,12 +46,13 @@ pub enum AuthorizerResult {
     Policy {
         principal_id: Option<String>,
         statements: Vec<Statement>,
-        context: Map<String, Value>,
+        /// Shared with every request the result authorizes.
+        context: Arc<Map<String, Value>>,
         usage_identifier_key: Option<String>,
     },
     Simple {
         authorized: bool,
-        context: Map<String, Value>,
+        context: Arc<Map<String, Value>>,
     },
 }
 
@@ -65,8 +66,14 @@ pub struct LambdaAuthorizer {
     version: PayloadVersion,
     flavor: Flavor,
     sources: Vec<IdentitySource>,
-    cache: Option<moka::future::Cache<[u8; 32], Arc<AuthorizerResult>>>,
+    /// Results by the identity sources' values, compared in full on a hit
+    /// (the hasher is seeded per process).
+    cache: Option<ResultCache>,
+    pub(super) decisions: DecisionCounters,
 }
+
+type ResultCache =
+    moka::future::Cache<Box<[String]>, Arc<AuthorizerResult>, foldhash::fast::RandomState>;
 
 impl LambdaAuthorizer {
     pub fn new(
@@ -116,7 +123,7 @@ impl LambdaAuthorizer {
             moka::future::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(cfg.ttl)
-                .build()
+                .build_with_hasher(foldhash::fast::RandomState::default())
         });
         Ok(Self {
             name: name.clone(),
@@ -128,6 +135,7 @@ impl LambdaAuthorizer {
             flavor,
             sources,
             cache,
+            decisions: DecisionCounters::new(name),
         })
     }
 
@@ -140,7 +148,7 @@ impl LambdaAuthorizer {
         let mut identity = Vec::with_capacity(self.sources.len());
         for s in &self.sources {
             match s.value(&parts.headers, parts.uri.query(), &state.stage.variables) {
-                Some(v) => identity.push(v),
+                Some(v) => identity.push(v.into_owned()),
                 None => {
                     return Err(GatewayError::Unauthorized {
                         reason: format!("identity source missing: {}", s.describe()),
@@ -152,19 +160,21 @@ impl LambdaAuthorizer {
         let method_arn = method_arn(state, parts.method.as_str(), &ctx.path);
         let invoke = || self.invoke(state, ctx, parts, &identity, &method_arn);
         let (result, cached) = match &self.cache {
-            Some(cache) => {
-                let refs: Vec<&str> = identity.iter().map(String::as_str).collect();
-                let key = credential_hash(&refs);
-                let mut fresh = false;
-                let r = cache
-                    .try_get_with(key, async {
-                        fresh = true;
-                        invoke().await.map(Arc::new)
-                    })
-                    .await
-                    .map_err(|e| (*e).clone())?;
-                (r, !fresh)
-            }
+            Some(cache) => match cache.get(identity.as_slice()).await {
+                Some(r) => (r, true),
+                None => {
+                    // Concurrent misses for the same identity invoke once.
+                    let mut fresh = false;
+                    let r = cache
+                        .try_get_with(identity.clone().into_boxed_slice(), async {
+                            fresh = true;
+                            invoke().await.map(Arc::new)
+                        })
+                        .await
+                        .map_err(|e| (*e).clone())?;
+                    (r, !fresh)
+                }
+            },
             None => (Arc::new(invoke().await?), false),
         };
         let info = parts.extensions.get::<RequestInfo>();
@@ -300,10 +310,25 @@ fn authorizer_failed(why: &str) -> GatewayError {
 /// `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/path`
 pub fn method_arn(state: &GatewayState, method: &str, path: &str) -> String {
     let g = &state.config.gateway;
-    format!(
-        "arn:aws:execute-api:{}:{}:{}/{}/{}{}",
-        g.region, g.account_id, g.api_id, state.stage.name, method, path
-    )
+    let parts = [
+        "arn:aws:execute-api:",
+        &g.region,
+        ":",
+        &g.account_id,
+        ":",
+        &g.api_id,
+        "/",
+        &state.stage.name,
+        "/",
+        method,
+        path,
+    ];
+    // Built by hand: this runs for every request, cached result or not.
+    let mut arn = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        arn.push_str(p);
+    }
+    arn
 }
 
 /// Reads the function's answer as a policy or a simple response.
@@ -315,8 +340,8 @@ pub fn parse_response(
 ) -> Result<AuthorizerResult, String> {
     let obj = v.as_object().ok_or("the response is not a JSON object")?;
     let context = match obj.get("context") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        None | Some(Value::Null) => Arc::new(Map::new()),
+        Some(Value::Object(m)) => Arc::new(m.clone()),
         Some(_) => return Err("`context` is not an object".into()),
     };
     match format {
@@ -363,6 +388,8 @@ pub fn decide(
     cached: bool,
 ) -> Decision {
     let cached_note = if cached { " (cached)" } else { "" };
+    // The note is only built when someone reads the auth log.
+    let log = tracing::enabled!(target: "lambdagate::auth", tracing::Level::INFO);
     match result {
         AuthorizerResult::Simple {
             authorized,
@@ -379,7 +406,11 @@ pub fn decide(
                     context: context.clone(),
                 },
                 usage_identifier_key: None,
-                note: format!("isAuthorized{cached_note}"),
+                note: if log {
+                    format!("isAuthorized{cached_note}")
+                } else {
+                    String::new()
+                },
             })
         }
         AuthorizerResult::Policy {
@@ -403,10 +434,14 @@ pub fn decide(
                     context: context.clone(),
                 },
                 usage_identifier_key: usage_identifier_key.clone(),
-                note: format!(
-                    "principal {}{cached_note}",
-                    principal_id.as_deref().unwrap_or("-")
-                ),
+                note: if log {
+                    format!(
+                        "principal {}{cached_note}",
+                        principal_id.as_deref().unwrap_or("-")
+                    )
+                } else {
+                    String::new()
+                },
             })
         }
     }

@@ -14,6 +14,7 @@ pub mod lambda_authorizer;
 pub mod policy;
 pub mod sigv4;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::pipeline::Next;
@@ -44,9 +45,10 @@ pub enum AuthorizerOutput {
         claims: Arc<Map<String, Value>>,
         scopes: Arc<Vec<String>>,
     },
+    /// The context is shared with the result cache.
     Lambda {
         principal_id: Option<String>,
-        context: Map<String, Value>,
+        context: Arc<Map<String, Value>>,
     },
     Iam(IamIdentity),
 }
@@ -94,6 +96,14 @@ impl Authorizer {
             Authorizer::Lambda(_) => "lambda",
         }
     }
+
+    fn decisions(&self) -> &DecisionCounters {
+        match self {
+            Authorizer::Jwt(a) => &a.decisions,
+            Authorizer::Sigv4(a) => &a.decisions,
+            Authorizer::Lambda(a) => &a.decisions,
+        }
+    }
 }
 
 /// A route's auth settings, resolved at start-up.
@@ -121,46 +131,54 @@ pub struct Granted {
 /// Auth phase.
 pub async fn authenticate(
     State(state): State<Arc<GatewayState>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    // Cheap check first: routes without auth pass straight through.
-    let Some(ctx) = req.extensions().get::<RouteContext>() else {
+    // Cheap check first: routes without auth pass straight through. The
+    // route is shared, so holding it costs one reference count.
+    let Some(route) = req
+        .extensions()
+        .get::<RouteContext>()
+        .filter(|ctx| ctx.route.auth.is_some())
+        .map(|ctx| ctx.route.clone())
+    else {
         return next.run(req).await;
     };
-    let Some(auth) = ctx.route.auth.clone() else {
+    let Some(auth) = route.auth.as_ref() else {
         return next.run(req).await;
     };
-    let ctx = ctx.clone();
-    let (decision, mut req) = match &*auth.authorizer {
-        Authorizer::Jwt(a) => (
-            a.authorize(req.headers(), req.uri(), &auth.scopes).await,
-            req,
-        ),
+    let decision = match &*auth.authorizer {
+        Authorizer::Jwt(a) => a.authorize(req.headers(), req.uri(), &auth.scopes).await,
         Authorizer::Sigv4(a) => {
             // The signature covers the body: read it (bounded) and put it back.
             let (parts, body) = req.into_parts();
-            match crate::limits::collect_body(body, state.config.gateway.limits.max_body).await {
-                Ok(bytes) => {
-                    let d = a.authorize(&parts, &bytes, &state);
-                    (d, Request::from_parts(parts, Body::from(bytes)))
-                }
-                Err(e) => (Err(e), Request::from_parts(parts, Body::empty())),
-            }
+            let (d, body) =
+                match crate::limits::collect_body(body, state.config.gateway.limits.max_body).await
+                {
+                    Ok(bytes) => (a.authorize(&parts, &bytes, &state), Body::from(bytes)),
+                    Err(e) => (Err(e), Body::empty()),
+                };
+            req = Request::from_parts(parts, body);
+            d
         }
         Authorizer::Lambda(a) => {
             let (parts, body) = req.into_parts();
-            let d = a.authorize(&state, &ctx, &parts).await;
-            (d, Request::from_parts(parts, body))
+            let d = match parts.extensions.get::<RouteContext>() {
+                Some(ctx) => a.authorize(&state, ctx, &parts).await,
+                None => Err(GatewayError::Internal("no route context".into())),
+            };
+            req = Request::from_parts(parts, body);
+            d
         }
     };
-    let route = ctx.route.route_key.as_str();
+    let route_key = route.route_key.as_str();
+    let decisions = auth.authorizer.decisions();
     match decision {
         Ok(granted) => {
-            crate::metrics::auth_decision(&auth.name, "allow");
+            decisions.count(Outcome::Allow);
             tracing::info!(
                 target: "lambdagate::auth",
-                route,
+                route = route_key,
                 authorizer = %auth.name,
                 kind = auth.authorizer.kind(),
                 decision = "allow",
@@ -191,17 +209,14 @@ pub async fn authenticate(
                 other => other.to_string(),
             };
             // An authorizer that could not decide (5xx) is an error, not a deny.
-            crate::metrics::auth_decision(
-                &auth.name,
-                if e.status().is_server_error() {
-                    "error"
-                } else {
-                    "deny"
-                },
-            );
+            decisions.count(if e.status().is_server_error() {
+                Outcome::Error
+            } else {
+                Outcome::Deny
+            });
             tracing::warn!(
                 target: "lambdagate::auth",
-                route,
+                route = route_key,
                 authorizer = %auth.name,
                 kind = auth.authorizer.kind(),
                 decision = "deny",
@@ -209,9 +224,55 @@ pub async fn authenticate(
                 reason = %reason,
             );
             let mut res = e.into_response();
-            res.extensions_mut().insert(ctx);
+            if let Some(ctx) = req.extensions_mut().remove::<RouteContext>() {
+                res.extensions_mut().insert(ctx);
+            }
             res
         }
+    }
+}
+
+/// How an auth decision is counted in `/metrics`.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Allow,
+    Deny,
+    Error,
+}
+
+/// An authorizer's decision counters (`lambdagate_auth_decisions_total`),
+/// made on its first decision and kept, so a request does not look the
+/// metric up by its labels.
+pub struct DecisionCounters {
+    name: String,
+    counters: std::sync::OnceLock<[metrics::Counter; 3]>,
+}
+
+impl DecisionCounters {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            counters: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn count(&self, outcome: Outcome) {
+        let [allow, deny, error] = self.counters.get_or_init(|| {
+            let c = |decision: &'static str| {
+                metrics::counter!(
+                    crate::metrics::AUTH_DECISIONS,
+                    "authorizer" => self.name.clone(),
+                    "decision" => decision
+                )
+            };
+            [c("allow"), c("deny"), c("error")]
+        });
+        match outcome {
+            Outcome::Allow => allow,
+            Outcome::Deny => deny,
+            Outcome::Error => error,
+        }
+        .increment(1);
     }
 }
 
@@ -253,15 +314,24 @@ impl IdentitySource {
         ))
     }
 
-    /// The value this source names in a request, if present and non-empty.
-    pub fn value(
+    /// The value this source names in a request, if present and non-empty
+    /// (borrowed when it is one header's value, as it usually is).
+    pub fn value<'a>(
         &self,
-        headers: &HeaderMap,
+        headers: &'a HeaderMap,
         query: Option<&str>,
-        stage_variables: &std::collections::BTreeMap<String, String>,
-    ) -> Option<String> {
+        stage_variables: &'a std::collections::BTreeMap<String, String>,
+    ) -> Option<Cow<'a, str>> {
         let v = match self {
             IdentitySource::Header(h) => {
+                let mut all = headers.get_all(h.as_str()).iter();
+                if let (Some(one), None) = (all.next(), all.next()) {
+                    return one
+                        .to_str()
+                        .ok()
+                        .filter(|s| !s.trim().is_empty())
+                        .map(Cow::Borrowed);
+                }
                 let values: Vec<&str> = headers
                     .get_all(h.as_str())
                     .iter()
@@ -270,7 +340,7 @@ impl IdentitySource {
                 if values.is_empty() {
                     None
                 } else {
-                    Some(values.join(","))
+                    Some(Cow::Owned(values.join(",")))
                 }
             }
             IdentitySource::Query(q) => {
@@ -282,10 +352,12 @@ impl IdentitySource {
                 if values.is_empty() {
                     None
                 } else {
-                    Some(values.join(","))
+                    Some(Cow::Owned(values.join(",")))
                 }
             }
-            IdentitySource::StageVariable(v) => stage_variables.get(v).cloned(),
+            IdentitySource::StageVariable(v) => {
+                stage_variables.get(v).map(|v| Cow::Borrowed(v.as_str()))
+            }
         };
         v.filter(|s| !s.trim().is_empty())
     }
@@ -298,17 +370,6 @@ impl IdentitySource {
             IdentitySource::StageVariable(v) => format!("the {v} stage variable"),
         }
     }
-}
-
-/// Hex SHA-256 of a credential: cache keys never hold the credential itself.
-pub fn credential_hash(parts: &[&str]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize().into()
 }
 
 #[cfg(test)]
@@ -349,10 +410,5 @@ mod tests {
             q.value(&h, Some("t=x%20y&u=1"), &vars).as_deref(),
             Some("x y")
         );
-    }
-
-    #[test]
-    fn credential_hash_separates_parts() {
-        assert_ne!(credential_hash(&["ab", "c"]), credential_hash(&["a", "bc"]));
     }
 }

@@ -143,8 +143,9 @@ pub fn evaluate(statements: &[Statement], method_arn: &str, facts: &RequestFacts
 }
 
 fn action_matches(action: &str) -> bool {
-    let a = action.to_ascii_lowercase();
-    a == "*" || a == "execute-api:*" || a == "execute-api:invoke"
+    ["*", "execute-api:*", "execute-api:invoke"]
+        .iter()
+        .any(|a| action.eq_ignore_ascii_case(a))
 }
 
 /// IAM wildcard matching: `*` is any run of characters (slashes included),
@@ -164,6 +165,10 @@ pub fn wildcard_matches(p: &[u8], s: &[u8]) -> bool {
             pi += 1;
             si += 1;
         } else if pi < p.len() && p[pi] == b'*' {
+            // Only stars left in the pattern: they take the rest, whatever it is.
+            if p[pi..].iter().all(|&c| c == b'*') {
+                return true;
+            }
             star = Some(pi);
             mark = si;
             pi += 1;

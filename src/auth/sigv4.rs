@@ -19,6 +19,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, HeaderName};
 use axum::http::request::Parts;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
@@ -36,6 +37,11 @@ pub const MAX_SKEW: Duration = Duration::from_secs(300);
 const MAX_PRESIGN_EXPIRES: u64 = 604_800;
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// Hex SHA-256 of an empty payload.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
 
 /// An access key the gateway accepts, and who it belongs to.
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +106,7 @@ pub struct Sigv4Authorizer {
     service: String,
     region: String,
     store: Arc<dyn AccessKeyStore>,
+    pub(super) decisions: super::DecisionCounters,
 }
 
 /// The signature's parts as the client sent them.
@@ -136,6 +143,7 @@ impl Sigv4Authorizer {
                 .unwrap_or_else(|| "execute-api".to_string()),
             region: region.to_string(),
             store,
+            decisions: super::DecisionCounters::new(&cfg.name),
         }
     }
 
@@ -163,8 +171,8 @@ impl Sigv4Authorizer {
         now: SystemTime,
     ) -> Result<Granted, Sigv4Refusal> {
         let query = parts.uri.query().unwrap_or_default();
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let auth_header = header("authorization").filter(|a| a.starts_with(ALGORITHM));
+        let header = |name: &HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let auth_header = header(&AUTHORIZATION).filter(|a| a.starts_with(ALGORITHM));
         // The query is only parsed for the presigned form.
         let query_params = if auth_header.is_none() && query.contains("X-Amz-") {
             crate::event::parse_query(query)
@@ -264,8 +272,14 @@ impl Sigv4Authorizer {
         }
 
         // The payload hash the client committed to.
-        let declared = header("x-amz-content-sha256").or_else(|| qp("X-Amz-Content-Sha256"));
-        let body_hash = || hex::encode(Sha256::digest(body));
+        let declared = header(&X_AMZ_CONTENT_SHA256).or_else(|| qp("X-Amz-Content-Sha256"));
+        let body_hash = || {
+            if body.is_empty() {
+                EMPTY_SHA256.to_string()
+            } else {
+                hex::encode(Sha256::digest(body))
+            }
+        };
         let bodies: Vec<SignableBody<'_>> = match declared {
             Some(d) if d == UNSIGNED_PAYLOAD => vec![SignableBody::UnsignedPayload],
             Some(d) if !d.eq_ignore_ascii_case(&body_hash()) => {
@@ -279,7 +293,9 @@ impl Sigv4Authorizer {
                 SignableBody::Precomputed(body_hash()),
                 SignableBody::UnsignedPayload,
             ],
-            None => vec![SignableBody::Bytes(body)],
+            // The same as `SignableBody::Bytes(body)`, without hashing an
+            // empty body (a GET's) on every request.
+            None => vec![SignableBody::Precomputed(body_hash())],
         };
 
         let path_and_query = match p.expires {
@@ -446,7 +462,7 @@ impl Sigv4Refusal {
 /// `AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=hex`
 fn parse_header_form<'a>(
     auth: &'a str,
-    header: &impl Fn(&str) -> Option<&'a str>,
+    header: &impl Fn(&HeaderName) -> Option<&'a str>,
 ) -> Result<Presented<'a>, Sigv4Refusal> {
     let rest = auth[ALGORITHM.len()..].trim();
     let (mut credential, mut signed, mut signature) = (None, None, None);
@@ -470,7 +486,7 @@ fn parse_header_form<'a>(
     let signed = signed.ok_or_else(|| missing("SignedHeaders"))?;
     let signature = signature.ok_or_else(|| missing("Signature"))?;
     let (access_key_id, date, region, service) = parse_scope(credential)?;
-    let amz_date = header("x-amz-date").ok_or_else(|| {
+    let amz_date = header(&X_AMZ_DATE).ok_or_else(|| {
         Sigv4Refusal::Incomplete(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
                 .into(),
@@ -484,7 +500,7 @@ fn parse_header_form<'a>(
         signed_headers: signed.split(';').collect(),
         signature,
         amz_date,
-        security_token: header("x-amz-security-token").map(str::to_string),
+        security_token: header(&X_AMZ_SECURITY_TOKEN).map(str::to_string),
         expires: None,
     })
 }
@@ -674,6 +690,11 @@ mod tests {
     }
 
     /// AWS's published SigV4 test-suite case `get-vanilla`.
+    #[test]
+    fn empty_payload_hash_is_sha256_of_nothing() {
+        assert_eq!(EMPTY_SHA256, hex::encode(Sha256::digest(b"")));
+    }
+
     #[test]
     fn aws_test_suite_get_vanilla_verifies() {
         let req = axum::http::Request::builder()

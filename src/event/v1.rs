@@ -84,7 +84,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
                 principal_id,
                 context,
             } => {
-                let mut m = context.clone();
+                let mut m = (**context).clone();
                 m.insert("principalId".into(), json!(principal_id));
                 m.insert("integrationLatency".into(), json!(0));
                 Value::Object(m)

@@ -62,7 +62,7 @@ pub fn to_event(input: &EventInput<'_>) -> Value {
                     "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes.as_slice()) },
                 }
             })),
-            Some(AuthorizerOutput::Lambda { context, .. }) => Some(json!({ "lambda": context })),
+            Some(AuthorizerOutput::Lambda { context, .. }) => Some(json!({ "lambda": &**context })),
             Some(AuthorizerOutput::Iam(iam)) => Some(json!({
                 "iam": {
                     "accessKey": iam.access_key,

@@ -408,6 +408,42 @@ async fn every_bad_token_is_401_with_the_reason_and_never_reaches_the_function()
 }
 
 #[tokio::test]
+async fn a_cached_token_vouches_only_for_itself() {
+    let issuer = Issuer::start().await;
+    let fake = echo_fake().await;
+    let gw = gateway_on(&fake, "", &issuer.routes()).await;
+    let good = issuer.token("rs256");
+    for _ in 0..2 {
+        assert_eq!(
+            get(&gw, "/items/1", &bearer(good.clone())).await.status(),
+            200
+        );
+    }
+    // The same header and claims under another signature, and the cached
+    // token with a byte more or less, are checked in full.
+    let (message, _) = good.rsplit_once('.').unwrap();
+    let mut longer = good.clone();
+    longer.push('A');
+    for token in [
+        issuer.token("bad_signature"),
+        longer,
+        good[..good.len() - 1].to_string(),
+        format!("{message}."),
+    ] {
+        assert!(token.starts_with(message));
+        let res = get(&gw, "/items/1", &bearer(token.clone())).await;
+        assert_eq!(res.status(), 401, "{token}");
+        let www = res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(www.contains("invalid_token"), "{www:?}");
+    }
+    assert_eq!(get(&gw, "/items/1", &bearer(good)).await.status(), 200);
+    assert_eq!(fake.calls().len(), 3);
+}
+
+#[tokio::test]
 async fn missing_scopes_are_403() {
     let issuer = Issuer::start().await;
     let fake = echo_fake().await;

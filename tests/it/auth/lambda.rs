@@ -302,6 +302,18 @@ async fn simple_responses_cache_by_every_identity_source() {
     assert_eq!(calls_to(&fake, "authz_simple").len(), before + 2);
     let hello = calls_to(&fake, "hello");
     assert_eq!(hello.len(), 5);
+
+    // The cache compares every identity value: ("alic", "ea") is not the
+    // cached ("alice", "a"), though the values run together the same.
+    let before = calls_to(&fake, "authz_simple").len();
+    let res = send("/simple?tenant=ea", Some("alic")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(calls_to(&fake, "authz_simple").len(), before + 1, "invoked");
+    let hello = calls_to(&fake, "hello");
+    assert_eq!(
+        hello[5]["requestContext"]["authorizer"]["lambda"],
+        json!({"user": "alic", "tenant": "ea"})
+    );
 }
 
 #[tokio::test]
