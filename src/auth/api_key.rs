@@ -82,18 +82,35 @@ pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// What each byte may be in a key, so checking a key's shape (on every
+/// keyed request) is a table read per byte without branches: bit 0, an id
+/// byte (a-z, 0-9); bit 1, a secret byte (URL-safe base64).
+const KEY_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            t[i] |= 1;
+        }
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            t[i] |= 2;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// The public id inside a well-formed key.
 pub fn key_id(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(PREFIX)?;
     let (id, secret) = rest.split_at_checked(ID_LEN)?;
     let secret = secret.strip_prefix('_')?;
-    (id.bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && secret.len() == 43
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-    .then_some(id)
+    let id_ok = id.bytes().fold(1, |ok, b| ok & KEY_BYTES[usize::from(b)]);
+    let secret_ok = secret
+        .bytes()
+        .fold(2, |ok, b| ok & KEY_BYTES[usize::from(b)]);
+    (id_ok != 0 && secret.len() == 43 && secret_ok != 0).then_some(id)
 }
 
 /// Whether `key` is the key `record` was made from (constant time).
@@ -465,6 +482,16 @@ mod tests {
         assert!(a.key.len() >= 3 + 10 + 1 + 43);
         assert!(key_id("lg_short").is_none());
         assert!(key_id(&a.key.replace("lg_", "xx_")).is_none());
+        // Bytes outside each part's alphabet.
+        let (head, secret) = a.key.split_at(14);
+        assert!(key_id(&format!("{head}{}+", &secret[..42])).is_none());
+        assert!(key_id(&format!("{head}{}\u{e9}", &secret[..41])).is_none());
+        assert!(key_id(&format!("lg_A{}{}", &a.id[1..], &a.key[13..])).is_none());
+        assert!(key_id(&format!("lg_{}-{}", &a.id[..9], &a.key[13..])).is_none());
+        assert_eq!(
+            key_id(&format!("{head}{}_", &secret[..42])),
+            Some(a.id.as_str())
+        );
         let rotated = generate_for(&a.id);
         assert_eq!(rotated.id, a.id);
         assert_ne!(rotated.key, a.key);

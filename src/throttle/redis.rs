@@ -99,8 +99,8 @@ pub struct Lease {
 struct LeaseState {
     /// Cells still to spend.
     cells: u32,
-    /// Milliseconds since the client's epoch when the cells expire.
-    expires_ms: i64,
+    /// Microseconds since the client's epoch when the cells expire.
+    expires_us: i64,
     /// Cells the bucket had left after the last grant (for `RateLimit-*`).
     remaining: u32,
 }
@@ -264,8 +264,9 @@ impl RedisGcra {
         k
     }
 
-    fn now_ms(&self) -> i64 {
-        self.epoch.elapsed().as_millis() as i64
+    /// Microseconds since the client's epoch.
+    fn now_us(&self) -> i64 {
+        self.epoch.elapsed().as_micros() as i64
     }
 
     /// One GCRA step over `levels`: the verdict and, when refused, the index
@@ -276,13 +277,14 @@ impl RedisGcra {
         &self,
         levels: &[Step<'_>],
     ) -> Result<(Verdict, Option<usize>), Unreachable> {
-        let now = self.now_ms();
+        let now_us = self.now_us();
+        let now = now_us / 1000;
         let mut local = [Local::default(); 4];
         let local = &mut local[..levels.len().min(4)];
         let mut remote = 0;
         for (step, l) in levels.iter().zip(local.iter_mut()) {
             let mut s = step.lease.lock();
-            if s.cells > 0 && now < s.expires_ms {
+            if s.cells > 0 && now_us < s.expires_us {
                 s.cells -= 1;
                 l.taken = true;
                 l.remaining = s.remaining.saturating_add(s.cells);
@@ -364,7 +366,7 @@ impl RedisGcra {
             };
             return Ok((verdict, refused_by));
         }
-        let expires_ms = now + self.lease.as_millis() as i64;
+        let expires_us = now_us + self.lease.as_micros() as i64;
         let mut granted = out[3..].chunks_exact(2);
         for (step, l) in levels.iter().zip(local.iter_mut()) {
             if l.taken {
@@ -376,7 +378,7 @@ impl RedisGcra {
             let mut s = step.lease.lock();
             // One granted cell is this request's; concurrent steps add up.
             s.cells = s.cells.saturating_add(cells(g).saturating_sub(1));
-            s.expires_ms = expires_ms;
+            s.expires_us = expires_us;
             s.remaining = cells(left);
             l.remaining = s.remaining.saturating_add(s.cells);
         }
