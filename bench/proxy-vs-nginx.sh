@@ -8,6 +8,11 @@
 # run is bounded by DURATION.
 #
 # Usage: bench/proxy-vs-nginx.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+#        PROXY_CALLGRIND=N bench/proxy-vs-nginx.sh
+# With PROXY_CALLGRIND=N the gateway runs under valgrind's callgrind instead
+# and the script prints instructions per request for the `mock` and `http`
+# routes (N sequential keep-alive GETs each, after a warm-up): repeatable on
+# a busy machine, unlike req/s. Profiles stay in target/callgrind/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -75,10 +80,40 @@ method = "GET"
 path = "/http/{proxy+}"
 backend = "up"
 TOML
-RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
+CALLGRIND=${PROXY_CALLGRIND:-}
+RUST_LOG=warn taskset -c 0 ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
 
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$GW_PORT"
+
+if [ -n "$CALLGRIND" ]; then
+    GW_PID=${PIDS[-1]}
+    send() { # path count: sequential keep-alive GETs, all 200
+        python3 - "$GW_PORT" "$1" "$2" <<'PY'
+import http.client, sys
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+for _ in range(n):
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+PY
+    }
+    mkdir -p target/callgrind
+    for p in /mock /http/x; do
+        send "$p" 50
+        callgrind_control -z "$GW_PID" >/dev/null
+        send "$p" "$CALLGRIND"
+        callgrind_control -d "$GW_PID" >/dev/null
+        sleep 1
+        dump=$(ls -t "$WORK"/cg.* | head -1)
+        ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+        mv "$dump" "target/callgrind/proxy$(echo "$p" | tr '/' '_').out"
+        echo "$p: $((ir / CALLGRIND)) instructions per request"
+    done
+    exit 0
+fi
 
 # CPU time (clock ticks) used so far by a process and its threads/children.
 cpu_ticks() { # pid...

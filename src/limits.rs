@@ -3,13 +3,11 @@
 //! body stream so a lying or absent `Content-Length` cannot get past. Also
 //! refuses paths that would climb out of a route ([`check_path`]).
 
-use std::sync::Arc;
-
-use crate::pipeline::Next;
+use crate::pipeline::{Next, PhaseFuture, answer};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 
 use crate::app::GatewayState;
 use crate::error::GatewayError;
@@ -35,6 +33,10 @@ pub fn header_bytes(req: &Request) -> usize {
 /// encoded slash stays inside its segment (decoded only in
 /// `pathParameters`, forwarded still encoded).
 pub fn check_path(raw_path: &str) -> Result<(), GatewayError> {
+    // A dot segment needs a `.` or an encoded byte; a raw NUL never parses.
+    if !raw_path.bytes().any(|b| b == b'.' || b == b'%') {
+        return Ok(());
+    }
     let decoded = percent_encoding::percent_decode_str(raw_path).collect::<Vec<u8>>();
     let bad = decoded.contains(&0)
         || decoded
@@ -46,14 +48,16 @@ pub fn check_path(raw_path: &str) -> Result<(), GatewayError> {
     Ok(())
 }
 
-pub async fn enforce(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
+/// Limits phase. All of its work comes before the rest of the pipeline, so
+/// it hands back the rest's future (or its refusal) instead of awaiting it.
+pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
     let limits = state.config.gateway.limits;
     // Before route match, so a dot segment never selects a route.
     if let Err(e) = check_path(req.uri().path()) {
-        return e.into_response();
+        return answer(e.into_response());
     }
     if header_bytes(&req) > limits.max_header_bytes {
-        return GatewayError::HeadersTooLarge.into_response();
+        return answer(GatewayError::HeadersTooLarge.into_response());
     }
     let declared = req
         .headers()
@@ -61,11 +65,11 @@ pub async fn enforce(State(state): State<Arc<GatewayState>>, req: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body as u64) {
-        return GatewayError::PayloadTooLarge.into_response();
+        return answer(GatewayError::PayloadTooLarge.into_response());
     }
     let (parts, body) = req.into_parts();
     let body = Body::new(http_body_util::Limited::new(body, limits.max_body));
-    next.run(Request::from_parts(parts, body)).await
+    next.run(Request::from_parts(parts, body))
 }
 
 /// Reads a (limited) body whole; an overflow is a 413.

@@ -1,7 +1,10 @@
 //! THE request pipeline: every request passes these phases in this order,
 //! top to bottom (DESIGN.md). Each phase is one function in its own module,
-//! `async fn(State<Arc<GatewayState>>, Request, Next) -> Response`; each may
-//! answer early with a response instead of calling `next.run(req)`.
+//! `async fn(State<Arc<GatewayState>>, Request, Next) -> Response`, or, for
+//! a phase whose work all comes before the rest (limits, route match),
+//! `fn(&GatewayState, Request, Next) -> PhaseFuture` returning the rest's
+//! future; each may answer early with a response instead of calling
+//! `next.run(req)`. A route runs only the phases that apply to it.
 //!
 //! The phases are chained by [`Next`], an index into one shared, immutable
 //! list of phases: calling the next phase costs one boxed future and no copy
@@ -18,7 +21,7 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::app::{GatewayState, RouteRuntime};
 
@@ -40,16 +43,23 @@ enum Applies {
     Route(fn(&GatewayState, &RouteRuntime) -> bool),
 }
 
-/// Boxes a phase function `async fn(State, Request, Next) -> impl IntoResponse`.
+/// Boxes a phase function `async fn(State, Request, Next) -> Response`
+/// (the phase's own future, with no wrapper around it).
 macro_rules! phase {
     ($f:path) => {
-        (|state, req, next| {
-            Box::pin(async move { $f(State(state), req, next).await.into_response() })
-        }) as Phase
+        (|state, req, next| Box::pin($f(State(state), req, next))) as Phase
     };
-    (stateless $f:path) => {
-        (|_, req, next| Box::pin(async move { $f(req, next).await.into_response() })) as Phase
+    // A phase whose work all comes before the rest of the pipeline: a
+    // plain `fn(&GatewayState, Request, Next) -> PhaseFuture` that returns
+    // the rest's future (or an answer), so it costs no box or poll of its own.
+    (before $f:path) => {
+        (|state, req, next| $f(&state, req, next)) as Phase
     };
+}
+
+/// A phase's answer made without awaiting anything (a refusal).
+pub fn answer(res: Response) -> PhaseFuture {
+    Box::pin(std::future::ready(res))
 }
 
 /// Where route match is in [`phases`]: the phases up to it run before a
@@ -67,7 +77,7 @@ fn phases() -> Vec<(Phase, Applies)> {
         (phase!(crate::telemetry::request_id_and_log), Always),
         // Size limits before anything reads headers into events or buffers
         // the body.
-        (phase!(crate::limits::enforce), Always),
+        (phase!(before crate::limits::enforce), Always),
         // The gateway's own OpenAPI document and docs page, answered before
         // route match so no user route (not even `{proxy+}`) shadows them.
         (
@@ -78,7 +88,7 @@ fn phases() -> Vec<(Phase, Applies)> {
         // `RouteContext` it stores; unknown routes stop here (404/403), so a
         // bad path never turns into a 401. It continues with the matched
         // route's own list of the phases below.
-        (phase!(crate::routing::route_match), Always),
+        (phase!(before crate::routing::route_match), Always),
         // CORS: preflights answered before auth, as API Gateway does (route
         // match lets a preflight for a served path through unmatched).
         (phase!(crate::cors::cors), Gateway(|s| s.cors.is_some())),
@@ -97,7 +107,7 @@ fn phases() -> Vec<(Phase, Applies)> {
         // answer (throttled, cached, integrated) is logged with key id and
         // principal.
         (
-            phase!(stateless crate::telemetry::note_identity),
+            phase!(before crate::telemetry::note_identity),
             Route(|s, r| r.auth.is_some() || keyed(s, r)),
         ),
         // Throttle & quota: key/plan, route, stage, global; needs the plan

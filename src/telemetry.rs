@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::pipeline::Next;
+use crate::pipeline::{Next, PhaseFuture};
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 
 use crate::app::GatewayState;
@@ -25,6 +25,9 @@ use crate::auth::{AuthContext, AuthorizerOutput};
 use crate::config::Flavor;
 use crate::error::ErrorDetail;
 use crate::routing::RouteContext;
+
+static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+static APIGW_REQUESTID: HeaderName = HeaderName::from_static("apigw-requestid");
 
 /// Facts about a request known before any phase runs.
 #[derive(Debug, Clone)]
@@ -145,7 +148,7 @@ pub async fn request_id_and_log(
 ) -> Response {
     let request_id = req
         .headers()
-        .get("x-amzn-requestid")
+        .get(&X_AMZN_REQUESTID)
         .and_then(acceptable_id)
         .unwrap_or_else(new_request_id);
     let source_ip = req
@@ -176,10 +179,10 @@ pub async fn request_id_and_log(
     crate::metrics::in_flight(-1.0);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         let name = match state.config.gateway.flavor {
-            Flavor::Rest => "x-amzn-requestid",
-            Flavor::Http => "apigw-requestid",
+            Flavor::Rest => &X_AMZN_REQUESTID,
+            Flavor::Http => &APIGW_REQUESTID,
         };
-        res.headers_mut().insert(name, v);
+        res.headers_mut().insert(name.clone(), v);
     }
     let route = res
         .extensions()
@@ -222,14 +225,14 @@ pub async fn request_id_and_log(
 
 /// Identity-for-the-log phase (right after auth): copies who the caller is
 /// into the access record. A no-op when auth left no `AuthContext`.
-pub async fn note_identity(req: Request, next: Next) -> Response {
+pub fn note_identity(_: &GatewayState, req: Request, next: Next) -> PhaseFuture {
     if let (Some(auth), Some(info)) = (
         req.extensions().get::<AuthContext>(),
         req.extensions().get::<RequestInfo>(),
     ) {
         info.record.note_auth(auth);
     }
-    next.run(req).await
+    next.run(req)
 }
 
 /// Sets up logging for the binary: `RUST_LOG`-style filtering, text or JSON.

@@ -394,47 +394,47 @@ impl Drop for UpstreamBody {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names (no hashing) finds them; most messages carry
-    // none, or only `Connection: keep-alive`.
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| HOP_BY_HOP.contains(k))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
+    // One pass over the names (no hashing, no allocation) finds them; most
+    // messages carry none, or only `Connection: keep-alive`.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
-    // Headers named in `Connection` are hop-by-hop too.
-    for name in headers
+    // Headers named in `Connection` are hop-by-hop too; the usual ones are
+    // in the list already.
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        // Those already found above, or not present, need no lookup.
         .filter(|n| {
             !HOP_BY_HOP
                 .iter()
                 .any(|h| h.as_str().eq_ignore_ascii_case(n))
         })
-    {
-        if let Ok(n) = HeaderName::from_bytes(name.as_bytes())
-            && !doomed.contains(&n)
-        {
-            doomed.push(n);
-        }
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
     }
-    for h in doomed {
+    for (h, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(h);
     }
 }
 
 fn add_forwarded(headers: &mut HeaderMap, info: &ForwardInfo<'_>, host: Option<HeaderValue>) {
-    let ip = info.source_ip.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
+    let mut xff = String::with_capacity(48);
+    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        xff.push_str(prev);
+        xff.push_str(", ");
+    }
+    push_ip(&mut xff, info.source_ip);
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
@@ -444,5 +444,68 @@ fn add_forwarded(headers: &mut HeaderMap, info: &ForwardInfo<'_>, host: Option<H
     }
     if let Ok(v) = HeaderValue::from_str(info.request_id) {
         headers.insert(X_AMZN_REQUESTID.clone(), v);
+    }
+}
+
+/// Appends `ip` in its usual text form; IPv4 without `fmt` (a proxied
+/// request formats one per request).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ips_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.100.9",
+            "255.255.255.255",
+            "1.20.199.250",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.1.2.3",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, X-Drop"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-drop", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-keep"));
     }
 }

@@ -8,9 +8,9 @@ pub use matcher::{RouteMatch, RouteTable, RouteTemplate, Segment, TableConflict,
 
 use std::sync::Arc;
 
-use crate::pipeline::Next;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use crate::pipeline::{Next, PhaseFuture, answer};
+use axum::extract::Request;
+use axum::response::IntoResponse;
 
 use crate::app::{GatewayState, RouteRuntime};
 use crate::error::GatewayError;
@@ -71,17 +71,14 @@ pub fn resolve(
     Err(GatewayError::RouteNotFound(state.config.gateway.flavor))
 }
 
-/// Route match phase.
-pub async fn route_match(
-    State(state): State<Arc<GatewayState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    match resolve(&state, req.method().as_str(), req.uri().path()) {
+/// Route match phase. All of its work comes before the rest of the
+/// pipeline, so it hands back the rest's future instead of awaiting it.
+pub fn route_match(state: &GatewayState, mut req: Request, next: Next) -> PhaseFuture {
+    match resolve(state, req.method().as_str(), req.uri().path()) {
         Ok(ctx) => {
             let index = ctx.route.config.index;
             req.extensions_mut().insert(ctx);
-            next.for_route(index).run(req).await
+            next.for_route(index).run(req)
         }
         // A CORS preflight for a path some route serves goes on to the CORS
         // phase, which answers it, even with no OPTIONS route (as API Gateway).
@@ -89,10 +86,10 @@ pub async fn route_match(
             if state.cors.is_some()
                 && crate::cors::is_preflight(&req)
                 && crate::cors::requested_method(&req)
-                    .is_some_and(|m| resolve(&state, m, req.uri().path()).is_ok()) =>
+                    .is_some_and(|m| resolve(state, m, req.uri().path()).is_ok()) =>
         {
-            next.run(req).await
+            next.run(req)
         }
-        Err(e) => e.into_response(),
+        Err(e) => answer(e.into_response()),
     }
 }
