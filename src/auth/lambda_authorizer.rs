@@ -178,13 +178,13 @@ impl LambdaAuthorizer {
             None => (Arc::new(invoke().await?), false),
         };
         let info = parts.extensions.get::<RequestInfo>();
-        let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+        let header = |n| parts.headers.get(n).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
             source_ip: info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |i| i.source_ip),
             now: std::time::SystemTime::now(),
             secure_transport: state.config.gateway.tls.is_some(),
-            user_agent: header("user-agent"),
-            referer: header("referer"),
+            user_agent: header(axum::http::header::USER_AGENT),
+            referer: header(axum::http::header::REFERER),
         };
         decide(&result, &method_arn, &facts, cached)
     }
