@@ -23,8 +23,11 @@ use super::{AuthorizerOutput, Decision, DecisionCounters, Granted, IdentitySourc
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
 
-/// Verified tokens kept at most (per authorizer).
-const VERIFIED_CACHE_CAPACITY: u64 = 10_000;
+/// Bytes of verified tokens kept at most (per authorizer). A token is
+/// weighed at three times its length (the token itself plus its parsed
+/// claims), so the bound holds for large tokens too: about 10,000 tokens
+/// of 1 KB, or 1,000 of 10 KB (the largest a header may carry).
+const VERIFIED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 
@@ -33,6 +36,12 @@ struct Verified {
     claims: Arc<Map<String, Value>>,
     scopes: Arc<Vec<String>>,
     exp: u64,
+}
+
+/// A cached token's weight against [`VERIFIED_CACHE_BYTES`].
+#[allow(clippy::borrowed_box, reason = "moka passes the key type by reference")]
+fn token_weight(token: &Box<str>, _: &Arc<Verified>) -> u32 {
+    u32::try_from(token.len().saturating_mul(3)).unwrap_or(u32::MAX)
 }
 
 struct UntilExp;
@@ -128,7 +137,8 @@ impl JwtAuthorizer {
             leeway: cfg.leeway.as_secs(),
             verified: cfg.token_cache.then(|| {
                 moka::sync::Cache::builder()
-                    .max_capacity(VERIFIED_CACHE_CAPACITY)
+                    .max_capacity(VERIFIED_CACHE_BYTES)
+                    .weigher(token_weight)
                     .expire_after(UntilExp)
                     .build_with_hasher(foldhash::fast::RandomState::default())
             }),
