@@ -79,6 +79,8 @@ pub struct GatewayState {
     pub api_keys: Option<Arc<crate::auth::api_key::ApiKeys>>,
     /// Throttles and quotas of the serving stage.
     pub throttles: crate::throttle::Throttles,
+    /// Request metrics of requests no route served (route label `-`).
+    pub unrouted_metrics: crate::metrics::RouteMetrics,
 }
 
 /// A function the Invoke API can call.
@@ -291,6 +293,7 @@ impl Gateway {
                 invocable,
                 api_keys,
                 throttles,
+                unrouted_metrics: crate::metrics::RouteMetrics::new("-"),
             }),
             admin_token,
         })

@@ -184,24 +184,6 @@ impl RouteMetrics {
     }
 }
 
-/// One answered request no route served (recorded by the access-log phase).
-pub fn request(
-    route: &str,
-    method: &str,
-    status: u16,
-    total: Duration,
-    integration: Option<Duration>,
-) {
-    counter!(REQUESTS, "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string())
-        .increment(1);
-    histogram!(REQUEST_DURATION, "route" => route.to_string()).record(total.as_secs_f64());
-    let overhead = total.saturating_sub(integration.unwrap_or_default());
-    histogram!(GATEWAY_OVERHEAD, "route" => route.to_string()).record(overhead.as_secs_f64());
-    if let Some(i) = integration {
-        histogram!(INTEGRATION_DURATION, "route" => route.to_string()).record(i.as_secs_f64());
-    }
-}
-
 /// An authorizer's decision: `decision` is `allow`, `deny` or `error`.
 pub fn auth_decision(authorizer: &str, decision: &'static str) {
     counter!(AUTH_DECISIONS, "authorizer" => authorizer.to_string(), "decision" => decision)
@@ -282,9 +264,8 @@ mod tests {
     #[test]
     fn recorded_metrics_render_as_prometheus_text() {
         assert!(install().is_some());
-        request(
-            "GET /unit",
-            "GET",
+        RouteMetrics::new("GET /unit").record(
+            &Method::GET,
             200,
             Duration::from_millis(5),
             Some(Duration::from_millis(3)),

@@ -200,10 +200,10 @@ pub async fn request_id_and_log(
     let bytes_out = http_body::Body::size_hint(res.body())
         .exact()
         .map_or(-1, |n| n as i64);
-    match &route {
-        Some(r) => r.metrics.record(&method, status, latency, integration),
-        None => crate::metrics::request(route_key, method.as_str(), status, latency, integration),
-    }
+    route
+        .as_ref()
+        .map_or(&state.unrouted_metrics, |r| &r.metrics)
+        .record(&method, status, latency, integration);
     tracing::info!(
         target: "lambdagate::access",
         request_id = %request_id,

@@ -1135,6 +1135,39 @@ fn admin_base(p: &GatewayProcess) -> String {
     format!("http://{}", p.admin_addr.expect("admin listener"))
 }
 
+/// Six clients spread over `urls` send keyed GETs back to back for
+/// `window`: (admitted, refused, seconds taken). Anything but 200/429 fails.
+async fn overload(urls: &[String; 2], key: &str, window: Duration) -> (f64, u64, f64) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let shared_client = client();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = urls[i % 2].clone();
+        let key = key.to_string();
+        let (acc, rej) = (accepted.clone(), refused.clone());
+        let c = shared_client.clone();
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < window {
+                let res = c.get(&url).header("x-api-key", &key).send().await.unwrap();
+                match res.status().as_u16() {
+                    200 => acc.fetch_add(1, Ordering::Relaxed),
+                    429 => rej.fetch_add(1, Ordering::Relaxed),
+                    other => panic!("unexpected status {other}"),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (
+        accepted.load(Ordering::Relaxed) as f64,
+        refused.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64(),
+    )
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_together_admit_one_plans_rate() {
     let shared = Shared::new();
@@ -1156,45 +1189,15 @@ mock = { status = 200, body = "ok" }
     for u in &urls {
         assert_eq!(get_with_key(u, &key).await.status(), 200);
     }
-    let accepted = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let window = Duration::from_secs(4);
-    let shared_client = client();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let url = urls[i % 2].clone();
-        let key = key.clone();
-        let (acc, rej) = (accepted.clone(), refused.clone());
-        let c = shared_client.clone();
-        tasks.push(tokio::spawn(async move {
-            while start.elapsed() < window {
-                let res = c.get(&url).header("x-api-key", &key).send().await.unwrap();
-                match res.status().as_u16() {
-                    200 => acc.fetch_add(1, Ordering::Relaxed),
-                    429 => rej.fetch_add(1, Ordering::Relaxed),
-                    other => panic!("unexpected status {other}"),
-                };
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let accepted = accepted.load(Ordering::Relaxed) as f64;
+    let (accepted, refused, elapsed) = overload(&urls, &key, Duration::from_secs(4)).await;
     let expected = 8.0 + 40.0 * elapsed;
-    assert!(
-        refused.load(Ordering::Relaxed) > 0,
-        "the load must exceed the rate"
-    );
+    assert!(refused > 0, "the load must exceed the rate");
     assert!(
         (accepted - expected).abs() <= expected * 0.05,
         "two nodes admitted {accepted} in {elapsed:.2}s; one plan's rate allows {expected:.0}"
     );
     eprintln!(
-        "two nodes: {accepted} admitted, {} refused in {elapsed:.2}s (one plan allows {expected:.0})",
-        refused.load(Ordering::Relaxed)
+        "two nodes: {accepted} admitted, {refused} refused in {elapsed:.2}s (one plan allows {expected:.0})"
     );
     // Redis names the level that refused: the key's plan, as on one node.
     let metrics = client()
@@ -1245,45 +1248,15 @@ mock = { status = 200, body = "ok" }
     for u in &urls {
         assert_eq!(get_with_key(u, &key).await.status(), 200);
     }
-    let accepted = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let window = Duration::from_secs(4);
-    let shared_client = client();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let url = urls[i % 2].clone();
-        let key = key.clone();
-        let (acc, rej) = (accepted.clone(), refused.clone());
-        let c = shared_client.clone();
-        tasks.push(tokio::spawn(async move {
-            while start.elapsed() < window {
-                let res = c.get(&url).header("x-api-key", &key).send().await.unwrap();
-                match res.status().as_u16() {
-                    200 => acc.fetch_add(1, Ordering::Relaxed),
-                    429 => rej.fetch_add(1, Ordering::Relaxed),
-                    other => panic!("unexpected status {other}"),
-                };
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let accepted = accepted.load(Ordering::Relaxed) as f64;
+    let (accepted, refused, elapsed) = overload(&urls, &key, Duration::from_secs(4)).await;
     let expected = 98.0 + 100.0 * elapsed;
-    assert!(
-        refused.load(Ordering::Relaxed) > 0,
-        "the load must exceed the rate"
-    );
+    assert!(refused > 0, "the load must exceed the rate");
     assert!(
         (accepted - expected).abs() <= expected * 0.05,
         "two leasing nodes admitted {accepted} in {elapsed:.2}s; one plan's rate allows {expected:.0}"
     );
     eprintln!(
-        "two leasing nodes: {accepted} admitted, {} refused in {elapsed:.2}s (one plan allows {expected:.0})",
-        refused.load(Ordering::Relaxed)
+        "two leasing nodes: {accepted} admitted, {refused} refused in {elapsed:.2}s (one plan allows {expected:.0})"
     );
     drop((a, b));
     shared.cleanup().await;
