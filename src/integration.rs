@@ -14,9 +14,10 @@ use bytes::Bytes;
 
 use crate::app::{GatewayState, RouteIntegration};
 use crate::auth::AuthContext;
-use crate::backend::InvokeRequest;
 use crate::backend::http::ForwardInfo;
-use crate::config::PayloadVersion;
+use crate::backend::http::HttpUpstream;
+use crate::backend::{FunctionBackend, InvokeRequest};
+use crate::config::{FunctionConfig, PayloadVersion};
 use crate::error::GatewayError;
 use crate::event::{self, EventInput};
 use crate::limits::collect_body;
@@ -38,7 +39,10 @@ pub async fn integrate(State(state): State<Arc<GatewayState>>, req: Request) -> 
     // so they are boxed rather than moved with this one.
     let result = match &ctx.route.integration {
         RouteIntegration::Mock(m) => m.respond(),
-        _ => Box::pin(call(&state, &ctx, req)).await,
+        RouteIntegration::Http(upstream) => Box::pin(forward(&ctx, upstream, req)).await,
+        RouteIntegration::Proxy {
+            backend, function, ..
+        } => Box::pin(invoke(&state, &ctx, backend.as_ref(), function, req)).await,
     };
     if let Some(r) = record {
         r.add_integration_time(started.elapsed());
@@ -84,96 +88,99 @@ fn error_kind(e: &GatewayError) -> Option<&'static str> {
     }
 }
 
-async fn call(
-    state: &GatewayState,
+/// An `http` route: the request forwarded to its upstream.
+async fn forward(
     ctx: &RouteContext,
+    upstream: &HttpUpstream,
     req: Request,
 ) -> Result<Response<Body>, GatewayError> {
     let route = &ctx.route;
-    match &route.integration {
-        RouteIntegration::Mock(m) => m.respond(),
-        RouteIntegration::Http(upstream) => {
-            let info = req
-                .extensions()
-                .get::<RequestInfo>()
-                .cloned()
-                .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
-            // A greedy route forwards only its remainder; others the whole path.
-            let path = match route.config.template.greedy_param() {
-                Some(_) => {
-                    let prefix_len = route.config.template.segments().len().saturating_sub(1);
-                    let rest: Vec<&str> = ctx
-                        .path
-                        .trim_start_matches('/')
-                        .splitn(prefix_len + 1, '/')
-                        .collect();
-                    format!("/{}", rest.get(prefix_len).copied().unwrap_or_default())
-                }
-                None => ctx.path.clone(),
-            };
-            let query = req.uri().query().unwrap_or_default().to_string();
-            let timeout = route.timeout.min(upstream.timeout());
-            upstream
-                .forward(
-                    req,
-                    ForwardInfo {
-                        path: &path,
-                        query: &query,
-                        source_ip: info.source_ip,
-                        request_id: &info.request_id,
-                    },
-                    timeout,
-                )
-                .await
+    let info = req
+        .extensions()
+        .get::<RequestInfo>()
+        .cloned()
+        .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
+    // A greedy route forwards only its remainder; others the whole path.
+    let path = match route.config.template.greedy_param() {
+        Some(_) => {
+            let prefix_len = route.config.template.segments().len().saturating_sub(1);
+            let rest: Vec<&str> = ctx
+                .path
+                .trim_start_matches('/')
+                .splitn(prefix_len + 1, '/')
+                .collect();
+            format!("/{}", rest.get(prefix_len).copied().unwrap_or_default())
         }
-        RouteIntegration::Proxy {
-            backend, function, ..
-        } => {
-            let (parts, body) = req.into_parts();
-            let limits = state.config.gateway.limits;
-            let body = collect_body(body, limits.max_body).await?;
-            let info = parts
-                .extensions
-                .get::<RequestInfo>()
-                .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
-            let auth = parts.extensions.get::<AuthContext>();
-            if let Some(mapping) = &route.config.mapping {
-                return call_mapped(state, ctx, &parts, body, info, auth, mapping).await;
-            }
-            let payload = build_event(state, ctx, &parts, &body, info, auth);
-            if payload.len() > limits.max_function_payload {
-                return Err(GatewayError::PayloadTooLarge);
-            }
-            let out = backend
-                .invoke(InvokeRequest {
-                    function: function.clone(),
-                    payload,
-                    timeout: route.timeout,
-                    request_id: info.request_id.clone(),
-                    client_context: None,
-                    log_tail: false,
-                })
-                .await?;
-            if let Some(kind) = &out.function_error {
-                return Err(GatewayError::Integration(format!(
-                    "function `{}` failed ({kind}): {}",
-                    function.key,
-                    String::from_utf8_lossy(&out.payload[..out.payload.len().min(512)])
-                )));
-            }
-            if out.payload.len() > limits.max_function_payload {
-                return Err(GatewayError::Integration(format!(
-                    "function `{}` returned {} bytes, over the {} byte limit",
-                    function.key,
-                    out.payload.len(),
-                    limits.max_function_payload
-                )));
-            }
-            match route.config.payload_version {
-                PayloadVersion::V1 => event::v1::from_response(&out.payload),
-                PayloadVersion::V2 => event::v2::from_response(&out.payload),
-            }
-        }
+        None => ctx.path.clone(),
+    };
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let timeout = route.timeout.min(upstream.timeout());
+    upstream
+        .forward(
+            req,
+            ForwardInfo {
+                path: &path,
+                query: &query,
+                source_ip: info.source_ip,
+                request_id: &info.request_id,
+            },
+            timeout,
+        )
+        .await
+}
+
+/// A function route: the event (or mapped input) invoked on its backend.
+async fn invoke(
+    state: &GatewayState,
+    ctx: &RouteContext,
+    backend: &dyn FunctionBackend,
+    function: &Arc<FunctionConfig>,
+    req: Request,
+) -> Result<Response<Body>, GatewayError> {
+    let route = &ctx.route;
+    let (parts, body) = req.into_parts();
+    let limits = state.config.gateway.limits;
+    let body = collect_body(body, limits.max_body).await?;
+    let info = parts
+        .extensions
+        .get::<RequestInfo>()
+        .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
+    let auth = parts.extensions.get::<AuthContext>();
+    if let Some(mapping) = &route.config.mapping {
+        return call_mapped(state, ctx, &parts, body, info, auth, mapping).await;
+    }
+    let payload = build_event(state, ctx, &parts, &body, info, auth);
+    if payload.len() > limits.max_function_payload {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let out = backend
+        .invoke(InvokeRequest {
+            function: function.clone(),
+            payload,
+            timeout: route.timeout,
+            request_id: info.request_id.clone(),
+            client_context: None,
+            log_tail: false,
+        })
+        .await?;
+    if let Some(kind) = &out.function_error {
+        return Err(GatewayError::Integration(format!(
+            "function `{}` failed ({kind}): {}",
+            function.key,
+            String::from_utf8_lossy(&out.payload[..out.payload.len().min(512)])
+        )));
+    }
+    if out.payload.len() > limits.max_function_payload {
+        return Err(GatewayError::Integration(format!(
+            "function `{}` returned {} bytes, over the {} byte limit",
+            function.key,
+            out.payload.len(),
+            limits.max_function_payload
+        )));
+    }
+    match route.config.payload_version {
+        PayloadVersion::V1 => event::v1::from_response(&out.payload),
+        PayloadVersion::V2 => event::v2::from_response(&out.payload),
     }
 }
 
