@@ -26,7 +26,8 @@ use crate::config::Flavor;
 use crate::error::ErrorDetail;
 use crate::routing::RouteContext;
 
-static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+/// The request id header of REST APIs (also sent to `http` upstreams).
+pub(crate) static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 static APIGW_REQUESTID: HeaderName = HeaderName::from_static("apigw-requestid");
 
 /// Facts about a request known before any phase runs.

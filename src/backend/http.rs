@@ -30,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::error::GatewayError;
+use crate::telemetry::X_AMZN_REQUESTID;
 
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -45,7 +46,6 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 
 /// Idle connections kept per upstream; more are closed when they finish.
 const MAX_IDLE: usize = 256;
