@@ -152,6 +152,13 @@ pub fn proxy_response(data: &[u8]) {
     }
 }
 
+/// An upstream's HTTP/1.1 response as the `http` integration reads it: the
+/// head parsed (any framing it declares), then the rest decoded as a
+/// chunked body; errors are reported, never a panic.
+pub fn upstream_response(data: &[u8]) {
+    crate::backend::h1::fuzz_response(data);
+}
+
 /// Template rendering: line 1 is a template, the rest a JSON context (or a
 /// plain string). Compiling and rendering report errors, never panic.
 pub fn template_rendering(data: &[u8]) {

@@ -4,6 +4,7 @@
 //! the answer back to HTTP. Function errors and malformed responses become
 //! API Gateway's 502; deadlines become its 504.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -95,38 +96,32 @@ async fn forward(
     req: Request,
 ) -> Result<Response<Body>, GatewayError> {
     let route = &ctx.route;
-    let info = req
-        .extensions()
+    let (parts, body) = req.into_parts();
+    let info = parts
+        .extensions
         .get::<RequestInfo>()
-        .cloned()
         .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
     // A greedy route forwards only its remainder; others the whole path.
     let path = match route.config.template.greedy_param() {
         Some(_) => {
             let prefix_len = route.config.template.segments().len().saturating_sub(1);
-            let rest: Vec<&str> = ctx
+            let rest = ctx
                 .path
                 .trim_start_matches('/')
                 .splitn(prefix_len + 1, '/')
-                .collect();
-            format!("/{}", rest.get(prefix_len).copied().unwrap_or_default())
+                .nth(prefix_len)
+                .unwrap_or_default();
+            Cow::Owned(format!("/{rest}"))
         }
-        None => ctx.path.clone(),
+        None => Cow::Borrowed(ctx.path.as_str()),
     };
-    let query = req.uri().query().unwrap_or_default().to_string();
     let timeout = route.timeout.min(upstream.timeout());
-    upstream
-        .forward(
-            req,
-            ForwardInfo {
-                path: &path,
-                query: &query,
-                source_ip: info.source_ip,
-                request_id: &info.request_id,
-            },
-            timeout,
-        )
-        .await
+    let info = ForwardInfo {
+        path: &path,
+        source_ip: info.source_ip,
+        request_id: &info.request_id,
+    };
+    upstream.forward(&parts, body, info, timeout).await
 }
 
 /// A function route: the event (or mapped input) invoked on its backend.

@@ -1,51 +1,36 @@
 //! `http` integration: forwards the request to an upstream over pooled
 //! HTTP/1.1 keep-alive connections (API Gateway's HTTP proxy integration).
 //! Hop-by-hop headers are stripped both ways and `X-Forwarded-*` added. A
-//! connect failure is a 502, an upstream that does not answer in time a 504.
+//! connect failure or a bad response is a 502, an upstream that does not
+//! answer in time a 504.
 //!
-//! The request's own task drives its upstream connection: a connection is
-//! taken from the pool, the request written, the response head and body
-//! read, all polled from the task serving the client, and the connection
-//! goes back to the pool when the body has been read to its end. (A shared
-//! client would hand every request to a separate connection task and back.)
-//! A connection the upstream closed while idle is noticed when it is taken
-//! out; a request it refused before any byte was written is retried on
-//! another connection, never one that may have reached the upstream.
+//! The request's own task does the exchange (the wire format is in
+//! [`super::h1`]): a connection is taken from the pool, the request head
+//! (and a body up to 64 KiB) written in one write, the response head read
+//! and parsed in place. A response whose body came with its head is
+//! complete at once and its connection back in the pool before the
+//! response goes on; a longer one streams from the connection, which goes
+//! back when the body has been read to its end. A connection the upstream
+//! closed while idle is noticed when it is taken out; a request it refused
+//! before any byte was written is sent again on another connection, never
+//! one that may have reached the upstream.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Method, Response, Uri, header};
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
+use super::h1::{self, Conn, Framing};
 use crate::error::GatewayError;
 use crate::telemetry::X_AMZN_REQUESTID;
-
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Idle connections kept per upstream; more are closed when they finish.
 const MAX_IDLE: usize = 256;
@@ -53,6 +38,10 @@ const MAX_IDLE: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connecting never waits longer than this (nor than the route's timeout).
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request body bytes gathered before the first write: a body up to this
+/// size goes out with its head in one write (and could be sent again on
+/// another connection if the first refused it).
+const BUFFERED_BODY: usize = 64 * 1024;
 
 /// One upstream, resolved for the serving stage.
 pub struct HttpUpstream {
@@ -73,7 +62,6 @@ pub struct HttpUpstream {
 pub struct ForwardInfo<'a> {
     /// The path the upstream receives (already decided by the route).
     pub path: &'a str,
-    pub query: &'a str,
     pub source_ip: IpAddr,
     pub request_id: &'a str,
 }
@@ -128,102 +116,198 @@ impl HttpUpstream {
         self.timeout
     }
 
-    /// The upstream request target (origin form) for a request path: the
-    /// base URL's path joined with it, the base URL's query before the
-    /// request's.
-    pub fn target(&self, path: &str, query: &str) -> Result<Uri, GatewayError> {
-        let mut pq = String::with_capacity(
-            self.base_path.len()
-                + path.len()
-                + query.len()
-                + self.base_query.as_ref().map_or(0, String::len)
-                + 3,
-        );
-        pq.push_str(&self.base_path);
+    /// Appends the upstream request target (origin form) for a request
+    /// path: the base URL's path joined with it, the base URL's query
+    /// before the request's.
+    fn push_target(&self, out: &mut Vec<u8>, path: &str, query: &str) {
+        out.extend_from_slice(self.base_path.as_bytes());
         if !path.starts_with('/') {
-            pq.push('/');
+            out.push(b'/');
         }
-        pq.push_str(path);
+        out.extend_from_slice(path.as_bytes());
         if let Some(bq) = &self.base_query {
-            pq.push('?');
-            pq.push_str(bq);
+            out.push(b'?');
+            out.extend_from_slice(bq.as_bytes());
             if !query.is_empty() {
-                pq.push('&');
-                pq.push_str(query);
+                out.push(b'&');
+                out.extend_from_slice(query.as_bytes());
             }
         } else if !query.is_empty() {
-            pq.push('?');
-            pq.push_str(query);
+            out.push(b'?');
+            out.extend_from_slice(query.as_bytes());
         }
-        PathAndQuery::from_maybe_shared(Bytes::from(pq))
-            .map(Uri::from)
-            .map_err(|e| GatewayError::BadRequest(format!("bad upstream path: {e}")))
     }
 
+    /// Writes the request head the upstream receives: the client's
+    /// end-to-end headers, `Host` set to the upstream's, `X-Forwarded-*`
+    /// and the request id added, the backend's own headers last (they
+    /// replace the client's of the same name).
+    fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        req: &axum::http::request::Parts,
+        info: &ForwardInfo<'_>,
+    ) -> Result<(), GatewayError> {
+        out.extend_from_slice(req.method.as_str().as_bytes());
+        out.push(b' ');
+        let query = req.uri.query().unwrap_or_default();
+        let target_at = out.len();
+        self.push_target(out, info.path, query);
+        // Visible ASCII only: nothing in the target may end the request
+        // line early or smuggle a header in.
+        if !out[target_at..].iter().all(|b| (0x21..=0x7e).contains(b)) {
+            return Err(GatewayError::BadRequest("bad upstream path".into()));
+        }
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let headers = &req.headers;
+        // Headers the client's `Connection` names are hop-by-hop too.
+        let connection_named = headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+                .any(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case(b"close")
+                        && !t.eq_ignore_ascii_case(b"keep-alive")
+                })
+        });
+        let mut xff_seen = false;
+        let mut original_host: Option<&HeaderValue> = None;
+        for (k, v) in headers {
+            if *k == header::HOST {
+                original_host = Some(v);
+                continue;
+            }
+            if *k == X_FORWARDED_FOR {
+                xff_seen = true;
+                continue;
+            }
+            if h1::is_hop_by_hop(k)
+                || *k == header::CONTENT_LENGTH
+                || *k == X_FORWARDED_PROTO
+                || *k == X_FORWARDED_HOST
+                || *k == X_AMZN_REQUESTID
+                || self.headers.iter().any(|(n, _)| n == k)
+                || (connection_named && named_by_connection(headers, k))
+            {
+                continue;
+            }
+            push_header(out, k.as_str().as_bytes(), v.as_bytes());
+        }
+        // The client's X-Forwarded-For (all its lines, in order), then
+        // the client's own address.
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if xff_seen {
+            for v in headers.get_all(&X_FORWARDED_FOR) {
+                out.extend_from_slice(v.as_bytes());
+                out.extend_from_slice(b", ");
+            }
+        }
+        push_ip(out, info.source_ip);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+        if let Some(h) = original_host {
+            push_header(out, b"x-forwarded-host", h.as_bytes());
+        }
+        if HeaderValue::from_str(info.request_id).is_ok() {
+            push_header(
+                out,
+                X_AMZN_REQUESTID.as_str().as_bytes(),
+                info.request_id.as_bytes(),
+            );
+        }
+        for (k, v) in &self.headers {
+            push_header(out, k.as_str().as_bytes(), v.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Forwards a request (its parts and body) and returns the upstream's
+    /// response; its body streams from the upstream unless it came whole.
     pub async fn forward(
         &self,
-        req: Request<Body>,
+        parts: &axum::http::request::Parts,
+        body: Body,
         info: ForwardInfo<'_>,
         timeout: Duration,
     ) -> Result<Response<Body>, GatewayError> {
-        let (mut parts, body) = req.into_parts();
-        parts.uri = self.target(info.path, info.query)?;
-        parts.version = http::Version::HTTP_11;
-        let original_host = parts.headers.remove(header::HOST);
-        strip_hop_by_hop(&mut parts.headers);
-        add_forwarded(&mut parts.headers, &info, original_host);
-        parts.headers.insert(header::HOST, self.host.clone());
-        for (k, v) in &self.headers {
-            parts.headers.insert(k.clone(), v.clone());
-        }
-        let upstream = Request::from_parts(parts, body);
-        let (res, conn) = match tokio::time::timeout(timeout, self.send(upstream)).await {
-            Err(_) => return Err(GatewayError::IntegrationTimeout),
+        let head_request = parts.method == Method::HEAD;
+        let mut out = Vec::with_capacity(512);
+        self.write_head(&mut out, parts, &info)?;
+        let client_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+        let mut body = Outgoing::new(body, &parts.method, client_length);
+        match tokio::time::timeout(timeout, self.exchange(out, &mut body, head_request)).await {
+            Err(_) => Err(GatewayError::IntegrationTimeout),
             Ok(Err(e)) => {
                 tracing::warn!(backend = %self.name, error = %e, "upstream request failed");
-                return Err(GatewayError::Integration(format!(
+                Err(GatewayError::Integration(format!(
                     "upstream `{}` failed: {e}",
                     self.name
-                )));
+                )))
             }
-            Ok(Ok(r)) => r,
-        };
-        let (mut parts, body) = res.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        let body = UpstreamBody {
-            inner: body,
-            conn: Some(conn),
-            pool: self.pool.clone(),
-        };
-        Ok(Response::from_parts(parts, Body::new(body)))
+            Ok(Ok(res)) => Ok(res),
+        }
     }
 
     /// Sends the request on a pooled connection (or a new one) and reads
-    /// the response head; the connection comes back with the response,
-    /// which still has to be driven through the body.
-    async fn send(
+    /// the response head; a body that came with the head is read too.
+    async fn exchange(
         &self,
-        mut req: Request<Body>,
-    ) -> Result<(Response<Incoming>, Connection), String> {
-        loop {
+        mut out: Vec<u8>,
+        body: &mut Outgoing,
+        head_request: bool,
+    ) -> Result<Response<Body>, String> {
+        body.frame_head(&mut out).await?;
+        let (mut conn, head) = loop {
             let (mut conn, reused) = match self.pool.checkout() {
                 Some(c) => (c, true),
                 None => (self.connect().await?, false),
             };
-            match conn.send(req).await {
-                Ok(res) => return Ok((res, conn)),
+            match conn.write_all(&out).await {
+                Ok(()) => {}
                 // Refused before a byte was written (the upstream closed
                 // the idle connection as we took it): safe to send again.
-                Err(SendError::Unsent(r, _)) if reused => req = *r,
-                Err(SendError::Unsent(_, e) | SendError::Failed(e)) => return Err(e.to_string()),
-                Err(SendError::Closed) => {
-                    return Err("connection closed before the response".into());
-                }
+                Err((false, _)) if reused => continue,
+                Err((_, e)) => return Err(e.to_string()),
             }
+            body.send_rest(&mut conn, &mut out).await?;
+            match conn.read_head(head_request).await {
+                Ok(Some(head)) => break (conn, head),
+                Ok(None) => return Err("connection closed before the response".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let h1::Head {
+            status,
+            version,
+            headers,
+            mut framing,
+            keep_alive,
+        } = head;
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = status;
+        *res.version_mut() = version;
+        *res.headers_mut() = headers;
+        if let Some(bytes) = conn.take_complete_body(&mut framing) {
+            if keep_alive {
+                self.pool.checkin(conn);
+            }
+            if !bytes.is_empty() {
+                *res.body_mut() = Body::from(bytes);
+            }
+            return Ok(res);
         }
+        *res.body_mut() = Body::new(UpstreamBody {
+            conn: Some(conn),
+            framing,
+            keep_alive,
+            pool: self.pool.clone(),
+        });
+        Ok(res)
     }
 
-    async fn connect(&self) -> Result<Connection, String> {
+    async fn connect(&self) -> Result<Box<Conn>, String> {
         let connect_timeout = self.timeout.min(MAX_CONNECT_TIMEOUT);
         let stream =
             match tokio::time::timeout(connect_timeout, TcpStream::connect(&self.address)).await {
@@ -232,91 +316,184 @@ impl HttpUpstream {
                 Ok(Ok(s)) => s,
             };
         let _ = stream.set_nodelay(true);
-        let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Connection {
-            sender,
-            driver: Box::new(driver),
-        })
+        Ok(Box::new(Conn::new(stream)))
     }
 }
 
-/// One HTTP/1.1 connection to the upstream: the handle requests are sent
-/// on and the state machine that reads and writes the socket, which
-/// whoever holds the connection polls.
-struct Connection {
-    sender: http1::SendRequest<Body>,
-    /// Boxed: the connection moves in and out of the pool on every request.
-    driver: Box<http1::Connection<TokioIo<TcpStream>, Body>>,
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
-enum SendError {
-    /// The connection refused the request before writing any of it.
-    Unsent(Box<Request<Body>>, hyper::Error),
-    Failed(hyper::Error),
-    /// The connection ended without answering.
-    Closed,
-}
-
-impl Connection {
-    /// Writes `req` and reads the response head, driving the connection
-    /// from the calling task.
-    async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
-        let Connection { sender, driver } = self;
-        let mut response = std::pin::pin!(sender.try_send_request(req));
-        let mut ended = false;
-        std::future::poll_fn(|cx| {
-            if !ended && Pin::new(&mut *driver).poll(cx).is_ready() {
-                ended = true;
-            }
-            match response.as_mut().poll(cx) {
-                Poll::Pending if ended => Poll::Ready(Err(SendError::Closed)),
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(res)) => Poll::Ready(Ok(res)),
-                Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
-                    Some(req) => SendError::Unsent(Box::new(req), e.into_error()),
-                    None => SendError::Failed(e.into_error()),
-                })),
-            }
+/// Whether the request's `Connection` header lists `name`.
+fn named_by_connection(headers: &axum::http::HeaderMap, name: &HeaderName) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|t| {
+            t.trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
         })
-        .await
+    })
+}
+
+/// The request body on its way out: how it is framed, and what of it is
+/// still to be read from the client.
+struct Outgoing {
+    body: Body,
+    /// Chunked (length unknown) rather than `Content-Length`.
+    chunked: bool,
+    /// The `Content-Length` sent, to check the body against.
+    length: u64,
+    /// Body bytes taken from the client so far.
+    taken: u64,
+    done: bool,
+    /// Whether an empty body still says `Content-Length: 0`.
+    empty_says_length: bool,
+}
+
+impl Outgoing {
+    fn new(body: Body, method: &Method, client_length: bool) -> Self {
+        // As HTTP clients do: methods that usually carry a body say so even
+        // when it is empty, and so does any request whose client said it.
+        let bodiless_method = matches!(
+            *method,
+            Method::GET
+                | Method::HEAD
+                | Method::DELETE
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::CONNECT
+        );
+        Outgoing {
+            body,
+            chunked: false,
+            length: 0,
+            taken: 0,
+            done: false,
+            empty_says_length: client_length || !bodiless_method,
+        }
     }
 
-    /// Polls the connection without a task to wake; `false` once it has
-    /// ended (closed by the upstream, or finished after `Connection: close`).
-    fn poll_alive(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        Pin::new(&mut self.driver).poll(&mut cx).is_pending()
+    /// Ends the head with the body's framing header and gathers as much of
+    /// the body as fits the first write.
+    async fn frame_head(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        use http_body::Body as _;
+        if self.body.is_end_stream() {
+            if self.empty_says_length {
+                out.extend_from_slice(b"content-length: 0\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            self.done = true;
+            return Ok(());
+        }
+        match self.body.size_hint().exact() {
+            Some(n) => {
+                self.length = n;
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.extend_from_slice(b"\r\n\r\n");
+            }
+            None => {
+                self.chunked = true;
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+            }
+        }
+        let limit = out.len() + BUFFERED_BODY;
+        while !self.done && out.len() < limit {
+            self.take_frame(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes whatever of the body did not fit the first write.
+    async fn send_rest(&mut self, conn: &mut Conn, out: &mut Vec<u8>) -> Result<(), String> {
+        while !self.done {
+            out.clear();
+            while !self.done && out.len() < BUFFERED_BODY {
+                self.take_frame(out).await?;
+            }
+            conn.write_all(out).await.map_err(|(_, e)| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Appends the body's next data (framed) to `out`, or its end.
+    async fn take_frame(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        match self.body.frame().await {
+            None => {
+                self.done = true;
+                if self.chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                } else if self.taken != self.length {
+                    return Err("the request body was shorter than its Content-Length".into());
+                }
+            }
+            Some(Err(e)) => return Err(format!("reading the request body: {e}")),
+            // Request trailers are not forwarded.
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    return Ok(());
+                };
+                if data.is_empty() {
+                    return Ok(());
+                }
+                self.taken += data.len() as u64;
+                if self.chunked {
+                    let mut size = [0u8; 16];
+                    let size = hex_len(data.len(), &mut size);
+                    out.extend_from_slice(size);
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                } else if self.taken > self.length {
+                    return Err("the request body was longer than its Content-Length".into());
+                } else {
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `n` in lowercase hex, as a chunk size line wants it.
+fn hex_len(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
 
 /// Idle connections of one upstream, most recently used last.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<VecDeque<(Connection, Instant)>>,
+    idle: Mutex<VecDeque<(Box<Conn>, Instant)>>,
 }
 
 impl Pool {
     /// The most recently used idle connection that is still open.
-    fn checkout(&self) -> Option<Connection> {
+    fn checkout(&self) -> Option<Box<Conn>> {
         loop {
             let (mut conn, since) = self.idle.lock().ok()?.pop_back()?;
-            if since.elapsed() < IDLE_TIMEOUT && conn.poll_alive() && conn.sender.is_ready() {
+            if since.elapsed() < IDLE_TIMEOUT && conn.is_reusable() {
                 return Some(conn);
             }
         }
     }
 
-    /// Returns a connection whose response has been read to its end; it is
-    /// kept if it can take another request.
-    fn checkin(&self, mut conn: Connection) {
-        // One more poll lets the connection finish the exchange and ask for
-        // the next request; without a waker, so no finished task is kept.
-        if !conn.poll_alive() || !conn.sender.is_ready() {
-            return;
-        }
+    /// Returns a connection whose response has been read to its end.
+    fn checkin(&self, mut conn: Box<Conn>) {
+        conn.shrink();
         let now = Instant::now();
         let stale = {
             let Ok(mut idle) = self.idle.lock() else {
@@ -336,137 +513,94 @@ impl Pool {
     }
 }
 
-/// The upstream's response body; reading it drives the connection, which
-/// goes back to the pool once the body ended.
+/// The rest of an upstream's response body, read from its connection as
+/// the client takes it; the connection goes back to the pool once the body
+/// ended (if the upstream keeps it open).
 struct UpstreamBody {
-    inner: Incoming,
-    conn: Option<Connection>,
+    conn: Option<Box<Conn>>,
+    framing: Framing,
+    keep_alive: bool,
     pool: Arc<Pool>,
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
         let this = &mut *self;
-        if let Some(conn) = &mut this.conn
-            && Pin::new(&mut conn.driver).poll(cx).is_ready()
-        {
-            // Ended: what it read is in `inner`; it cannot be reused.
-            this.conn = None;
-        }
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => {
-                if let Some(conn) = this.conn.take() {
-                    this.pool.checkin(conn);
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match conn.poll_body(cx, &mut this.framing) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(data))) => {
+                if matches!(this.framing, Framing::Length(0)) {
+                    // That was the last of it: the connection is free now.
+                    this.framing = Framing::Empty;
+                    this.finish();
                 }
+                Poll::Ready(Some(Ok(http_body::Frame::data(data))))
             }
-            Poll::Ready(Some(Err(_))) => this.conn = None,
-            _ => {}
+            Poll::Ready(Some(Err(e))) => {
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.conn.is_none() || matches!(self.framing, Framing::Empty)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        match self.framing {
+            Framing::Length(n) => http_body::SizeHint::with_exact(n),
+            Framing::Empty => http_body::SizeHint::with_exact(0),
+            _ => http_body::SizeHint::default(),
+        }
     }
 }
 
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        // A body nobody read (HEAD, 204, an empty body the server skipped)
-        // still leaves a reusable connection; a body dropped halfway does not.
+impl UpstreamBody {
+    /// The body ended: its connection goes back to the pool if it can.
+    fn finish(&mut self) {
         if let Some(conn) = self.conn.take()
-            && http_body::Body::is_end_stream(&self.inner)
+            && self.keep_alive
+            && matches!(self.framing, Framing::Empty)
         {
             self.pool.checkin(conn);
         }
     }
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names (no hashing, no allocation) finds them; most
-    // messages carry none, or only `Connection: keep-alive`.
-    let mut present = [false; HOP_BY_HOP.len()];
-    for k in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
-            present[i] = true;
-        }
-    }
-    if !present.contains(&true) {
-        return;
-    }
-    // Headers named in `Connection` are hop-by-hop too; the usual ones are
-    // in the list already.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| {
-            !HOP_BY_HOP
-                .iter()
-                .any(|h| h.as_str().eq_ignore_ascii_case(n))
-        })
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for (h, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
-        headers.remove(h);
-    }
-}
-
-fn add_forwarded(headers: &mut HeaderMap, info: &ForwardInfo<'_>, host: Option<HeaderValue>) {
-    let mut xff = String::with_capacity(48);
-    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        xff.push_str(prev);
-        xff.push_str(", ");
-    }
-    push_ip(&mut xff, info.source_ip);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    if let Some(h) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), h);
-    }
-    if let Ok(v) = HeaderValue::from_str(info.request_id) {
-        headers.insert(X_AMZN_REQUESTID.clone(), v);
-    }
-}
-
 /// Appends `ip` in its usual text form; IPv4 without `fmt` (a proxied
 /// request formats one per request).
-fn push_ip(out: &mut String, ip: IpAddr) {
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
+                    out.push(b'0' + octet / 100);
                 }
                 if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
+                    out.push(b'0' + octet / 10 % 10);
                 }
-                out.push(char::from(b'0' + octet % 10));
+                out.push(b'0' + octet % 10);
             }
         }
         IpAddr::V6(v6) => {
-            use std::fmt::Write;
+            use std::io::Write;
             let _ = write!(out, "{v6}");
         }
     }
@@ -475,6 +609,7 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Request;
 
     #[test]
     fn ips_are_written_as_display_writes_them() {
@@ -490,22 +625,84 @@ mod tests {
             "::ffff:10.1.2.3",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+    }
+
+    fn head_for(req: Request<()>, path: &str) -> Result<String, GatewayError> {
+        let statics = BTreeMap::from([("x-static".to_string(), "from-config".to_string())]);
+        let up = HttpUpstream::new(
+            "up",
+            "http://10.0.0.9:8080/base/?b=1",
+            Duration::from_secs(1),
+            &statics,
+        )
+        .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        up.write_head(
+            &mut out,
+            &parts,
+            &ForwardInfo {
+                path,
+                source_ip: "192.0.2.7".parse().unwrap(),
+                request_id: "rid-1",
+            },
+        )?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_request_head_keeps_end_to_end_headers_and_adds_forwarding_ones() {
+        let req = Request::builder()
+            .method("PATCH")
+            .uri("/orig/x?a=1&a=2")
+            .header("host", "api.example.com")
+            .header("connection", "keep-alive, X-Drop")
+            .header("keep-alive", "timeout=5")
+            .header("x-drop", "1")
+            .header("te", "trailers")
+            .header("transfer-encoding", "chunked")
+            .header("content-length", "3")
+            .header("x-keep", "1")
+            .header("x-keep", "2")
+            .header("x-forwarded-for", "203.0.113.1")
+            .header("x-forwarded-for", "198.51.100.2")
+            .header("x-forwarded-proto", "https")
+            .header("x-amzn-requestid", "spoofed")
+            .header("x-static", "from-client")
+            .body(())
+            .unwrap();
+        let head = head_for(req, "/x").unwrap();
+        assert_eq!(
+            head,
+            "PATCH /base/x?b=1&a=1&a=2 HTTP/1.1\r\n\
+             host: 10.0.0.9:8080\r\n\
+             x-keep: 1\r\n\
+             x-keep: 2\r\n\
+             x-forwarded-for: 203.0.113.1, 198.51.100.2, 192.0.2.7\r\n\
+             x-forwarded-proto: http\r\n\
+             x-forwarded-host: api.example.com\r\n\
+             x-amzn-requestid: rid-1\r\n\
+             x-static: from-config\r\n"
+        );
+    }
+
+    #[test]
+    fn a_target_that_could_break_the_request_line_is_refused() {
+        for path in ["/a b", "/a\r\nx-evil: 1", "/caf\u{e9}"] {
+            let req = Request::builder().uri("/").body(()).unwrap();
+            assert!(head_for(req, path).is_err(), "{path:?}");
         }
     }
 
     #[test]
-    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, X-Drop"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("x-drop", HeaderValue::from_static("1"));
-        h.insert("te", HeaderValue::from_static("trailers"));
-        h.insert("x-keep", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1, "{h:?}");
-        assert!(h.contains_key("x-keep"));
+    fn chunk_sizes_are_lowercase_hex() {
+        let mut buf = [0u8; 16];
+        for (n, hex) in [(0, "0"), (9, "9"), (10, "a"), (255, "ff"), (65536, "10000")] {
+            assert_eq!(hex_len(n, &mut buf), hex.as_bytes());
+        }
     }
 }

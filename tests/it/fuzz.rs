@@ -237,6 +237,20 @@ fn fuzz_proxy_response_parsing() {
 }
 
 #[test]
+fn fuzz_upstream_response_parsing() {
+    fuzz(
+        "upstream_response",
+        &[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, x-a\r\nX-A: 1\r\n\r\nok",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 4\r\n\r\n",
+        ],
+        fuzzing::upstream_response,
+    );
+}
+
+#[test]
 fn fuzz_template_rendering() {
     fuzz(
         "template_rendering",

@@ -383,3 +383,219 @@ async fn a_request_the_upstream_may_have_seen_is_not_retried() {
     assert_eq!(up.requests(), 2);
     assert_eq!(up.connections(), 1);
 }
+
+/// An upstream that answers every request with the next of `answers`, raw
+/// bytes written as they are, closing the connection after an answer
+/// marked so. Each connection reads one request head (and its
+/// `Content-Length` body) per answer. Returns its address and the number
+/// of connections it accepted.
+async fn raw_upstream(
+    answers: Vec<(Vec<u8>, Then)>,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answers = Arc::new(Mutex::new(std::collections::VecDeque::from(answers)));
+    let c = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        assert!(n > 0, "request body cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    buf.drain(..head_end + len);
+                    let answer = answers.lock().unwrap().pop_front();
+                    let Some((answer, then)) = answer else {
+                        return;
+                    };
+                    if stream.write_all(&answer).await.is_err() || then == Then::Close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// What a scripted upstream does after an answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    KeepOpen,
+    Close,
+}
+
+fn raw(s: &str) -> (Vec<u8>, Then) {
+    (s.as_bytes().to_vec(), Then::KeepOpen)
+}
+
+fn raw_then_close(s: &str) -> (Vec<u8>, Then) {
+    (s.as_bytes().to_vec(), Then::Close)
+}
+
+#[tokio::test]
+async fn chunked_close_delimited_and_bodiless_responses_are_framed_right() {
+    use std::sync::atomic::Ordering;
+    let (addr, connections) = raw_upstream(vec![
+        // Chunked, in odd pieces, with an extension and a trailer.
+        raw(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n\
+             4;x=y\r\nchun\r\n7\r\nked bod\r\n1\r\ny\r\n0\r\nX-Trailer: t\r\n\r\n",
+        ),
+        // An interim 100 before the real answer.
+        raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nmade!"),
+        raw("HTTP/1.1 204 No Content\r\nX-Empty: yes\r\n\r\n"),
+        // Same connection all along so far; this one ends it.
+        raw_then_close("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"),
+    ])
+    .await;
+    let gw = start(&routes(&format!("http://{addr}"))).await;
+    let c = client();
+
+    let res = c.get(gw.url("/legacy/chunked")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-up"], "1");
+    assert!(!res.headers().contains_key("x-trailer"));
+    assert_eq!(res.text().await.unwrap(), "chunked body");
+
+    let res = c.get(gw.url("/legacy/continue")).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.text().await.unwrap(), "made!");
+
+    let res = c.get(gw.url("/legacy/empty")).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(res.headers()["x-empty"], "yes");
+    assert_eq!(res.bytes().await.unwrap().len(), 0);
+
+    let res = c.get(gw.url("/legacy/close")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "until the end");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "chunked, 1xx and 204 answers leave the connection reusable"
+    );
+}
+
+#[tokio::test]
+async fn a_head_request_reads_no_body_and_keeps_the_connection() {
+    use std::sync::atomic::Ordering;
+    let (addr, connections) = raw_upstream(vec![
+        raw("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Head: 1\r\n\r\n"),
+        raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter"),
+    ])
+    .await;
+    let gw = start(&routes(&format!("http://{addr}"))).await;
+    let c = client();
+    let res = c.head(gw.url("/legacy/h")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], "11");
+    assert_eq!(res.headers()["x-head"], "1");
+    let res = c.get(gw.url("/legacy/g")).send().await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "after");
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_malformed_upstream_response_is_a_502() {
+    let too_big = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    for answer in [
+        "NOT HTTP AT ALL\r\n\r\n".to_string(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc".to_string(),
+        "HTTP/1.1 200 OK\r\nContent-Length: banana\r\n\r\n".to_string(),
+        too_big,
+    ] {
+        let (addr, _) = raw_upstream(vec![raw(&answer)]).await;
+        let gw = start(&routes(&format!("http://{addr}"))).await;
+        let res = client().get(gw.url("/legacy/x")).send().await.unwrap();
+        assert_eq!(res.status(), 502, "{}", &answer[..answer.len().min(60)]);
+        assert_eq!(
+            res.text().await.unwrap(),
+            r#"{"message":"Internal server error"}"#
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_upstream_fails_the_response() {
+    let (addr, _) = raw_upstream(vec![raw_then_close(
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
+    )])
+    .await;
+    let gw = start(&routes(&format!("http://{addr}"))).await;
+    // The client sees the exchange fail (before or after the head went
+    // out), never a short body passed off as whole.
+    match client().get(gw.url("/legacy/x")).send().await {
+        Err(_) => {}
+        Ok(res) => {
+            assert_eq!(res.status(), 200);
+            assert!(res.bytes().await.is_err());
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_of_any_size_and_framing_reach_the_upstream_whole() {
+    let (up, seen) = upstream().await;
+    let gw = start(&routes(&format!("http://{}", up.addr))).await;
+    let c = client();
+    // Larger than what goes out with the head.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let res = c
+        .post(gw.url("/legacy/big"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A streamed body of unknown length (chunked from the client).
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(b"stream".to_vec()),
+        Ok(b"ed ".to_vec()),
+        Ok(b"body".to_vec()),
+    ];
+    let res = c
+        .put(gw.url("/legacy/streamed"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // An empty POST still says its length.
+    let res = c.post(gw.url("/legacy/empty")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].body.as_ref(), big.as_slice());
+    assert_eq!(seen[0].headers["content-length"], "300000");
+    assert_eq!(seen[1].body.as_ref(), b"streamed body");
+    assert!(seen[2].body.is_empty());
+    assert_eq!(seen[2].headers["content-length"], "0");
+}

@@ -1,0 +1,751 @@
+//! The HTTP/1.1 client side of the `http` integration: one upstream
+//! connection, the request head written straight from the request's parts
+//! into one buffer, the response head parsed in place (httparse) with its
+//! header values sliced from the bytes read, and the response body framed
+//! as RFC 9112 §6.3 says (`Content-Length`, chunked, or to the end of the
+//! connection).
+//!
+//! Why not hyper's client: the gateway serves the request from one task and
+//! forwards it from the same task, and a small proxied exchange is one
+//! write and one read. hyper's connection state machine, its request
+//! channel and its body channel cost about as much as the rest of the
+//! gateway together for such an exchange. A response whose body arrived
+//! with its head (the usual case) is complete before the response is handed
+//! on, and its connection is back in the pool at once.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Headers a response head may carry; more is a bad response.
+const MAX_HEADERS: usize = 100;
+/// Headers a head is first parsed for (the header slots are initialised
+/// on every parse, so the usual head does not pay for `MAX_HEADERS`).
+const USUAL_HEADERS: usize = 24;
+/// A response head larger than this is a bad response.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// What one read asks the socket for (at least).
+const READ_CHUNK: usize = 16 * 1024;
+/// Trailers and chunk extensions are read and dropped, up to this much.
+const MAX_CHUNK_OVERHEAD: usize = 64 * 1024;
+
+/// One open connection to an upstream.
+pub struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    read: BytesMut,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Self {
+        Conn {
+            stream,
+            read: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// Whether an idle connection can take a request: not closed by the
+    /// upstream and holding no bytes nobody asked for. Checks the
+    /// runtime's readiness flag first, so an idle connection costs no
+    /// system call unless something arrived on it.
+    pub fn is_reusable(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable while idle: the end of the connection, an error, or
+            // bytes no request asked for. Only "nothing after all" is fine.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Writes all of `buf`; `Err((written_any, e))` on failure.
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), (bool, io::Error)> {
+        let mut at = 0;
+        while at < buf.len() {
+            match self.stream.write(&buf[at..]).await {
+                Ok(0) => {
+                    return Err((at > 0, io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => at += n,
+                Err(e) => return Err((at > 0, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at the end of the
+    /// connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
+            self.read.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Reads the response head of a request (skipping interim 1xx
+    /// answers). `Ok(None)`: the connection ended before a byte of the
+    /// response arrived.
+    pub async fn read_head(&mut self, head_request: bool) -> Result<Option<Head>, HeadError> {
+        let mut received_any = false;
+        loop {
+            if !self.read.is_empty() {
+                received_any = true;
+                match parse_head(&mut self.read, head_request)? {
+                    Parsed::Head(h) => return Ok(Some(h)),
+                    Parsed::Interim => continue,
+                    Parsed::Partial => {}
+                }
+                if self.read.len() > MAX_HEAD {
+                    return Err(HeadError::Invalid("response head too large".into()));
+                }
+            }
+            match self.fill().await {
+                Ok(0) if !received_any => return Ok(None),
+                Ok(0) => return Err(HeadError::Invalid("connection closed mid-head".into())),
+                Ok(_) => {}
+                Err(e) if !received_any => return Err(HeadError::Io(e)),
+                Err(e) => return Err(HeadError::Invalid(e.to_string())),
+            }
+        }
+    }
+
+    /// The next piece of a body framed by `framing`; `None` once it ended.
+    pub fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        framing: &mut Framing,
+    ) -> Poll<Option<io::Result<Bytes>>> {
+        loop {
+            match framing {
+                Framing::Empty => return Poll::Ready(None),
+                Framing::Length(0) => {
+                    *framing = Framing::Empty;
+                    return Poll::Ready(None);
+                }
+                Framing::Length(left) => {
+                    if !self.read.is_empty() {
+                        let n = self
+                            .read
+                            .len()
+                            .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        *left -= n as u64;
+                        return Poll::Ready(Some(Ok(self.read.split_to(n).freeze())));
+                    }
+                }
+                Framing::Chunked(dec) => match dec.decode(&mut self.read) {
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                    Ok(Decoded::Data(b)) => return Poll::Ready(Some(Ok(b))),
+                    Ok(Decoded::End) => {
+                        *framing = Framing::Empty;
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                },
+                Framing::Close => {
+                    if !self.read.is_empty() {
+                        return Poll::Ready(Some(Ok(self.read.split().freeze())));
+                    }
+                }
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) if matches!(framing, Framing::Close) => {
+                    *framing = Framing::Empty;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection mid-body",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
+    /// The whole body if it is already here (a `Content-Length` body that
+    /// arrived with its head, or none at all).
+    pub fn take_complete_body(&mut self, framing: &mut Framing) -> Option<Bytes> {
+        match *framing {
+            Framing::Empty => Some(Bytes::new()),
+            Framing::Length(n) if n as usize <= self.read.len() => {
+                *framing = Framing::Empty;
+                Some(self.read.split_to(n as usize).freeze())
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops a grown read buffer back to its usual size before idling.
+    pub fn shrink(&mut self) {
+        if self.read.is_empty() && self.read.capacity() > 4 * READ_CHUNK {
+            self.read = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
+
+/// Why a response head could not be read.
+#[derive(Debug)]
+pub enum HeadError {
+    /// The connection failed before any of the response arrived.
+    Io(io::Error),
+    /// The upstream sent something that is not an HTTP/1.1 response head.
+    Invalid(String),
+    /// More than `MAX_HEADERS` headers.
+    TooManyHeaders,
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::Io(e) => write!(f, "{e}"),
+            HeadError::Invalid(m) => write!(f, "bad response: {m}"),
+            HeadError::TooManyHeaders => write!(f, "bad response: too many headers"),
+        }
+    }
+}
+
+/// How a response body is delimited, and how much of it is left.
+#[derive(Debug)]
+pub enum Framing {
+    /// No body (or all of it read).
+    Empty,
+    /// `Content-Length`: bytes still to read.
+    Length(u64),
+    Chunked(ChunkDecoder),
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    /// End-to-end headers only: hop-by-hop ones are left out.
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Whether the connection can carry another request after this body.
+    pub keep_alive: bool,
+}
+
+enum Parsed {
+    Head(Head),
+    /// A complete 1xx head, consumed; the real one follows.
+    Interim,
+    Partial,
+}
+
+fn bad(m: &str) -> HeadError {
+    HeadError::Invalid(m.to_string())
+}
+
+/// Parses a response head at the start of `buf`, consuming it when
+/// complete. Header values are sliced from the head's bytes (no copy).
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, HeadError> {
+    match parse_head_with::<USUAL_HEADERS>(buf, head_request) {
+        Err(HeadError::TooManyHeaders) => parse_head_with::<MAX_HEADERS>(buf, head_request),
+        other => other,
+    }
+}
+
+fn parse_head_with<const N: usize>(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Parsed, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; N];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Invalid(e.to_string())),
+    };
+    if len > MAX_HEAD {
+        return Err(bad("response head too large"));
+    }
+    let code = res.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| bad("bad status code"))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(bad("unexpected 101 Switching Protocols"));
+    }
+    if status.is_informational() {
+        buf.advance(len);
+        return Ok(Parsed::Interim);
+    }
+    let version = if res.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    // Where each kept header's name and value sit in the head, so the head
+    // can be split off as `Bytes` and the values sliced from it.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); N];
+    let mut n = 0;
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    let mut connection_names = false;
+    let mut chunked = false;
+    let mut other_coding = false;
+    let mut length: Option<u64> = None;
+    for h in res.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    connection_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    connection_keep_alive = true;
+                } else if !token.is_empty() {
+                    connection_names = true;
+                }
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Only the last coding decides the framing.
+            for coding in h.value.split(|b| *b == b',') {
+                let coding = coding.trim_ascii();
+                if coding.is_empty() {
+                    continue;
+                }
+                chunked = coding.eq_ignore_ascii_case(b"chunked");
+                other_coding = !chunked;
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            for v in h.value.split(|b| *b == b',') {
+                let v = parse_length(v.trim_ascii()).ok_or_else(|| bad("bad Content-Length"))?;
+                if length.is_some_and(|l| l != v) {
+                    return Err(bad("conflicting Content-Length values"));
+                }
+                length = Some(v);
+            }
+        } else if is_hop_by_hop_raw(name) {
+            continue;
+        }
+        // Offsets fit: a head is at most `MAX_HEAD` bytes past what was read.
+        let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        spans[n] = (
+            at(name),
+            at(name) + name.len() as u32,
+            at(h.value),
+            at(h.value) + h.value.len() as u32,
+        );
+        n += 1;
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(n);
+    for &(ns, ne, vs, ve) in &spans[..n] {
+        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+            .map_err(|_| bad("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| bad("bad header value"))?;
+        headers.append(name, value);
+    }
+    if connection_names {
+        // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+        strip_connection_named(&head, &mut headers);
+    }
+    let mut keep_alive = match version {
+        Version::HTTP_10 => connection_keep_alive && !connection_close,
+        _ => !connection_close,
+    };
+    let framing =
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Empty
+        } else if chunked || other_coding {
+            // Transfer-Encoding wins over Content-Length; a message with both
+            // may be a smuggling attempt, so its connection is not reused.
+            if length.is_some() {
+                headers.remove(header::CONTENT_LENGTH);
+                keep_alive = false;
+            }
+            if other_coding {
+                keep_alive = false;
+                Framing::Close
+            } else {
+                Framing::Chunked(ChunkDecoder::default())
+            }
+        } else if let Some(l) = length {
+            Framing::Length(l)
+        } else {
+            keep_alive = false;
+            Framing::Close
+        };
+    Ok(Parsed::Head(Head {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Removes the headers a response's `Connection` header names.
+fn strip_connection_named(head: &Bytes, headers: &mut HeaderMap) {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    if res.parse(head).is_err() {
+        return;
+    }
+    for h in res.headers.iter() {
+        if !h.name.eq_ignore_ascii_case("connection") {
+            continue;
+        }
+        for token in h.value.split(|b| *b == b',') {
+            if let Ok(name) = HeaderName::from_bytes(token.trim_ascii()) {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+/// Hop-by-hop header names (RFC 9110 §7.6.1, plus the common
+/// `Keep-Alive` and `Proxy-Connection`): never forwarded either way.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a header is hop-by-hop.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// The same for a name as received, in any case.
+fn is_hop_by_hop_raw(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// A chunked body's decoder (RFC 9112 §7.1): sizes, extensions (dropped),
+/// data, trailers (dropped).
+#[derive(Debug, Default)]
+pub struct ChunkDecoder {
+    state: ChunkState,
+    /// Extension and trailer bytes seen so far (bounded).
+    overhead: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum ChunkState {
+    /// Reading the hex size; the value so far and whether a digit was seen.
+    #[default]
+    Start,
+    Size(u64),
+    /// After the size: optional whitespace and extensions up to CRLF.
+    Extension(u64),
+    SizeLf(u64),
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer lines; `true` at a line's start.
+    Trailer(bool),
+    TrailerLf(bool),
+    End,
+}
+
+/// What a decoding step found.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    Data(Bytes),
+    NeedMore,
+    End,
+}
+
+impl ChunkDecoder {
+    /// Consumes framing bytes from `buf` and returns the next data, or
+    /// says more bytes are needed or the body ended.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Decoded> {
+        use ChunkState::*;
+        let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+        loop {
+            if let Data(left) = self.state {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let left = left - n as u64;
+                self.state = if left == 0 { DataCr } else { Data(left) };
+                return Ok(Decoded::Data(buf.split_to(n).freeze()));
+            }
+            if self.state == End {
+                return Ok(Decoded::End);
+            }
+            let Some(&b) = buf.first() else {
+                return Ok(Decoded::NeedMore);
+            };
+            buf.advance(1);
+            self.state = match (self.state, b) {
+                (Start, _) => match hex(b) {
+                    Some(d) => Size(u64::from(d)),
+                    None => return Err(invalid("bad chunk size")),
+                },
+                (Size(n), _) if hex(b).is_some() => {
+                    let d = u64::from(hex(b).unwrap_or(0));
+                    match n.checked_mul(16).and_then(|n| n.checked_add(d)) {
+                        Some(n) => Size(n),
+                        None => return Err(invalid("chunk size overflows")),
+                    }
+                }
+                (Size(n) | Extension(n), b'\r') => SizeLf(n),
+                (Size(n) | Extension(n), b'\n') => self.after_size(n),
+                (Size(n), b' ' | b'\t' | b';') | (Extension(n), _) => {
+                    self.count_overhead()?;
+                    Extension(n)
+                }
+                (Size(_), _) => return Err(invalid("bad chunk size")),
+                (SizeLf(n), b'\n') => self.after_size(n),
+                (SizeLf(_), _) => return Err(invalid("bad chunk size line")),
+                (DataCr, b'\r') => DataLf,
+                (DataCr | DataLf, b'\n') => Start,
+                (DataCr | DataLf, _) => return Err(invalid("chunk data not followed by CRLF")),
+                (Trailer(line_start), b'\r') => TrailerLf(line_start),
+                (Trailer(true) | TrailerLf(true), b'\n') => End,
+                (Trailer(false) | TrailerLf(false), b'\n') => Trailer(true),
+                (TrailerLf(_), _) => return Err(invalid("bad trailer line")),
+                (Trailer(_), _) => {
+                    self.count_overhead()?;
+                    Trailer(false)
+                }
+                (Data(_) | End, _) => unreachable!("handled above"),
+            };
+        }
+    }
+
+    fn after_size(&self, n: u64) -> ChunkState {
+        if n == 0 {
+            ChunkState::Trailer(true)
+        } else {
+            ChunkState::Data(n)
+        }
+    }
+
+    fn count_overhead(&mut self) -> io::Result<()> {
+        self.overhead += 1;
+        if self.overhead > MAX_CHUNK_OVERHEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk extensions or trailers too large",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `fuzzing::upstream_response` drives: a head, then a body.
+pub fn fuzz_response(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    for head_request in [false, true] {
+        let mut b = buf.clone();
+        while let Ok(Parsed::Interim) = parse_head(&mut b, head_request) {}
+    }
+    let mut dec = ChunkDecoder::default();
+    while let Ok(Decoded::Data(_)) = dec.decode(&mut buf) {}
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], step: usize) -> io::Result<(Vec<u8>, bool)> {
+        let mut dec = ChunkDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match dec.decode(&mut buf)? {
+                    Decoded::Data(b) => out.extend_from_slice(&b),
+                    Decoded::NeedMore => break,
+                    Decoded::End => return Ok((out, true)),
+                }
+            }
+        }
+        Ok((out, false))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let body = b"5;ext=1\r\nhello\r\nA \r\n, chunked!\r\n0\r\nX-Trailer: yes\r\n\r\n";
+        for step in [1, 2, 3, 7, body.len()] {
+            let (out, ended) = decode_all(body, step).unwrap();
+            assert_eq!(out, b"hello, chunked!", "step {step}");
+            assert!(ended, "step {step}");
+        }
+        let (out, ended) = decode_all(b"0\r\n\r\n", 1).unwrap();
+        assert!(out.is_empty() && ended);
+        // A bare LF ends lines too, as most servers accept.
+        let (out, ended) = decode_all(b"3\nabc\n0\n\n", 1).unwrap();
+        assert_eq!((out.as_slice(), ended), (&b"abc"[..], true));
+    }
+
+    #[test]
+    fn bad_chunked_framing_is_an_error_not_a_panic() {
+        for bad in [
+            &b"g\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloXX",
+            b"ffffffffffffffffff\r\n",
+            b"0\r\nX: 1\rZ",
+        ] {
+            assert!(decode_all(bad, 1).is_err(), "{bad:?}");
+        }
+        let huge = [b"1;".as_slice(), &vec![b'x'; MAX_CHUNK_OVERHEAD + 1]].concat();
+        assert!(decode_all(&huge, 4096).is_err());
+    }
+
+    fn head(raw: &str, head_request: bool) -> Result<Parsed, HeadError> {
+        parse_head(&mut BytesMut::from(raw), head_request)
+    }
+
+    fn parsed(raw: &str) -> Head {
+        match head(raw, false) {
+            Ok(Parsed::Head(h)) => h,
+            Ok(_) => panic!("not a complete head: {raw:?}"),
+            Err(e) => panic!("{e}: {raw:?}"),
+        }
+    }
+
+    #[test]
+    fn response_heads_decide_framing_and_reuse() {
+        let h = parsed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Length(5)) && h.keep_alive);
+        assert_eq!(h.headers["x-a"], "1");
+        assert_eq!(h.headers["content-length"], "5");
+
+        let h =
+            parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Chunked(_)) && !h.keep_alive);
+        assert!(
+            h.headers.is_empty(),
+            "hop-by-hop headers dropped: {:?}",
+            h.headers
+        );
+
+        // Both: chunked wins, Content-Length goes, the connection is not reused.
+        let h =
+            parsed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Chunked(_)) && !h.keep_alive);
+        assert!(!h.headers.contains_key("content-length"));
+
+        let h = parsed("HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
+
+        let h = parsed("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.keep_alive && h.version == Version::HTTP_10);
+        let h = parsed("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.keep_alive);
+
+        let h = parsed("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Empty) && h.keep_alive);
+        match head("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true) {
+            Ok(Parsed::Head(h)) => assert!(matches!(h.framing, Framing::Empty)),
+            _ => panic!("HEAD response"),
+        }
+
+        // Headers `Connection` names are hop-by-hop too.
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: 1\r\nX-Kept: 2\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!h.headers.contains_key("x-private"));
+        assert_eq!(h.headers["x-kept"], "2");
+
+        // Repeated headers stay, in order.
+        let h = parsed(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+        );
+        let cookies: Vec<_> = h.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn interim_and_partial_and_bad_heads() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(matches!(parse_head(&mut buf, false), Ok(Parsed::Interim)));
+        match parse_head(&mut buf, false) {
+            Ok(Parsed::Head(h)) => assert_eq!(h.status, StatusCode::CREATED),
+            _ => panic!("final head"),
+        }
+        assert!(buf.is_empty());
+        assert!(matches!(
+            head("HTTP/1.1 200 OK\r\nContent-Le", false),
+            Ok(Parsed::Partial)
+        ));
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "SMTP ready\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n",
+        ] {
+            assert!(head(bad, false).is_err(), "{bad:?}");
+        }
+        // More than the usual number of headers is fine, up to the limit.
+        let some: String = (0..USUAL_HEADERS + 6)
+            .map(|i| format!("X-{i}: {i}\r\n"))
+            .collect();
+        let h = parsed(&format!(
+            "HTTP/1.1 200 OK\r\n{some}Content-Length: 0\r\n\r\n"
+        ));
+        assert_eq!(h.headers.len(), USUAL_HEADERS + 7);
+        assert_eq!(h.headers["x-29"], "29");
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert!(head(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), false).is_err());
+        // The same Content-Length twice (one header or two) is fine.
+        assert!(matches!(
+            parsed("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n").framing,
+            Framing::Length(2)
+        ));
+    }
+}
