@@ -25,8 +25,10 @@ use crate::limits::collect_body;
 use crate::routing::RouteContext;
 use crate::telemetry::RequestInfo;
 
-pub async fn integrate(State(state): State<Arc<GatewayState>>, req: Request) -> Response<Body> {
-    let Some(ctx) = req.extensions().get::<RouteContext>().cloned() else {
+pub async fn integrate(State(state): State<Arc<GatewayState>>, mut req: Request) -> Response<Body> {
+    // Taken, not cloned: nothing after this reads it from the request, and
+    // it moves on to the response for the phases outside.
+    let Some(ctx) = req.extensions_mut().remove::<RouteContext>() else {
         return GatewayError::Internal("integration reached without a route".into())
             .into_response();
     };
