@@ -3,7 +3,7 @@ request (botocore), and serves the issuer's JWKS and a Lambda Invoke API
 whose `authz` function allows everything. Loopback only.
 
 Usage: auth_helper.py WORKDIR GATEWAY_PORT HELPER_PORT
-Writes WORKDIR/{secret,credentials.toml,*.headers,iam.line}, then serves
+Writes WORKDIR/{secret,credentials.toml,*.headers,iam.line,iam_up.line}, then serves
 until killed.
 """
 import http.server
@@ -51,18 +51,21 @@ write("credentials.toml", ["[[keys]]", f'access_key_id = "{akid}"', f'secret_acc
 
 
 def sign_iam():
-    """One signed request's headers on one line, re-signed every minute:
-    the gateway refuses signatures older than five minutes."""
+    """One signed request's headers on one line per signed path (iam.line
+    for the `mock` route /iam, iam_up.line for the `http` route /up/iam),
+    re-signed every minute: the gateway refuses signatures older than five
+    minutes."""
     while True:
-        req = AWSRequest(method="GET", url=f"http://127.0.0.1:{gw_port}/iam")
-        SigV4Auth(Credentials(akid, skey), "execute-api", "us-east-1").add_auth(req)
-        write("iam.line.tmp", ["|".join(f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host")])
-        os.replace(os.path.join(work, "iam.line.tmp"), os.path.join(work, "iam.line"))
+        for name, path in (("iam.line", "/iam"), ("iam_up.line", "/up/iam")):
+            req = AWSRequest(method="GET", url=f"http://127.0.0.1:{gw_port}{path}")
+            SigV4Auth(Credentials(akid, skey), "execute-api", "us-east-1").add_auth(req)
+            write(name + ".tmp", ["|".join(f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host")])
+            os.replace(os.path.join(work, name + ".tmp"), os.path.join(work, name))
         time.sleep(60)
 
 
 threading.Thread(target=sign_iam, daemon=True).start()
-while not os.path.exists(os.path.join(work, "iam.line")):
+while not os.path.exists(os.path.join(work, "iam_up.line")):
     time.sleep(0.05)
 
 POLICY = json.dumps({

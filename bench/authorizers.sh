@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Requests/s of authorized routes ÷ the same `mock` route without auth, in one
-# run: JWT RS256 with the verified-token cache and without it
+# Requests/s of authorized routes ÷ the same route without auth, in one run,
+# for two route kinds: a `mock` route (the cheapest request the gateway
+# serves, so a fixed auth cost weighs as much as it can) and an `http` route
+# forwarding to an upstream (nginx returning a fixed small JSON body), each
+# against its own no-auth baseline carrying the same headers. Authorizers:
+# JWT RS256 with the verified-token cache and without it
 # (`token_cache = false`: a signature check per request), JWT HS256, SigV4,
 # and a Lambda authorizer whose result is cached.
 #
-# Pinning (2-core machine): the gateway on CPU 0; wrk and the helper (JWKS,
-# Lambda Invoke API, only hit on cache misses) on CPU 1. Loopback only; every
-# run is bounded by DURATION.
+# Pinning (2-core machine): the gateway on CPU 0; wrk, the upstream nginx
+# and the helper (JWKS, Lambda Invoke API, only hit on cache misses) on
+# CPU 1. Loopback only; every run is bounded by DURATION.
 #
 # Usage: bench/authorizers.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 #        AUTH_CALLGRIND=N bench/authorizers.sh
+# LAMBDAGATE_BIN=path measures that binary instead of building one.
 # With AUTH_CALLGRIND=N the gateway runs under valgrind's callgrind instead:
-# for every route of the wrk run (each authorized route after a /open
-# baseline with the same headers) it sends N requests on one keep-alive
-# connection after a warm-up and prints the instructions per request (deterministic, unlike req/s on a shared machine;
-# valgrind hides SHA-NI/ADX, so crypto counts are those of the portable code).
-# The profiles stay in target/callgrind/ for callgrind_annotate.
+# for every route of the wrk run (each authorized route after a no-auth
+# baseline of the same kind with the same headers) it sends N requests on
+# one keep-alive connection after a warm-up and prints the instructions per
+# request (deterministic, unlike req/s on a shared machine; valgrind hides
+# SHA-NI/ADX, so crypto counts are those of the portable code), then a table
+# of both kinds. The profiles stay in target/callgrind/ for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -23,10 +29,16 @@ CONNS=${2:-32}
 ROUNDS=${3:-3}
 CALLGRIND=${AUTH_CALLGRIND:-}
 
-[ -n "$CALLGRIND" ] || command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || { [ -z "$CALLGRIND" ] && ! need wrk; }; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
 scripts/setup-test-deps.sh
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
+BIN=${LAMBDAGATE_BIN:-}
+if [ -z "$BIN" ]; then
+    cargo build --release --quiet --bin lambdagate
+    BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -40,12 +52,39 @@ trap cleanup EXIT
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-GW_PORT=$(free_port); HELPER_PORT=$(free_port)
+GW_PORT=$(free_port); HELPER_PORT=$(free_port); UP_PORT=$(free_port)
+wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# The `http` routes' upstream: a fixed small JSON body, access log off.
+mkdir -p "$WORK/nginx/logs"
+cat > "$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+    server { listen 127.0.0.1:$UP_PORT; location / { default_type application/json; return 200 '{"ok":true}'; } }
+}
+CONF
+taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 
 taskset -c 1 .venv/bin/python bench/auth_helper.py "$WORK" "$GW_PORT" "$HELPER_PORT" & PIDS+=($!)
 for _ in $(seq 600); do [ -f "$WORK/helper.ready" ] && break; sleep 0.1; done
 [ -f "$WORK/helper.ready" ] || { echo "helper did not start" >&2; exit 1; }
 
+# Every route twice: `mock` at /NAME, `http` (to the nginx upstream) at /up/NAME.
+routes() {
+    local name auth
+    for name in open rs rsnc hs iam lam; do
+        auth=""; [ "$name" = open ] || auth="auth = \"$name\""
+        printf '[[routes]]\nmethod = "GET"\npath = "/%s"\nmock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }\n%s\n\n' "$name" "$auth"
+        printf '[[routes]]\nmethod = "GET"\npath = "/up/%s"\nbackend = "up"\n%s\n\n' "$name" "$auth"
+    done
+}
 cat > "$WORK/routes.toml" <<TOML
 [stages.dev]
 backend = "aws"
@@ -53,6 +92,10 @@ backend = "aws"
 [backends.aws]
 kind = "lambda"
 endpoint_url = "http://127.0.0.1:$HELPER_PORT"
+
+[backends.up]
+kind = "http"
+url = "http://127.0.0.1:$UP_PORT"
 
 [functions.authz]
 
@@ -86,45 +129,26 @@ function = "authz"
 type = "token"
 ttl = "300s"
 
-[[routes]]
-method = "GET"
-path = "/open"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-
-[[routes]]
-method = "GET"
-path = "/rs"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-auth = "rs"
-
-[[routes]]
-method = "GET"
-path = "/rsnc"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-auth = "rsnc"
-
-[[routes]]
-method = "GET"
-path = "/hs"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-auth = "hs"
-
-[[routes]]
-method = "GET"
-path = "/iam"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-auth = "iam"
-
-[[routes]]
-method = "GET"
-path = "/lam"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-auth = "lam"
+$(routes)
 TOML
 AWS_ACCESS_KEY_ID=AKIDBENCHBACKEND AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
     RUST_LOG=warn taskset -c 0 ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
 GW_PID=$!
-for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$GW_PORT) 2>/dev/null && break; sleep 0.1; done
+wait_port "$UP_PORT"; wait_port "$GW_PORT"
+
+# path:headers_file, each authorized route after the no-auth baseline of its
+# kind with the same headers; `mock` routes first, then the same for `http`.
+CONFIGS="open:rs.headers rs:rs.headers rsnc:rs.headers open:hs.headers hs:hs.headers open:iam.line iam:iam.line open:lambda.headers lam:lambda.headers
+up/open:rs.headers up/rs:rs.headers up/rsnc:rs.headers up/open:hs.headers up/hs:hs.headers up/open:iam_up.line up/iam:iam_up.line up/open:lambda.headers up/lam:lambda.headers"
+# The report's rows: name, route, its baseline (for the mock kind; the http
+# kind's are the same under /up/ with the http route's signed headers).
+ROWS='[
+ ["JWT RS256, verified-token cache hit", "rs:rs.headers", "open:rs.headers", ">= 0.90"],
+ ["JWT RS256, token_cache = false", "rsnc:rs.headers", "open:rs.headers", ">= 0.55"],
+ ["JWT HS256", "hs:hs.headers", "open:hs.headers", ">= 0.90"],
+ ["SigV4 (header form)", "iam:iam.line", "open:iam.line", ">= 0.80"],
+ ["Lambda authorizer, cached result", "lam:lambda.headers", "open:lambda.headers", ">= 0.90"]
+]'
 
 if [ -n "$CALLGRIND" ]; then
     send() { # path headers_file count: sequential keep-alive GETs, all 200
@@ -142,8 +166,8 @@ for _ in range(n):
 PY
     }
     mkdir -p target/callgrind
-    for c in open:rs.headers rs:rs.headers rsnc:rs.headers open:hs.headers hs:hs.headers \
-        open:iam.line iam:iam.line open:lambda.headers lam:lambda.headers; do
+    declare -A IR
+    for c in $CONFIGS; do
         send "/${c%%:*}" "$WORK/${c#*:}" 20
         callgrind_control -z "$GW_PID" >/dev/null
         send "/${c%%:*}" "$WORK/${c#*:}" "$CALLGRIND"
@@ -151,9 +175,25 @@ PY
         sleep 1
         dump=$(ls -t "$WORK"/cg.* | head -1)
         ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
-        mv "$dump" "target/callgrind/${c%%:*}.${c#*:}.out"
-        echo "/${c%%:*} (${c#*:}): $((ir / CALLGRIND)) instructions per request"
+        mv "$dump" "target/callgrind/$(echo "${c%%:*}" | tr / _).${c#*:}.out"
+        IR[$c]=$((ir / CALLGRIND))
+        echo "/${c%%:*} (${c#*:}): ${IR[$c]} instructions per request"
     done
+    python3 - "$(declare -p IR)" "$ROWS" <<'PY'
+import json, re, sys
+ir = {k: int(v) for k, v in re.findall(r'\[([^\]]+)\]="([^"]*)"', sys.argv[1])}
+up = lambda c: "up/" + c.replace("iam.line", "iam_up.line")
+print()
+print("| route | mock: instructions | auth work | http: instructions | auth work |")
+print("|---|---|---|---|---|")
+for name, a, b, _ in json.loads(sys.argv[2]):
+    print(f"| {name} | {ir[a]:,} | {ir[a] - ir[b]:,} | {ir[up(a)]:,} | {ir[up(a)] - ir[up(b)]:,} |")
+print(f"| no auth (rs / hs / SigV4 / lambda headers) | "
+      + " / ".join(f"{ir['open:' + h]:,}" for h in ("rs.headers", "hs.headers", "iam.line", "lambda.headers"))
+      + " | — | "
+      + " / ".join(f"{ir['up/open:' + h]:,}" for h in ("rs.headers", "hs.headers", "iam_up.line", "lambda.headers"))
+      + " | — |")
+PY
     exit 0
 fi
 
@@ -192,7 +232,6 @@ print(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 PY
 }
 
-CONFIGS="open:rs.headers rs:rs.headers rsnc:rs.headers open:hs.headers hs:hs.headers open:iam.line iam:iam.line open:lambda.headers lam:lambda.headers"
 for c in $CONFIGS; do run "/${c%%:*}" "$WORK/${c#*:}" >/dev/null; done  # warm up, fetch keys, fill caches
 declare -A RPS
 for r in $(seq "$ROUNDS"); do
@@ -202,19 +241,23 @@ for r in $(seq "$ROUNDS"); do
         echo "round $r $c: $rps req/s" >&2
     done
 done
-python3 - "$(declare -p RPS)" <<'PY'
-import re, statistics, sys
-pairs = dict(re.findall(r'\[([^\]]+)\]="([^"]*)"', sys.argv[1]))
-med = {k: statistics.median(map(float, v.split())) for k, v in pairs.items()}
-rows = [
-    ("JWT RS256, verified-token cache hit", "rs:rs.headers", "open:rs.headers"),
-    ("JWT RS256, token_cache = false", "rsnc:rs.headers", "open:rs.headers"),
-    ("JWT HS256", "hs:hs.headers", "open:hs.headers"),
-    ("SigV4 (header form)", "iam:iam.line", "open:iam.line"),
-    ("Lambda authorizer, cached result", "lam:lambda.headers", "open:lambda.headers"),
-]
-print("| route | auth req/s | no-auth req/s | ratio |")
-print("|---|---|---|---|")
-for name, a, b in rows:
-    print(f"| {name} | {med[a]:.0f} | {med[b]:.0f} | {med[a] / med[b]:.2f} |")
+# Ratios are taken per round (an authorized route against the baseline run
+# just before it) and the median of those is reported: the VM's speed moves
+# between rounds more than within one.
+python3 - "$(declare -p RPS)" "$ROWS" <<'PY'
+import json, re, statistics, sys
+runs = {k: [float(x) for x in v.split()] for k, v in re.findall(r'\[([^\]]+)\]="([^"]*)"', sys.argv[1])}
+med = {k: statistics.median(v) for k, v in runs.items()}
+ratio = lambda a, b: statistics.median(x / y for x, y in zip(runs[a], runs[b]))
+up = lambda c: "up/" + c.replace("iam.line", "iam_up.line")
+print("| route | mock: auth req/s | no-auth | ratio | http: auth req/s | no-auth | ratio | target |")
+print("|---|---|---|---|---|---|---|---|")
+for name, a, b, target in json.loads(sys.argv[2]):
+    print(f"| {name} | {med[a]:.0f} | {med[b]:.0f} | {ratio(a, b):.2f} "
+          f"| {med[up(a)]:.0f} | {med[up(b)]:.0f} | {ratio(up(a), up(b)):.2f} | {target} |")
+print()
+print("Per-round ratios (mock; http):")
+for name, a, b, _ in json.loads(sys.argv[2]):
+    r = lambda a, b: " ".join(f"{x / y:.2f}" for x, y in zip(runs[a], runs[b]))
+    print(f"  {name}: {r(a, b)}; {r(up(a), up(b))}")
 PY

@@ -97,7 +97,7 @@ fn phases() -> Vec<(Phase, Applies)> {
         // throttling and caching, so refusals cost no quota and no cached
         // answer leaks to an unauthenticated caller.
         (
-            phase!(crate::auth::authenticate),
+            phase!(before crate::auth::authenticate),
             Route(|_, r| r.auth.is_some()),
         ),
         // API key check: last step of auth, as in API Gateway (a Lambda

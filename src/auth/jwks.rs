@@ -117,7 +117,7 @@ impl JwksKey {
 }
 
 struct KeySet {
-    by_kid: HashMap<String, Arc<JwksKey>>,
+    by_kid: HashMap<String, Arc<JwksKey>, foldhash::fast::RandomState>,
     /// Keys without a `kid`: usable only by a token without one, when alone.
     all: Vec<Arc<JwksKey>>,
     fetched_at: Instant,
@@ -165,6 +165,17 @@ impl JwksCache {
             keys: ArcSwapOption::empty(),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
         })
+    }
+
+    /// What [`Self::key`] answers without fetching: the key for `kid` when
+    /// the cached set is fresh and has it. `None` when only a fetch can tell.
+    pub fn key_now(&self, kid: Option<&str>) -> Option<Arc<JwksKey>> {
+        let current = self.keys.load();
+        let set = current.as_ref()?;
+        if set.fetched_at.elapsed() > MAX_AGE {
+            return None;
+        }
+        find(set, kid)
     }
 
     /// The key to verify a token with this `kid`.
@@ -264,7 +275,7 @@ impl JwksCache {
             .and_then(Value::as_array)
             .ok_or_else(|| format!("{url} is not a JWKS (no `keys` array)"))?;
         let mut set = KeySet {
-            by_kid: HashMap::new(),
+            by_kid: HashMap::default(),
             all: Vec::new(),
             fetched_at: Instant::now(),
         };

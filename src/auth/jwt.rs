@@ -11,14 +11,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderName, Uri};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use moka::Expiry;
 use serde_json::{Map, Value};
 
-use super::jwks::{JwksCache, KeyError};
+use super::jwks::{JwksCache, JwksKey, KeyError};
 use super::{AuthorizerOutput, Decision, DecisionCounters, Granted, IdentitySource};
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
@@ -40,16 +40,16 @@ struct Verified {
 
 /// A cached token's weight against [`VERIFIED_CACHE_BYTES`].
 #[allow(clippy::borrowed_box, reason = "moka passes the key type by reference")]
-fn token_weight(token: &Box<str>, _: &Arc<Verified>) -> u32 {
+fn token_weight(token: &Box<[u8]>, _: &Arc<Verified>) -> u32 {
     u32::try_from(token.len().saturating_mul(3)).unwrap_or(u32::MAX)
 }
 
 struct UntilExp;
 
-impl Expiry<Box<str>, Arc<Verified>> for UntilExp {
+impl Expiry<Box<[u8]>, Arc<Verified>> for UntilExp {
     fn expire_after_create(
         &self,
-        _key: &Box<str>,
+        _key: &Box<[u8]>,
         value: &Arc<Verified>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -59,6 +59,8 @@ impl Expiry<Box<str>, Arc<Verified>> for UntilExp {
 
 pub struct JwtAuthorizer {
     source: IdentitySource,
+    /// The source's header, parsed once, for cache lookups by raw bytes.
+    header: Option<HeaderName>,
     algorithms: Vec<Algorithm>,
     secret: Option<DecodingKey>,
     jwks: Option<JwksCache>,
@@ -66,7 +68,7 @@ pub struct JwtAuthorizer {
     audience: Vec<String>,
     leeway: u64,
     /// Verified tokens; `None` when `token_cache = false`. Keyed by the
-    /// token itself, so a hit is an exact match (never another token whose
+    /// token's bytes, so a hit is an exact match (never another token whose
     /// digest collides); the hasher is seeded per process, and only tokens
     /// that passed every check get in. A synchronous cache: a hit is a plain
     /// lookup, with no future to poll.
@@ -74,7 +76,17 @@ pub struct JwtAuthorizer {
     pub(super) decisions: DecisionCounters,
 }
 
-type TokenCache = moka::sync::Cache<Box<str>, Arc<Verified>, foldhash::fast::RandomState>;
+type TokenCache = moka::sync::Cache<Box<[u8]>, Arc<Verified>, foldhash::fast::RandomState>;
+
+/// A token whose header passed the checks that need no key.
+struct Parsed<'t> {
+    alg: Algorithm,
+    kid: Option<String>,
+    /// `header.payload`, what the signature covers.
+    message: &'t str,
+    signature_b64: &'t str,
+    payload_b64: &'t str,
+}
 
 impl JwtAuthorizer {
     pub fn new(cfg: &AuthConfig) -> Result<Self, String> {
@@ -128,6 +140,7 @@ impl JwtAuthorizer {
             return Err(format!("[auth.{name}]: no algorithm can be verified"));
         }
         Ok(Self {
+            header: source.header_name(),
             source,
             algorithms,
             secret,
@@ -146,33 +159,96 @@ impl JwtAuthorizer {
         })
     }
 
+    /// Decides without waiting when nothing needs fetching: a token from
+    /// the verified-token cache, an HS token, an asymmetric one whose key is
+    /// in the fetched (and fresh) key set, and every refusal. `None` when
+    /// the issuer's keys must be fetched first: then [`Self::authorize`].
+    pub fn authorize_now(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        route_scopes: &[String],
+    ) -> Option<Decision> {
+        // A token seen before is looked up by the header's bytes as sent,
+        // before any check: a hit equals a token that passed them all.
+        let mut looked_up = false;
+        if let (Some(cache), Some(name)) = (&self.verified, &self.header)
+            && let Some(raw) = super::single_header(headers, name)
+        {
+            if let Some(v) = cache.get(strip_bearer_bytes(raw))
+                && v.exp > now_secs()
+            {
+                return Some(self.grant(&v, true, route_scopes));
+            }
+            // The checked path below reads the same bytes: no second lookup.
+            looked_up = true;
+        }
+        let raw = match self.token_text(headers, uri) {
+            Ok(raw) => raw,
+            Err(e) => return Some(Err(e)),
+        };
+        let token = strip_bearer(&raw);
+        if let Some(cache) = &self.verified
+            && !looked_up
+            && let Some(v) = cache.get(token.as_bytes())
+            && v.exp > now_secs()
+        {
+            return Some(self.grant(&v, true, route_scopes));
+        }
+        let verified = match self.verify_now(token)? {
+            Ok(v) => Arc::new(v),
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some(cache) = &self.verified {
+            cache.insert(token.as_bytes().into(), verified.clone());
+        }
+        Some(self.grant(&verified, false, route_scopes))
+    }
+
+    /// Decides, fetching the issuer's keys when needed.
     pub async fn authorize(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
         route_scopes: &[String],
     ) -> Decision {
-        // A JWT authorizer has no stage variables to read.
-        static NO_VARIABLES: std::collections::BTreeMap<String, String> =
-            std::collections::BTreeMap::new();
-        let Some(raw) = self.source.value(headers, uri.query(), &NO_VARIABLES) else {
-            return Err(unauthorized(
-                format!("no token in {}", self.source.describe()),
-                r#"Bearer"#.to_string(),
-            ));
-        };
+        let raw = self.token_text(headers, uri)?;
         let token = strip_bearer(&raw);
         let (verified, cached) = match &self.verified {
-            Some(cache) => match cache.get(token) {
+            Some(cache) => match cache.get(token.as_bytes()) {
                 Some(v) if v.exp > now_secs() => (v, true),
                 _ => {
                     let v = Arc::new(self.verify(token).await?);
-                    cache.insert(token.into(), v.clone());
+                    cache.insert(token.as_bytes().into(), v.clone());
                     (v, false)
                 }
             },
             None => (Arc::new(self.verify(token).await?), false),
         };
+        self.grant(&verified, cached, route_scopes)
+    }
+
+    /// The token's identity-source value, checked to be text.
+    fn token_text<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        uri: &Uri,
+    ) -> Result<std::borrow::Cow<'h, str>, GatewayError> {
+        // A JWT authorizer has no stage variables to read.
+        static NO_VARIABLES: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        self.source
+            .value(headers, uri.query(), &NO_VARIABLES)
+            .ok_or_else(|| {
+                unauthorized(
+                    format!("no token in {}", self.source.describe()),
+                    r#"Bearer"#.to_string(),
+                )
+            })
+    }
+
+    /// A verified token against the route's scopes.
+    fn grant(&self, verified: &Verified, cached: bool, route_scopes: &[String]) -> Decision {
         if !route_scopes.is_empty() && !route_scopes.iter().any(|s| verified.scopes.contains(s)) {
             return Err(GatewayError::Forbidden(format!(
                 "the token has none of the route's scopes ({})",
@@ -200,11 +276,52 @@ impl JwtAuthorizer {
         })
     }
 
+    /// [`Self::verify`] when it needs nothing fetched; `None` when the
+    /// token's key is not in the fetched, fresh key set.
+    fn verify_now(&self, token: &str) -> Option<Result<Verified, GatewayError>> {
+        let parsed = match self.parse(token) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        if HMAC_ALGS.contains(&parsed.alg) {
+            return Some(self.check(&parsed, None));
+        }
+        let Some(jwks) = &self.jwks else {
+            return Some(Err(invalid("the token's algorithm is not accepted")));
+        };
+        let key = jwks.key_now(parsed.kid.as_deref())?;
+        Some(self.check(&parsed, Some(&key)))
+    }
+
     /// Verifies signature and claims, decoding each part of the token once:
     /// the signature with the HS secret (jsonwebtoken) or the JWKS key parsed
     /// once per kid and algorithm (aws-lc-rs), then `exp`, `nbf`, `iss`,
     /// `aud`/`client_id` and `iat` on the claims map the event gets.
     async fn verify(&self, token: &str) -> Result<Verified, GatewayError> {
+        let parsed = self.parse(token)?;
+        if HMAC_ALGS.contains(&parsed.alg) {
+            return self.check(&parsed, None);
+        }
+        let Some(jwks) = &self.jwks else {
+            return Err(invalid("the token's algorithm is not accepted"));
+        };
+        let key = match jwks.key(parsed.kid.as_deref()).await {
+            Ok(k) => k,
+            Err(KeyError::UnknownKid(_)) => {
+                return Err(invalid("the token's kid is not in the issuer's key set"));
+            }
+            Err(KeyError::Unavailable(why)) => {
+                return Err(unauthorized(
+                    why,
+                    r#"Bearer scope="" error="invalid_token" error_description="the issuer's keys could not be fetched""#.into(),
+                ));
+            }
+        };
+        self.check(&parsed, Some(&key))
+    }
+
+    /// The header's checks: decodable, an accepted algorithm, three parts.
+    fn parse<'t>(&self, token: &'t str) -> Result<Parsed<'t>, GatewayError> {
         let header = match jsonwebtoken::decode_header(token) {
             Ok(h) => h,
             Err(_) => {
@@ -226,41 +343,41 @@ impl JwtAuthorizer {
         let Some((_, payload_b64)) = message.split_once('.') else {
             return Err(invalid("the token is malformed"));
         };
-        let signature_ok = if HMAC_ALGS.contains(&header.alg) {
+        Ok(Parsed {
+            alg: header.alg,
+            kid: header.kid,
+            message,
+            signature_b64,
+            payload_b64,
+        })
+    }
+
+    /// The signature (with the HS secret, or `key` for the asymmetric
+    /// algorithms), then the claims.
+    fn check(&self, t: &Parsed<'_>, key: Option<&JwksKey>) -> Result<Verified, GatewayError> {
+        let signature_ok = if HMAC_ALGS.contains(&t.alg) {
             let Some(secret) = &self.secret else {
                 return Err(invalid("the token's algorithm is not accepted"));
             };
-            jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), secret, header.alg)
+            jsonwebtoken::crypto::verify(t.signature_b64, t.message.as_bytes(), secret, t.alg)
                 .map_err(|_| invalid("the token is malformed"))?
         } else {
-            let Some(jwks) = &self.jwks else {
+            let Some(key) = key else {
                 return Err(invalid("the token's algorithm is not accepted"));
             };
-            let key = match jwks.key(header.kid.as_deref()).await {
-                Ok(k) => k,
-                Err(KeyError::UnknownKid(_)) => {
-                    return Err(invalid("the token's kid is not in the issuer's key set"));
-                }
-                Err(KeyError::Unavailable(why)) => {
-                    return Err(unauthorized(
-                        why,
-                        r#"Bearer scope="" error="invalid_token" error_description="the issuer's keys could not be fetched""#.into(),
-                    ));
-                }
-            };
-            if key.alg.is_some_and(|a| a != header.alg) || key.key.family() != header.alg.family() {
+            if key.alg.is_some_and(|a| a != t.alg) || key.key.family() != t.alg.family() {
                 return Err(invalid("the token's algorithm does not match its key"));
             }
             let signature = URL_SAFE_NO_PAD
-                .decode(signature_b64)
+                .decode(t.signature_b64)
                 .map_err(|_| invalid("the token is malformed"))?;
-            key.verify(header.alg, message.as_bytes(), &signature)
+            key.verify(t.alg, t.message.as_bytes(), &signature)
         };
         if !signature_ok {
             return Err(invalid("the token signature is invalid"));
         }
         let claims: Map<String, Value> = URL_SAFE_NO_PAD
-            .decode(payload_b64)
+            .decode(t.payload_b64)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| invalid("the token is malformed"))?;
@@ -344,6 +461,15 @@ fn strip_bearer(v: &str) -> &str {
     let v = v.trim();
     match v.get(..7) {
         Some(p) if p.eq_ignore_ascii_case("bearer ") => v[7..].trim_start(),
+        _ => v,
+    }
+}
+
+/// [`strip_bearer`] on a header's raw bytes (for cache lookups).
+fn strip_bearer_bytes(v: &[u8]) -> &[u8] {
+    let v = v.trim_ascii();
+    match v.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case(b"bearer ") => v[7..].trim_ascii_start(),
         _ => v,
     }
 }
@@ -439,6 +565,9 @@ mod tests {
         assert_eq!(strip_bearer("Bearer abc"), "abc");
         assert_eq!(strip_bearer("bearer  abc"), "abc");
         assert_eq!(strip_bearer("abc"), "abc");
+        for v in ["Bearer abc", "bearer  abc", " BEARER\tabc ", "abc", "\tabc"] {
+            assert_eq!(strip_bearer_bytes(v.as_bytes()), strip_bearer(v).as_bytes());
+        }
     }
 
     #[test]

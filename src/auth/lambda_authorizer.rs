@@ -8,10 +8,15 @@
 //! missing identity source is a 401 without invoking anything; an authorizer
 //! that fails or answers nonsense is a 500, as API Gateway answers.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, HeaderName, Method};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -66,14 +71,117 @@ pub struct LambdaAuthorizer {
     version: PayloadVersion,
     flavor: Flavor,
     sources: Vec<IdentitySource>,
-    /// Results by the identity sources' values, compared in full on a hit
-    /// (the hasher is seeded per process).
+    /// With exactly one identity source and that a header: its name,
+    /// parsed once, for cache lookups by the raw value.
+    single_header: Option<HeaderName>,
     cache: Option<ResultCache>,
     pub(super) decisions: DecisionCounters,
 }
 
-type ResultCache =
-    moka::future::Cache<Box<[String]>, Arc<AuthorizerResult>, foldhash::fast::RandomState>;
+/// Results by the identity sources' values ([`cache_key`]), compared in
+/// full on a hit (the hasher is seeded per process). A synchronous cache,
+/// so a hit is decided without a future; the invocations under way for
+/// values not cached yet are kept beside it, so concurrent misses for one
+/// identity invoke the authorizer once.
+struct ResultCache {
+    results: moka::sync::Cache<Box<[u8]>, Arc<AuthorizerResult>, foldhash::fast::RandomState>,
+    pending: PendingMap,
+}
+
+/// The invocations under way, by cache key.
+type PendingMap = Mutex<HashMap<Box<[u8]>, Arc<Pending>, foldhash::fast::RandomState>>;
+
+/// One invocation's outcome, awaited by every request that missed on it.
+type Pending = tokio::sync::OnceCell<Result<Arc<AuthorizerResult>, GatewayError>>;
+
+impl ResultCache {
+    /// The result for `key`: the one invocation under way for it, or a new
+    /// one. `true` with it when another request's invocation supplied it.
+    async fn get_or_invoke<F, Fut>(
+        &self,
+        key: Box<[u8]>,
+        invoke: F,
+    ) -> Result<(Arc<AuthorizerResult>, bool), GatewayError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<AuthorizerResult, GatewayError>>,
+    {
+        let cell = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            match pending.get(&key) {
+                Some(cell) => cell.clone(),
+                None => {
+                    let cell = Arc::new(Pending::new());
+                    pending.insert(key.clone(), cell.clone());
+                    cell
+                }
+            }
+        };
+        let waiting = Waiting {
+            pending: &self.pending,
+            key,
+            cell,
+        };
+        // The first request to get here invokes; a request that arrives
+        // while it runs waits for its outcome (and takes over if the first
+        // one is dropped).
+        let mut fresh = false;
+        let outcome = waiting
+            .cell
+            .get_or_init(|| async {
+                fresh = true;
+                invoke().await.map(Arc::new)
+            })
+            .await
+            .clone();
+        // Only results are cached; after an error the next miss invokes again.
+        if fresh && let Ok(r) = &outcome {
+            self.results.insert(waiting.key.clone(), r.clone());
+        }
+        outcome.map(|r| (r, !fresh))
+    }
+}
+
+/// A request waiting on an invocation in [`ResultCache::pending`]. When it
+/// is done, or dropped, the entry goes if the invocation has finished (its
+/// result is cached by then) or nobody else waits on it, so the map holds
+/// only invocations under way.
+struct Waiting<'a> {
+    pending: &'a PendingMap,
+    key: Box<[u8]>,
+    cell: Arc<Pending>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Two holders: the map and this request.
+        let done = self.cell.initialized() || Arc::strong_count(&self.cell) <= 2;
+        if done
+            && pending
+                .get(&self.key)
+                .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            pending.remove(&self.key);
+        }
+    }
+}
+
+/// The cache key for the identity sources' values: one source's value as
+/// it is; several, each preceded by its length, so the parts stay apart.
+fn cache_key<'a>(identity: &'a [Cow<'_, str>]) -> Cow<'a, [u8]> {
+    match identity {
+        [one] => Cow::Borrowed(one.as_bytes()),
+        many => {
+            let mut key = Vec::with_capacity(many.iter().map(|v| v.len() + 8).sum());
+            for v in many {
+                key.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                key.extend_from_slice(v.as_bytes());
+            }
+            Cow::Owned(key)
+        }
+    }
+}
 
 impl LambdaAuthorizer {
     pub fn new(
@@ -119,12 +227,17 @@ impl LambdaAuthorizer {
             }
         }
         // Without identity sources there is nothing to key a cache on.
-        let cache = (!cfg.ttl.is_zero() && !sources.is_empty()).then(|| {
-            moka::future::Cache::builder()
+        let cache = (!cfg.ttl.is_zero() && !sources.is_empty()).then(|| ResultCache {
+            results: moka::sync::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(cfg.ttl)
-                .build_with_hasher(foldhash::fast::RandomState::default())
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+            pending: Mutex::default(),
         });
+        let single_header = match sources.as_slice() {
+            [one] => one.header_name(),
+            _ => None,
+        };
         Ok(Self {
             name: name.clone(),
             backend,
@@ -134,21 +247,98 @@ impl LambdaAuthorizer {
             version,
             flavor,
             sources,
+            single_header,
             cache,
             decisions: DecisionCounters::new(name),
         })
     }
 
+    /// Decides without waiting when no invocation is needed: a cached
+    /// result (evaluated against this request), or a missing identity
+    /// source (401). `None` when the authorizer must be invoked: then
+    /// [`Self::authorize`].
+    pub fn authorize_now(
+        &self,
+        state: &GatewayState,
+        ctx: &RouteContext,
+        req: &Request,
+    ) -> Option<Decision> {
+        // A value seen before is looked up by the header's bytes as sent,
+        // before any check: a hit equals a value that passed them.
+        if let (Some(cache), Some(name)) = (&self.cache, &self.single_header)
+            && let Some(raw) = super::single_header(req.headers(), name)
+            && let Some(result) = cache.results.get(raw)
+        {
+            return Some(self.apply(
+                state,
+                ctx,
+                req.method(),
+                req.headers(),
+                req.extensions(),
+                &result,
+                true,
+            ));
+        }
+        let identity = match self.identity(state, req.headers(), req.uri().query()) {
+            Ok(identity) => identity,
+            Err(e) => return Some(Err(e)),
+        };
+        let result = self.cache.as_ref()?.results.get(&*cache_key(&identity))?;
+        Some(self.apply(
+            state,
+            ctx,
+            req.method(),
+            req.headers(),
+            req.extensions(),
+            &result,
+            true,
+        ))
+    }
+
+    /// Decides, invoking the authorizer on a cache miss.
     pub async fn authorize(
         &self,
         state: &GatewayState,
         ctx: &RouteContext,
         parts: &Parts,
     ) -> Decision {
+        let identity = self.identity(state, &parts.headers, parts.uri.query())?;
+        let invoke = || async {
+            let method_arn = method_arn(state, parts.method.as_str(), &ctx.path);
+            self.invoke(state, ctx, parts, &identity, &method_arn).await
+        };
+        let (result, cached) = match &self.cache {
+            Some(cache) => {
+                let key = cache_key(&identity);
+                match cache.results.get(&*key) {
+                    Some(r) => (r, true),
+                    None => cache.get_or_invoke(key.into(), invoke).await?,
+                }
+            }
+            None => (Arc::new(invoke().await?), false),
+        };
+        self.apply(
+            state,
+            ctx,
+            &parts.method,
+            &parts.headers,
+            &parts.extensions,
+            &result,
+            cached,
+        )
+    }
+
+    /// The identity sources' values; a missing one is a 401.
+    fn identity<'a>(
+        &self,
+        state: &'a GatewayState,
+        headers: &'a HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Vec<Cow<'a, str>>, GatewayError> {
         let mut identity = Vec::with_capacity(self.sources.len());
         for s in &self.sources {
-            match s.value(&parts.headers, parts.uri.query(), &state.stage.variables) {
-                Some(v) => identity.push(v.into_owned()),
+            match s.value(headers, query, &state.stage.variables) {
+                Some(v) => identity.push(v),
                 None => {
                     return Err(GatewayError::Unauthorized {
                         reason: format!("identity source missing: {}", s.describe()),
@@ -157,28 +347,24 @@ impl LambdaAuthorizer {
                 }
             }
         }
-        let method_arn = method_arn(state, parts.method.as_str(), &ctx.path);
-        let invoke = || self.invoke(state, ctx, parts, &identity, &method_arn);
-        let (result, cached) = match &self.cache {
-            Some(cache) => match cache.get(identity.as_slice()).await {
-                Some(r) => (r, true),
-                None => {
-                    // Concurrent misses for the same identity invoke once.
-                    let mut fresh = false;
-                    let r = cache
-                        .try_get_with(identity.clone().into_boxed_slice(), async {
-                            fresh = true;
-                            invoke().await.map(Arc::new)
-                        })
-                        .await
-                        .map_err(|e| (*e).clone())?;
-                    (r, !fresh)
-                }
-            },
-            None => (Arc::new(invoke().await?), false),
-        };
-        let info = parts.extensions.get::<RequestInfo>();
-        let header = |n| parts.headers.get(n).and_then(|v| v.to_str().ok());
+        Ok(identity)
+    }
+
+    /// A (possibly cached) result applied to this request.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        state: &GatewayState,
+        ctx: &RouteContext,
+        method: &Method,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+        result: &AuthorizerResult,
+        cached: bool,
+    ) -> Decision {
+        let method_arn = method_arn(state, method.as_str(), &ctx.path);
+        let info = extensions.get::<RequestInfo>();
+        let header = |n| headers.get(n).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
             source_ip: info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |i| i.source_ip),
             now: std::time::SystemTime::now(),
@@ -186,7 +372,7 @@ impl LambdaAuthorizer {
             user_agent: header(axum::http::header::USER_AGENT),
             referer: header(axum::http::header::REFERER),
         };
-        decide(&result, &method_arn, &facts, cached)
+        decide(result, &method_arn, &facts, cached)
     }
 
     async fn invoke(
@@ -194,7 +380,7 @@ impl LambdaAuthorizer {
         state: &GatewayState,
         ctx: &RouteContext,
         parts: &Parts,
-        identity: &[String],
+        identity: &[Cow<'_, str>],
         method_arn: &str,
     ) -> Result<AuthorizerResult, GatewayError> {
         let info = parts
@@ -259,7 +445,7 @@ impl LambdaAuthorizer {
         ctx: &RouteContext,
         parts: &Parts,
         info: &RequestInfo,
-        identity: &[String],
+        identity: &[Cow<'_, str>],
         method_arn: &str,
     ) -> Value {
         if self.kind == AuthorizerType::Token {

@@ -17,15 +17,15 @@ pub mod sigv4;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::pipeline::Next;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::body::{Body, HttpBody};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use crate::app::GatewayState;
+use crate::app::{GatewayState, RouteRuntime};
 use crate::error::GatewayError;
+use crate::pipeline::{Next, PhaseFuture, answer};
 use crate::routing::RouteContext;
 
 /// Who the caller is, as later phases and the events see it.
@@ -50,7 +50,8 @@ pub enum AuthorizerOutput {
         principal_id: Option<String>,
         context: Arc<Map<String, Value>>,
     },
-    Iam(IamIdentity),
+    /// Shared with the access key it was made from: copies nothing.
+    Iam(Arc<IamIdentity>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,7 +76,7 @@ pub struct ApiKeyIdentity {
 impl AuthContext {
     pub fn iam(&self) -> Option<&IamIdentity> {
         match &self.authorizer {
-            Some(AuthorizerOutput::Iam(i)) => Some(i),
+            Some(AuthorizerOutput::Iam(i)) => Some(i.as_ref()),
             _ => None,
         }
     }
@@ -128,12 +129,16 @@ pub struct Granted {
     pub note: String,
 }
 
-/// Auth phase.
-pub async fn authenticate(
-    State(state): State<Arc<GatewayState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Auth phase, a `before` phase: every decision that needs nothing awaited
+/// is made here, synchronously, and the phase returns the rest of the
+/// pipeline's future (or its refusal) with no future of its own: a JWT
+/// from the verified-token cache, an HS or an asymmetric JWT whose key is in
+/// the fetched key set, a SigV4 request without a body, a Lambda
+/// authorizer's cached result, and every refusal those lead to. Only what
+/// must be awaited goes into a boxed future ([`authenticate_later`]):
+/// fetching the issuer's keys, invoking a Lambda authorizer on a cache miss,
+/// reading a signed body.
+pub fn authenticate(state: &Arc<GatewayState>, req: Request, next: Next) -> PhaseFuture {
     // Cheap check first: routes without auth pass straight through. The
     // route is shared, so holding it costs one reference count.
     let Some(route) = req
@@ -142,8 +147,41 @@ pub async fn authenticate(
         .filter(|ctx| ctx.route.auth.is_some())
         .map(|ctx| ctx.route.clone())
     else {
-        return next.run(req).await;
+        return next.run(req);
     };
+    let Some(auth) = route.auth.as_ref() else {
+        return next.run(req);
+    };
+    let decided = match &*auth.authorizer {
+        Authorizer::Jwt(a) => a.authorize_now(req.headers(), req.uri(), &auth.scopes),
+        // The signature covers the body: one already at its end is empty
+        // (a GET's), so nothing needs reading.
+        Authorizer::Sigv4(a) if req.body().is_end_stream() => {
+            let (parts, body) = req.into_parts();
+            let d = a.authorize(&parts, &[], state);
+            let req = Request::from_parts(parts, body);
+            return conclude(d, &route, auth, req, next);
+        }
+        Authorizer::Sigv4(_) => None,
+        Authorizer::Lambda(a) => match req.extensions().get::<RouteContext>() {
+            Some(ctx) => a.authorize_now(state, ctx, &req),
+            None => Some(Err(GatewayError::Internal("no route context".into()))),
+        },
+    };
+    match decided {
+        Some(d) => conclude(d, &route, auth, req, next),
+        None => Box::pin(authenticate_later(state.clone(), route, req, next)),
+    }
+}
+
+/// The part of the auth phase that waits: JWKS fetches, Lambda authorizer
+/// invocations, signed bodies. Decides as [`authenticate`] would have.
+async fn authenticate_later(
+    state: Arc<GatewayState>,
+    route: Arc<RouteRuntime>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(auth) = route.auth.as_ref() else {
         return next.run(req).await;
     };
@@ -171,6 +209,18 @@ pub async fn authenticate(
             d
         }
     };
+    conclude(decision, &route, auth, req, next).await
+}
+
+/// Counts and logs a decision, then lets the request on with its
+/// [`AuthContext`] or answers with the refusal.
+fn conclude(
+    decision: Decision,
+    route: &RouteRuntime,
+    auth: &RouteAuth,
+    mut req: Request,
+    next: Next,
+) -> PhaseFuture {
     let route_key = route.route_key.as_str();
     let decisions = auth.authorizer.decisions();
     match decision {
@@ -200,7 +250,7 @@ pub async fn authenticate(
                     });
                 }
             }
-            next.run(req).await
+            next.run(req)
         }
         Err(e) => {
             let reason = match &e {
@@ -227,7 +277,7 @@ pub async fn authenticate(
             if let Some(ctx) = req.extensions_mut().remove::<RouteContext>() {
                 res.extensions_mut().insert(ctx);
             }
-            res
+            answer(res)
         }
     }
 }
@@ -362,6 +412,15 @@ impl IdentitySource {
         v.filter(|s| !s.trim().is_empty())
     }
 
+    /// The header this source reads, parsed once at start-up for
+    /// [`single_header`] lookups; `None` for other sources.
+    pub fn header_name(&self) -> Option<HeaderName> {
+        match self {
+            IdentitySource::Header(h) => HeaderName::from_bytes(h.as_bytes()).ok(),
+            _ => None,
+        }
+    }
+
     /// How a log line or `WWW-Authenticate` names the place.
     pub fn describe(&self) -> String {
         match self {
@@ -369,6 +428,19 @@ impl IdentitySource {
             IdentitySource::Query(q) => format!("the {q} query parameter"),
             IdentitySource::StageVariable(v) => format!("the {v} stage variable"),
         }
+    }
+}
+
+/// The value of a header the request carries exactly once, as the raw
+/// bytes sent, unchecked. Only for looking up a credential in a cache that
+/// holds credentials which passed every check (read with
+/// [`IdentitySource::value`]): bytes equal to such a key are valid text, and
+/// a value that is not misses and takes the checked path.
+pub(crate) fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a [u8]> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (Some(one), None) => Some(one.as_bytes()),
+        _ => None,
     }
 }
 

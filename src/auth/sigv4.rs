@@ -8,9 +8,10 @@
 //! are `403 Forbidden`. On success the caller's identity reaches the event
 //! (`requestContext.identity` / `authorizer.iam`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -18,6 +19,7 @@ use aws_sigv4::http_request::{
     SessionTokenMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, HeaderName};
 use axum::http::request::Parts;
@@ -56,6 +58,42 @@ pub struct AccessKey {
     pub user_id: Option<String>,
     pub caller_id: Option<String>,
     pub principal_org_id: Option<String>,
+    /// What every verification with this key needs, built on its first one
+    /// (a store that keeps its keys builds it once).
+    #[serde(skip)]
+    pub prepared: OnceLock<PreparedKey>,
+}
+
+/// An access key's signing credentials and caller identity, built once.
+#[derive(Debug, Clone)]
+pub struct PreparedKey {
+    /// The key's credentials as `aws-sigv4` signs with them.
+    identity: Identity,
+    /// Who the caller is, as the event shows it.
+    iam: Arc<IamIdentity>,
+}
+
+impl AccessKey {
+    fn prepared(&self) -> &PreparedKey {
+        self.prepared.get_or_init(|| PreparedKey {
+            identity: Credentials::new(
+                self.access_key_id.clone(),
+                self.secret_access_key.clone(),
+                self.session_token.clone(),
+                None,
+                "lambdagate",
+            )
+            .into(),
+            iam: Arc::new(IamIdentity {
+                access_key: self.access_key_id.clone(),
+                account_id: self.account_id.clone(),
+                caller_id: self.caller_id.clone().or_else(|| self.user_id.clone()),
+                user_arn: self.user_arn.clone(),
+                user_id: self.user_id.clone(),
+                principal_org_id: self.principal_org_id.clone(),
+            }),
+        })
+    }
 }
 
 /// Where access keys come from: the credentials file today; the keys/plans
@@ -66,7 +104,7 @@ pub trait AccessKeyStore: Send + Sync + 'static {
 
 /// Access keys from a TOML file of `[[keys]]` tables.
 pub struct CredentialsFile {
-    keys: HashMap<String, Arc<AccessKey>>,
+    keys: HashMap<String, Arc<AccessKey>, foldhash::fast::RandomState>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +120,7 @@ impl CredentialsFile {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let raw: RawCredentialsFile =
             toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
-        let mut keys = HashMap::new();
+        let mut keys = HashMap::default();
         for k in raw.keys {
             if k.access_key_id.is_empty() || k.secret_access_key.is_empty() {
                 return Err(format!(
@@ -106,6 +144,9 @@ pub struct Sigv4Authorizer {
     service: String,
     region: String,
     store: Arc<dyn AccessKeyStore>,
+    /// Signing settings for the header form, built once (the default
+    /// settings allocate): every header the client signed is signed again.
+    header_settings: SigningSettings,
     pub(super) decisions: super::DecisionCounters,
 }
 
@@ -136,7 +177,11 @@ impl Sigv4Authorizer {
     }
 
     pub fn with_store(cfg: &AuthConfig, region: &str, store: Arc<dyn AccessKeyStore>) -> Self {
+        let mut header_settings = SigningSettings::default();
+        header_settings.excluded_headers = Some(Vec::new());
+        header_settings.signature_location = SignatureLocation::Headers;
         Self {
+            header_settings,
             service: cfg
                 .service
                 .clone()
@@ -280,68 +325,77 @@ impl Sigv4Authorizer {
                 hex::encode(Sha256::digest(body))
             }
         };
-        let bodies: Vec<SignableBody<'_>> = match declared {
-            Some(d) if d == UNSIGNED_PAYLOAD => vec![SignableBody::UnsignedPayload],
+        // The payload as signed, and for a presigned URL a second form to
+        // try.
+        let (first_body, second_body) = match declared {
+            Some(d) if d == UNSIGNED_PAYLOAD => (SignableBody::UnsignedPayload, None),
             Some(d) if !d.eq_ignore_ascii_case(&body_hash()) => {
                 return Err(Sigv4Refusal::mismatch(
                     "the body does not match X-Amz-Content-Sha256",
                 ));
             }
-            Some(d) => vec![SignableBody::Precomputed(d.to_ascii_lowercase())],
+            Some(d) => (SignableBody::Precomputed(d.to_ascii_lowercase()), None),
             // A presigned URL may have been signed without the payload.
-            None if p.expires.is_some() => vec![
+            None if p.expires.is_some() => (
                 SignableBody::Precomputed(body_hash()),
-                SignableBody::UnsignedPayload,
-            ],
+                Some(SignableBody::UnsignedPayload),
+            ),
             // The same as `SignableBody::Bytes(body)`, without hashing an
             // empty body (a GET's) on every request.
-            None => vec![SignableBody::Precomputed(body_hash())],
+            None => (SignableBody::Precomputed(body_hash()), None),
         };
 
-        let path_and_query = match p.expires {
+        let path_and_query: Cow<'_, str> = match p.expires {
             // The signer adds the X-Amz-* parameters itself.
             Some(_) => {
                 let kept = strip_signing_params(query);
                 if kept.is_empty() {
-                    parts.uri.path().to_string()
+                    Cow::Borrowed(parts.uri.path())
                 } else {
-                    format!("{}?{kept}", parts.uri.path())
+                    Cow::Owned(format!("{}?{kept}", parts.uri.path()))
                 }
             }
-            None => parts
-                .uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_string(),
+            None => Cow::Borrowed(parts.uri.path_and_query().map_or("/", |pq| pq.as_str())),
         };
-        let identity = Credentials::new(
-            p.access_key_id,
-            key.secret_access_key.clone(),
-            p.security_token.clone(),
-            None,
-            "lambdagate",
-        )
-        .into();
-        let mut settings = SigningSettings::default();
-        settings.excluded_headers = Some(Vec::new());
-        match p.expires {
+        // The key's own credentials, built once; the session token checked
+        // above is the key's. A store that matched another spelling of the
+        // id gets credentials with the id as the client sent it.
+        let prepared = key.prepared();
+        let fresh_identity;
+        let identity = if key.access_key_id == p.access_key_id {
+            &prepared.identity
+        } else {
+            fresh_identity = Credentials::new(
+                p.access_key_id,
+                key.secret_access_key.clone(),
+                p.security_token.clone(),
+                None,
+                "lambdagate",
+            )
+            .into();
+            &fresh_identity
+        };
+        let settings = match p.expires {
             Some(secs) => {
+                let mut settings = self.header_settings.clone();
                 settings.signature_location = SignatureLocation::QueryParams;
                 settings.expires_in = Some(Duration::from_secs(secs));
                 settings.session_token_mode = SessionTokenMode::Include;
+                settings
             }
             None => {
-                settings.signature_location = SignatureLocation::Headers;
+                let mut settings = self.header_settings.clone();
                 settings.session_token_mode = if p.signed_headers.contains(&"x-amz-security-token")
                 {
                     SessionTokenMode::Include
                 } else {
                     SessionTokenMode::Exclude
                 };
+                settings
             }
-        }
+        };
         let params = v4::SigningParams::builder()
-            .identity(&identity)
+            .identity(identity)
             .region(&self.region)
             .name(service)
             .time(signed_at)
@@ -350,10 +404,10 @@ impl Sigv4Authorizer {
             .map_err(|e| Sigv4Refusal::mismatch(&format!("sigv4 parameters: {e}")))?
             .into();
         let mut matched = false;
-        for b in bodies {
+        for b in std::iter::once(first_body).chain(second_body) {
             let signable = SignableRequest::new(
                 parts.method.as_str(),
-                path_and_query.as_str(),
+                &*path_and_query,
                 pairs.iter().copied(),
                 b,
             )
@@ -376,14 +430,7 @@ impl Sigv4Authorizer {
             String::new()
         };
         Ok(Granted {
-            output: AuthorizerOutput::Iam(IamIdentity {
-                access_key: key.access_key_id.clone(),
-                account_id: key.account_id.clone(),
-                caller_id: key.caller_id.clone().or_else(|| key.user_id.clone()),
-                user_arn: key.user_arn.clone(),
-                user_id: key.user_id.clone(),
-                principal_org_id: key.principal_org_id.clone(),
-            }),
+            output: AuthorizerOutput::Iam(prepared.iam.clone()),
             usage_identifier_key: None,
             note,
         })
@@ -659,6 +706,7 @@ mod tests {
                     user_id: None,
                     caller_id: None,
                     principal_org_id: None,
+                    prepared: OnceLock::new(),
                 })
             })
         }

@@ -117,6 +117,14 @@ issuer = "{issuer}"
 audience = ["api"]
 algorithms = ["HS256"]
 
+[auth.nocache]
+kind = "jwt"
+jwks_url = "{issuer}/keys"
+issuer = "{issuer}"
+audience = ["api"]
+algorithms = ["RS256"]
+token_cache = false
+
 [auth.slow]
 kind = "jwt"
 jwks_url = "{issuer}/slow"
@@ -162,6 +170,12 @@ method = "GET"
 path = "/hs"
 function = "hello"
 auth = "shared"
+
+[[routes]]
+method = "GET"
+path = "/nocache"
+function = "hello"
+auth = "nocache"
 
 [[routes]]
 method = "GET"
@@ -441,6 +455,57 @@ async fn a_cached_token_vouches_only_for_itself() {
     }
     assert_eq!(get(&gw, "/items/1", &bearer(good)).await.status(), 200);
     assert_eq!(fake.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn tokens_read_the_same_from_the_cache_and_without_it() {
+    let issuer = Issuer::start().await;
+    let fake = echo_fake().await;
+    let gw = gateway_on(&fake, "", &issuer.routes()).await;
+    let good = issuer.token("rs256");
+    let mut allowed = 0;
+    // `/direct` caches verified tokens (the first request fetches the keys
+    // and verifies, the rest are cache hits); `/nocache` verifies each.
+    for path in ["/direct", "/nocache"] {
+        for header in [
+            format!("Bearer {good}"),
+            format!("bearer   {good}"),
+            format!("  BEARER {good}\t"),
+            good.clone(),
+            format!("\t{good} "),
+        ] {
+            let res = get(&gw, path, &[("authorization", header.clone())]).await;
+            assert_eq!(res.status(), 200, "{path} {header:?}");
+            allowed += 1;
+        }
+        // Twice in one request, the values are joined: no such token.
+        let res = client()
+            .get(gw.url(path))
+            .header("authorization", format!("Bearer {good}"))
+            .header("authorization", format!("Bearer {good}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        // The good token and a byte that is not text: no token at all.
+        let mut raw = format!("Bearer {good}").into_bytes();
+        raw.push(0xff);
+        let res = client()
+            .get(gw.url(path))
+            .header(
+                "authorization",
+                reqwest::header::HeaderValue::from_bytes(&raw).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        // A bad signature after good tokens is still checked in full.
+        let res = get(&gw, path, &bearer(issuer.token("bad_signature"))).await;
+        assert_eq!(res.status(), 401, "{path}");
+    }
+    assert_eq!(fake.calls().len(), allowed);
 }
 
 #[tokio::test]

@@ -38,6 +38,11 @@ fn responder(inv: &Invocation) -> Reply {
                     ]),
                 )),
                 "deny" => Reply::json(policy("Deny", json!("*"))),
+                // Slow enough that requests sent together all miss the cache.
+                "slow-allow" => Reply {
+                    delay: std::time::Duration::from_millis(500),
+                    ..Reply::json(policy("Allow", json!("*")))
+                },
                 "unauthorized" => Reply {
                     function_error: Some("Unhandled".into()),
                     ..Reply::json(json!({"errorMessage": "Unauthorized", "errorType": "Error"}))
@@ -230,6 +235,73 @@ async fn iam_policy_is_cached_and_reevaluated_per_method_arn() {
         3,
         "refusals never reach the function"
     );
+}
+
+#[tokio::test]
+async fn concurrent_misses_invoke_the_authorizer_once() {
+    let fake = FakeLambda::start(responder).await;
+    let gw = gateway_on(&fake, "", HTTP_ROUTES).await;
+    // Requests sent together for one identity that is not cached yet: one
+    // invocation decides them all.
+    let sends = (0..8).map(|i| {
+        client()
+            .get(gw.url(&format!("/pets/{i}")))
+            .header("authorization", "slow-allow")
+            .send()
+    });
+    for res in futures::future::join_all(sends).await {
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    assert_eq!(calls_to(&fake, "authz").len(), 1, "one invocation");
+    assert_eq!(calls_to(&fake, "hello").len(), 8);
+
+    // Concurrent misses on a failing authorizer share its failure, and the
+    // failure is not cached: the next request asks again.
+    let sends = (0..4).map(|_| {
+        client()
+            .get(gw.url("/pets/1"))
+            .header("authorization", "crash")
+            .send()
+    });
+    for res in futures::future::join_all(sends).await {
+        assert_eq!(res.unwrap().status(), 500);
+    }
+    let crashes = calls_to(&fake, "authz").len() - 1;
+    assert!((1..=4).contains(&crashes), "{crashes} invocations");
+    let res = client()
+        .get(gw.url("/pets/1"))
+        .header("authorization", "crash")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(calls_to(&fake, "authz").len(), crashes + 2, "not cached");
+
+    // A cached value is found however the header's bytes arrive: the same
+    // value hits, a value that differs by a byte or comes twice does not.
+    let res = client()
+        .get(gw.url("/pets/3"))
+        .header("authorization", "slow-allow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        calls_to(&fake, "authz").len(),
+        crashes + 2,
+        "from the cache"
+    );
+    let res = client()
+        .get(gw.url("/pets/3"))
+        .header("authorization", "slow-allow")
+        .header("authorization", "slow-allow")
+        .send()
+        .await
+        .unwrap();
+    // "slow-allow,slow-allow" is another identity (the function answers
+    // nonsense for it).
+    assert_eq!(res.status(), 500);
+    assert_eq!(calls_to(&fake, "authz").len(), crashes + 3);
 }
 
 #[tokio::test]
