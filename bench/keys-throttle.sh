@@ -17,11 +17,20 @@
 # on CPU 1. SQLite store (a temp file); Redis on 127.0.0.1:6379 for step 2.
 #
 # Usage: bench/keys-throttle.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+#        KEYS_CALLGRIND=N bench/keys-throttle.sh
+# With KEYS_CALLGRIND=N the local-limits gateway runs under valgrind's
+# callgrind instead (RUST_LOG=warn, like the proxy bench's mode) and the
+# script prints instructions per request for an open `mock` request, a keyed
+# `mock` request (key + plan throttle), a 429 from a route throttle, a 429
+# from a key's plan throttle and an accepted `http` request: N sequential
+# keep-alive GETs each, after a warm-up (deterministic, unlike req/s on a
+# shared machine). Profiles stay in target/callgrind/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-5}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
+CALLGRIND=${KEYS_CALLGRIND:-}
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
@@ -138,6 +147,56 @@ wrk_run() { # $1 = url, extra args; prints "requests req/s"
         awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {print n, r}'
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+if [ -n "$CALLGRIND" ]; then
+    need valgrind || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+    GW_PORT=$(free_port)
+    RUST_LOG=warn taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+        "$BIN" serve --config "$WORK/local.toml" --listen "127.0.0.1:$GW_PORT" --no-watch >"$WORK/gw.out" 2>&1 & PIDS+=($!)
+    GW_PID=${PIDS[-1]}
+    for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$GW_PORT) 2>/dev/null && break; sleep 0.1; done
+    send() { # path key expected_status count: sequential keep-alive GETs
+        taskset -c 1 python3 - "$GW_PORT" "$@" <<'PY'
+import http.client, sys
+port, path, key, want, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+other = 0
+for _ in range(n):
+    c.request("GET", path, headers={"x-api-key": key})
+    r = c.getresponse()
+    r.read()
+    if r.status != want:
+        other += 1
+# A 1/s throttle refills while valgrind runs: a few 200s among the 429s.
+assert other <= max(n // 100, 5), f"{path}: {other} of {n} not {want}"
+PY
+    }
+    mkdir -p target/callgrind
+    # name path key status
+    while read -r name path key status; do
+        send "$path" "$key" "$status" 200
+        callgrind_control -z "$GW_PID" >/dev/null 2>&1
+        send "$path" "$key" "$status" "$CALLGRIND"
+        rm -f "$WORK"/cg.*.*
+        callgrind_control -d "$GW_PID" >/dev/null 2>&1
+        dump=
+        for _ in $(seq 100); do
+            dump=$(ls "$WORK"/cg.*.* 2>/dev/null | head -1)
+            [ -n "$dump" ] && grep -q '^totals:' "$dump" && break
+            sleep 0.2
+        done
+        ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+        mv "$dump" "target/callgrind/keys_$name.out"
+        echo "$name: $((ir / CALLGRIND)) instructions per request"
+    done <<ROUTES
+open_mock /open $KEY 200
+keyed_mock /keyed $KEY 200
+429_route /tight $KEY 429
+429_key /keyed $TIGHT_KEY 429
+ok_http /up/open $KEY 200
+ROUTES
+    exit 0
+fi
 
 read -r LPID LPORT < <(start "$WORK/local.toml"); PIDS+=("$LPID")
 read -r CPID CPORT < <(start "$WORK/cluster.toml"); PIDS+=("$CPID")

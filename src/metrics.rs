@@ -190,9 +190,11 @@ pub fn auth_decision(authorizer: &str, decision: &'static str) {
         .increment(1);
 }
 
-/// A request refused by a throttle; `scope` says which (`route`, `key`, `stage`, `global`).
-pub fn throttled(scope: &'static str) {
-    counter!(THROTTLED, "scope" => scope).increment(1);
+/// The counter of requests refused by a throttle; `scope` says which
+/// (`route`, `key`, `stage`, `global`). A handle, looked up once, for the
+/// throttle phase to keep: a refusal then costs no lookup by name.
+pub fn throttled_counter(scope: &'static str) -> Counter {
+    counter!(THROTTLED, "scope" => scope)
 }
 
 /// A request refused because `plan`'s quota is spent.

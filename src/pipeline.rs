@@ -102,7 +102,10 @@ fn phases() -> Vec<(Phase, Applies)> {
         ),
         // API key check: last step of auth, as in API Gateway (a Lambda
         // authorizer may supply the key); it finds the key's usage plan.
-        (phase!(crate::auth::api_key::require_key), Route(keyed)),
+        (
+            phase!(before crate::auth::api_key::require_key),
+            Route(keyed),
+        ),
         // Identity for the access log: right after auth, so every later
         // answer (throttled, cached, integrated) is logged with key id and
         // principal.
@@ -113,7 +116,7 @@ fn phases() -> Vec<(Phase, Applies)> {
         // Throttle & quota: key/plan, route, stage, global; needs the plan
         // found above, and refuses before any validation, cache or backend work.
         (
-            phase!(crate::throttle::enforce),
+            phase!(before crate::throttle::enforce),
             Route(|s, r| s.throttles.applies_to(r.config.index, keyed(s, r))),
         ),
         // Request validation: refuses bad input before any cache or backend work.

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -48,6 +48,9 @@ pub struct AccessRecord {
     key_id: Mutex<Option<Arc<str>>>,
     principal: Mutex<Option<String>>,
     bytes_in: AtomicU64,
+    /// The throttle phase's verdict, for the `RateLimit-*` headers this
+    /// phase sets on the response (so the throttle phase awaits nothing).
+    rate_limit: OnceLock<crate::throttle::Verdict>,
 }
 
 impl AccessRecord {
@@ -88,6 +91,12 @@ impl AccessRecord {
         {
             *g = Some(p);
         }
+    }
+
+    /// The `RateLimit-*` headers the response gets: the throttle
+    /// phase's verdict on an admitted request.
+    pub fn set_rate_limit(&self, v: crate::throttle::Verdict) {
+        let _ = self.rate_limit.set(v);
     }
 
     fn key_id(&self) -> Option<Arc<str>> {
@@ -178,6 +187,11 @@ pub async fn request_id_and_log(
     crate::metrics::in_flight(1.0);
     let mut res = next.run(req).await;
     crate::metrics::in_flight(-1.0);
+    // Set here for the throttle phase: on every response that came back
+    // through it after it admitted the request.
+    if let Some(v) = record.rate_limit.get() {
+        crate::throttle::rate_limit_headers(res.headers_mut(), v);
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         let name = match state.config.gateway.flavor {
             Flavor::Rest => &X_AMZN_REQUESTID,

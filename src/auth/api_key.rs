@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::pipeline::Next;
-use axum::extract::{Request, State};
+use crate::pipeline::{Next, PhaseFuture, answer};
+use axum::extract::Request;
 use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -36,6 +36,7 @@ use crate::config::{
 use crate::error::GatewayError;
 use crate::routing::RouteContext;
 use crate::store::{KeyRecord, PlanRecord, Store, StoreError, now_secs};
+use crate::throttle::quota::UsageCell;
 
 const PREFIX: &str = "lg_";
 const ID_LEN: usize = 10;
@@ -122,12 +123,34 @@ pub fn matches(record: &KeyRecord, key: &str) -> bool {
         .into()
 }
 
+/// Whether two byte strings are equal, in time that depends only on their
+/// lengths (which are public: every key has the same): XOR-folds them a
+/// 64-bit word at a time, with no branch on their contents.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u64;
+    let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in wa.by_ref().zip(wb.by_ref()) {
+        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+        diff |= word(x) ^ word(y);
+    }
+    for (x, y) in wa.remainder().iter().zip(wb.remainder()) {
+        diff |= u64::from(x ^ y);
+    }
+    // Keeps the compiler from turning the fold into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
 /// What the throttle & quota phase needs about an accepted key. Cheap to
-/// clone: both parts are shared with the key cache.
+/// clone: every part is shared with the key cache.
 #[derive(Debug, Clone)]
 pub struct KeyGrant {
     pub key_id: Arc<str>,
     pub plan: Arc<PlanConfig>,
+    /// Where the key's requests today are counted, when the key is cached.
+    pub usage: Option<Arc<UsageCell>>,
 }
 
 /// Where one route reads its key from.
@@ -156,7 +179,7 @@ impl CachedKey {
     /// key verified before, else the SHA-256 check (remembered on success).
     fn verify(&self, record: &KeyRecord, presented: &str) -> Option<Arc<str>> {
         if let Some(v) = self.verified.get()
-            && bool::from(v.as_bytes().ct_eq(presented.as_bytes()))
+            && ct_eq(v.as_bytes(), presented.as_bytes())
         {
             return Some(v.clone());
         }
@@ -177,9 +200,17 @@ pub struct ApiKeys {
     config_plans: HashMap<String, Arc<PlanConfig>>,
     /// By route index; None for routes without a key requirement.
     routes: Vec<Option<KeySource>>,
-    keys: Option<moka::future::Cache<String, Arc<CachedKey>>>,
+    /// Read without awaiting, so a cache hit decides a request at once;
+    /// misses are loaded one at a time per id ([`ApiKeys::loading`]).
+    keys: Option<moka::sync::Cache<String, Arc<CachedKey>>>,
+    /// Locks that make concurrent misses on one id wait for a single store
+    /// read (an id picks its lock by hash).
+    loading: [tokio::sync::Mutex<()>; LOAD_LOCKS],
     plans: Option<moka::future::Cache<String, Option<Arc<PlanConfig>>>>,
 }
+
+/// How many ids may be loaded from the store at once.
+const LOAD_LOCKS: usize = 16;
 
 impl ApiKeys {
     /// Whether route `index` requires an API key.
@@ -223,7 +254,13 @@ impl ApiKeys {
                 .map(|(name, p)| (name.clone(), Arc::new(p.clone())))
                 .collect(),
             routes,
-            keys: cache(ttl, 100_000),
+            keys: (!ttl.is_zero()).then(|| {
+                moka::sync::Cache::builder()
+                    .time_to_live(ttl)
+                    .max_capacity(100_000)
+                    .build()
+            }),
+            loading: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             plans: cache(ttl, 10_000),
         })
     }
@@ -237,23 +274,30 @@ impl ApiKeys {
         self.routes.iter().any(Option::is_some)
     }
 
-    /// A key and its plan, from the cache when fresh.
+    /// A key and its plan, from the cache when fresh, else from the store
+    /// (then cached): one read per id however many requests wait for it.
     async fn cached_key(&self, id: &str) -> Result<Arc<CachedKey>, GatewayError> {
         let found = match &self.keys {
-            None => self.load_key(id).await,
-            Some(cache) => match cache.get(id).await {
-                Some(hit) => Ok(hit),
-                None => cache
-                    .try_get_with(id.to_string(), self.load_key(id))
-                    .await
-                    .map_err(|e| (*e).clone()),
-            },
+            None => self.load_key(id, false).await,
+            Some(cache) => {
+                let lock = id.bytes().fold(0usize, |h, b| {
+                    h.wrapping_mul(31).wrapping_add(usize::from(b))
+                });
+                let _turn = self.loading[lock % LOAD_LOCKS].lock().await;
+                match cache.get(id) {
+                    Some(hit) => Ok(hit),
+                    None => self.load_key(id, true).await.inspect(|loaded| {
+                        cache.insert(id.to_string(), loaded.clone());
+                    }),
+                }
+            }
         };
         found.map_err(|e| GatewayError::Internal(format!("API key lookup failed: {e}")))
     }
 
-    /// Reads a key and resolves its plan.
-    async fn load_key(&self, id: &str) -> Result<Arc<CachedKey>, String> {
+    /// Reads a key and resolves its plan; a key to be cached gets a usage
+    /// cell.
+    async fn load_key(&self, id: &str, cached: bool) -> Result<Arc<CachedKey>, String> {
         let record = self.store.key(id).await.map_err(|e| e.to_string())?;
         let grant = match &record {
             None => Err(format!("unknown API key {id}")),
@@ -267,6 +311,7 @@ impl ApiKeys {
                     Some(plan) => Ok(KeyGrant {
                         key_id: Arc::from(r.id.as_str()),
                         plan,
+                        usage: cached.then(UsageCell::today),
                     }),
                     None => Err(format!("API key {id}: plan `{plan_name}` does not exist")),
                 },
@@ -299,7 +344,7 @@ impl ApiKeys {
     /// Forgets this node's cached copy of a key (after an admin change).
     pub async fn invalidate_key(&self, id: &str) {
         if let Some(c) = &self.keys {
-            c.invalidate(id).await;
+            c.invalidate(id);
         }
     }
 
@@ -314,12 +359,31 @@ impl ApiKeys {
         }
     }
 
+    /// Checks a presented key from the cache alone: `None` when its entry
+    /// must be read first ([`ApiKeys::check`]).
+    fn check_cached(&self, presented: &str) -> Option<Result<(KeyGrant, Arc<str>), GatewayError>> {
+        let Some(id) = key_id(presented) else {
+            return Some(Err(GatewayError::Forbidden("malformed API key".into())));
+        };
+        let cached = self.keys.as_ref()?.get(id)?;
+        Some(Self::decide(id, &cached, presented))
+    }
+
     /// Checks a presented key: the grant and the key as verified, or the
     /// reason for a 403.
     async fn check(&self, presented: &str) -> Result<(KeyGrant, Arc<str>), GatewayError> {
         let id =
             key_id(presented).ok_or_else(|| GatewayError::Forbidden("malformed API key".into()))?;
         let cached = self.cached_key(id).await?;
+        Self::decide(id, &cached, presented)
+    }
+
+    /// What a key's cache entry says about the key presented.
+    fn decide(
+        id: &str,
+        cached: &CachedKey,
+        presented: &str,
+    ) -> Result<(KeyGrant, Arc<str>), GatewayError> {
         let Some(record) = &cached.record else {
             return Err(GatewayError::Forbidden(format!("unknown API key {id}")));
         };
@@ -402,20 +466,18 @@ pub fn parse_expiry(s: &str) -> Result<Duration, String> {
 }
 
 /// Auth phase, API key step: routes without a key requirement pass through.
-pub async fn require_key(
-    State(state): State<Arc<GatewayState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// A key found in the cache is decided at once and the rest's future handed
+/// back; only a key read from the store is awaited, in a box.
+pub fn require_key(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
     // Cheap check first: most routes need no key.
     let Some(keys) = state.api_keys.as_ref() else {
-        return next.run(req).await;
+        return next.run(req);
     };
     let Some(ctx) = req.extensions().get::<RouteContext>() else {
-        return next.run(req).await;
+        return next.run(req);
     };
     let Some(Some(source)) = keys.routes.get(ctx.route.config.index) else {
-        return next.run(req).await;
+        return next.run(req);
     };
     let presented = match source {
         KeySource::Header(h) => req.headers().get(h).and_then(|v| v.to_str().ok()),
@@ -425,11 +487,27 @@ pub async fn require_key(
             .and_then(|a| a.usage_identifier_key.as_deref()),
     };
     let result = match presented {
-        // Boxed: the store lookup's future is large and this phase's own
-        // future is moved on every call.
-        Some(k) if !k.is_empty() => Box::pin(keys.check(k)).await,
+        Some(k) if !k.is_empty() => match keys.check_cached(k) {
+            Some(result) => result,
+            None => {
+                let (keys, k) = (keys.clone(), k.to_string());
+                return Box::pin(async move {
+                    let result = keys.check(&k).await;
+                    decided(result, req, next).await
+                });
+            }
+        },
         _ => Err(GatewayError::Forbidden("no API key".into())),
     };
+    decided(result, req, next)
+}
+
+/// Goes on with an accepted key's grant and identity, or answers 403.
+fn decided(
+    result: Result<(KeyGrant, Arc<str>), GatewayError>,
+    mut req: Request,
+    next: Next,
+) -> PhaseFuture {
     match result {
         Ok((grant, key)) => {
             let identity = ApiKeyIdentity {
@@ -447,24 +525,28 @@ pub async fn require_key(
                 }
             }
             ext.insert(grant);
-            next.run(req).await
+            next.run(req)
         }
-        Err(e) => {
-            let ctx = req.extensions().get::<RouteContext>().cloned();
-            tracing::info!(
-                target: "lambdagate::auth",
-                route = ctx.as_ref().map_or("-", |c| c.route.route_key.as_str()),
-                kind = "api_key",
-                decision = "deny",
-                reason = %e,
-            );
-            let mut res = e.into_response();
-            if let Some(ctx) = ctx {
-                res.extensions_mut().insert(ctx);
-            }
-            res
-        }
+        Err(e) => answer(refusal(e, req)),
     }
+}
+
+/// The 403 (or 500), logged; the request's route context moves to the
+/// response for the access log.
+fn refusal(e: GatewayError, mut req: Request) -> Response {
+    let ctx = req.extensions_mut().remove::<RouteContext>();
+    tracing::info!(
+        target: "lambdagate::auth",
+        route = ctx.as_ref().map_or("-", |c| c.route.route_key.as_str()),
+        kind = "api_key",
+        decision = "deny",
+        reason = %e,
+    );
+    let mut res = e.into_response();
+    if let Some(ctx) = ctx {
+        res.extensions_mut().insert(ctx);
+    }
+    res
 }
 
 #[cfg(test)]

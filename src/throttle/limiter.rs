@@ -3,6 +3,8 @@
 //! Used alone on one node, and as the fallback when Redis is unreachable.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -34,16 +36,22 @@ pub fn quota(t: &ThrottleConfig) -> Quota {
         .allow_burst(burst)
 }
 
-/// Converts a governor decision into a [`Verdict`].
+/// The time one cell takes to come back.
+fn per_cell(t: &ThrottleConfig) -> Duration {
+    Duration::from_secs_f64(1.0 / t.rate)
+}
+
+/// Converts a governor decision into a [`Verdict`]; `per_cell` is
+/// [`per_cell`] of `t`, computed once per limiter.
 fn verdict(
     t: &ThrottleConfig,
+    per_cell: Duration,
     outcome: Result<
         governor::middleware::StateSnapshot,
         governor::NotUntil<<DefaultClock as Clock>::Instant>,
     >,
     clock: &DefaultClock,
 ) -> Verdict {
-    let per_cell = Duration::from_secs_f64(1.0 / t.rate);
     match outcome {
         Ok(snap) => {
             let remaining = snap.remaining_burst_capacity();
@@ -71,6 +79,7 @@ fn verdict(
 /// One shared bucket (a route, the stage, the gateway).
 pub struct DirectLimiter {
     config: ThrottleConfig,
+    per_cell: Duration,
     limiter: Direct,
     clock: DefaultClock,
 }
@@ -81,19 +90,26 @@ impl DirectLimiter {
         Self {
             limiter: RateLimiter::direct_with_clock(quota(&config), clock.clone())
                 .with_middleware::<StateInformationMiddleware>(),
+            per_cell: per_cell(&config),
             config,
             clock,
         }
     }
 
     pub fn check(&self) -> Verdict {
-        verdict(&self.config, self.limiter.check(), &self.clock)
+        verdict(
+            &self.config,
+            self.per_cell,
+            self.limiter.check(),
+            &self.clock,
+        )
     }
 }
 
 /// A bucket per API key, for one plan (or one route within a plan).
 struct KeyedLimiter {
     config: ThrottleConfig,
+    per_cell: Duration,
     limiter: Keyed,
 }
 
@@ -101,6 +117,7 @@ impl KeyedLimiter {
     fn new(config: ThrottleConfig, clock: &DefaultClock) -> Self {
         Self {
             config,
+            per_cell: per_cell(&config),
             limiter: RateLimiter::dashmap_with_clock(quota(&config), clock.clone())
                 .with_middleware::<StateInformationMiddleware>(),
         }
@@ -112,7 +129,7 @@ impl KeyedLimiter {
 struct PlanLimiters {
     whole: Option<KeyedLimiter>,
     /// By route key.
-    routes: HashMap<String, KeyedLimiter>,
+    routes: HashMap<String, KeyedLimiter, RandomState>,
 }
 
 impl PlanLimiters {
@@ -126,16 +143,18 @@ impl PlanLimiters {
 
 /// Keyed limiters by plan name, created on first use; rebuilt when a
 /// runtime plan's limits change. A check takes a read lock and allocates
-/// nothing once a key has its bucket.
+/// nothing once a key has its bucket. Plan names and route keys come from
+/// the config and the store, never from a request, so the maps use the
+/// cheaper foldhash (as governor's keyed state does).
 pub struct KeyLimiters {
-    by_plan: RwLock<HashMap<String, PlanLimiters>>,
+    by_plan: RwLock<HashMap<String, PlanLimiters, RandomState>>,
     clock: DefaultClock,
 }
 
 impl Default for KeyLimiters {
     fn default() -> Self {
         Self {
-            by_plan: RwLock::new(HashMap::new()),
+            by_plan: RwLock::new(HashMap::default()),
             clock: DefaultClock::default(),
         }
     }
@@ -161,7 +180,7 @@ impl KeyLimiters {
                 .and_then(|p| p.get(route))
                 .filter(|l| l.config == *config)
             {
-                return verdict(config, l.limiter.check_key(key_id), &self.clock);
+                return verdict(config, l.per_cell, l.limiter.check_key(key_id), &self.clock);
             }
         }
         let mut map = match self.by_plan.write() {
@@ -179,14 +198,14 @@ impl KeyLimiters {
                         .insert(r.to_string(), KeyedLimiter::new(*config, &self.clock));
                 }
                 let l = &limiters.routes[r];
-                return verdict(config, l.limiter.check_key(key_id), &self.clock);
+                return verdict(config, l.per_cell, l.limiter.check_key(key_id), &self.clock);
             }
         };
         let l = match slot {
             Some(l) if l.config == *config => l,
             _ => slot.insert(KeyedLimiter::new(*config, &self.clock)),
         };
-        verdict(config, l.limiter.check_key(key_id), &self.clock)
+        verdict(config, l.per_cell, l.limiter.check_key(key_id), &self.clock)
     }
 }
 

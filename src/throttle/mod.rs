@@ -20,8 +20,8 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pipeline::Next;
-use axum::extract::{Request, State};
+use crate::pipeline::{Next, PhaseFuture, answer};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
@@ -31,6 +31,7 @@ use crate::config::{Config, StageConfig, ThrottleConfig};
 use crate::error::GatewayError;
 use crate::routing::RouteContext;
 use crate::store::Store;
+use crate::telemetry::RequestInfo;
 
 use limiter::{DirectLimiter, KeyLimiters};
 use quota::UsageRecorder;
@@ -69,8 +70,13 @@ impl Level {
     }
 }
 
-/// Every limiter of the serving stage, built once at start-up.
-pub struct Throttles {
+/// Every limiter of the serving stage, built once at start-up. Shared, so
+/// a request that must await (a Redis step, a quota count) holds it
+/// without borrowing the gateway.
+pub struct Throttles(Arc<Levels>);
+
+/// What [`Throttles`] shares.
+struct Levels {
     global: Option<Level>,
     stage: Option<Level>,
     /// By route index.
@@ -82,19 +88,42 @@ pub struct Throttles {
     fail_closed: bool,
     store: Option<Store>,
     usage: Option<Arc<UsageRecorder>>,
+    /// `throttled_total` by scope: key, route, stage, global.
+    throttled: [metrics::Counter; 4],
 }
+
+/// A refusal: the error and the verdict behind it, if a limiter refused.
+type Refusal = (GatewayError, Option<Verdict>);
+
+/// The scopes of [`Levels::throttled`], in order.
+const SCOPES: [&str; 4] = ["key", "route", "stage", "global"];
 
 impl Throttles {
     /// Whether a request on route `index` may meet a throttle or quota:
     /// a global, stage or route limit, or a key's plan (`keyed`).
     pub fn applies_to(&self, index: usize, keyed: bool) -> bool {
         keyed
-            || self.global.is_some()
-            || self.stage.is_some()
-            || self.routes.get(index).is_none_or(Option::is_some)
+            || self.0.global.is_some()
+            || self.0.stage.is_some()
+            || self.0.routes.get(index).is_none_or(Option::is_some)
     }
 
     pub fn new(config: &Config, stage: &StageConfig, store: Option<Store>) -> Result<Self, String> {
+        Levels::new(config, stage, store).map(|l| Self(Arc::new(l)))
+    }
+
+    /// Writes pending usage counts (on shutdown, and before the admin API
+    /// reports usage); returns how many requests were written.
+    pub async fn flush(&self) -> u64 {
+        match &self.0.usage {
+            Some(u) => u.flush().await,
+            None => 0,
+        }
+    }
+}
+
+impl Levels {
+    fn new(config: &Config, stage: &StageConfig, store: Option<Store>) -> Result<Self, String> {
         let redis = match &config.cluster {
             Some(c) => Some(RedisGcra::new(&c.redis_url, &c.key_prefix, c.lease)?),
             None => None,
@@ -126,15 +155,14 @@ impl Throttles {
                 .clone()
                 .map(|s| UsageRecorder::start(s, config.api_keys.usage_flush_interval)),
             store,
+            throttled: SCOPES.map(crate::metrics::throttled_counter),
         })
     }
 
-    /// Writes pending usage counts (on shutdown, and before the admin API
-    /// reports usage); returns how many requests were written.
-    pub async fn flush(&self) -> u64 {
-        match &self.usage {
-            Some(u) => u.flush().await,
-            None => 0,
+    /// Counts a refusal by `scope` (one of [`SCOPES`]).
+    fn count_throttled(&self, scope: &str) {
+        if let Some(i) = SCOPES.iter().position(|s| *s == scope) {
+            self.throttled[i].increment(1);
         }
     }
 
@@ -153,13 +181,87 @@ impl Throttles {
         }
     }
 
+    /// Decides without awaiting when it can: with local limits always, in
+    /// cluster mode when every level's lease still holds a live cell.
+    /// `None`: a Redis step is due, for [`Levels::check`].
+    fn check_now(
+        &self,
+        route_index: usize,
+        route_key: &str,
+        grant: Option<&KeyGrant>,
+    ) -> Option<Result<Option<Verdict>, Refusal>> {
+        let key_level = grant.and_then(|g| Self::key_level(g, route_key).map(|l| (g, l)));
+        let route = self.routes.get(route_index).and_then(Option::as_ref);
+        // The common case, a route with no limit at any level, costs nothing.
+        if key_level.is_none() && route.is_none() && self.stage.is_none() && self.global.is_none() {
+            return Some(Ok(None));
+        }
+        match &self.redis {
+            Some(r) => {
+                let key_lease = self.key_lease(r, key_level.as_ref(), route_key);
+                let (levels, _) = self.cluster_steps(key_lease.as_ref(), route);
+                r.try_leased(&levels).map(|v| Ok(Some(v)))
+            }
+            None => Some(self.check_local(key_level.as_ref(), route, route_key)),
+        }
+    }
+
+    /// The lease on a key's bucket, with its throttle, in cluster mode.
+    fn key_lease(
+        &self,
+        r: &RedisGcra,
+        key_level: Option<&(&KeyGrant, (ThrottleConfig, bool))>,
+        route_key: &str,
+    ) -> Option<(Arc<Lease>, ThrottleConfig)> {
+        key_level.map(|(g, (t, per_route))| {
+            let route = per_route.then_some(route_key);
+            let lease = self
+                .key_leases
+                .get(&g.plan.name, route, &g.key_id, || match route {
+                    Some(route) => r.key(&["k", &g.plan.name, route, &g.key_id]),
+                    None => r.key(&["k", &g.plan.name, &g.key_id]),
+                });
+            (lease, *t)
+        })
+    }
+
+    /// The cluster levels a request passes, outermost first, with their
+    /// scopes.
+    fn cluster_steps<'a>(
+        &'a self,
+        key_lease: Option<&'a (Arc<Lease>, ThrottleConfig)>,
+        route: Option<&'a Level>,
+    ) -> (Vec<Step<'a>>, [&'static str; 4]) {
+        let mut levels = Vec::with_capacity(4);
+        let mut scopes: [&'static str; 4] = ["key"; 4];
+        if let Some((lease, t)) = key_lease {
+            levels.push(Step { lease, config: *t });
+        }
+        for (scope, level) in [
+            ("route", route),
+            ("stage", self.stage.as_ref()),
+            ("global", self.global.as_ref()),
+        ] {
+            if let Some(l) = level
+                && let Some(lease) = &l.lease
+            {
+                scopes[levels.len()] = scope;
+                levels.push(Step {
+                    lease,
+                    config: l.config,
+                });
+            }
+        }
+        (levels, scopes)
+    }
+
     /// Checks every level; Ok(headers' verdict) or the refusal.
     async fn check(
         &self,
         route_index: usize,
         route_key: &str,
         grant: Option<&KeyGrant>,
-    ) -> Result<Option<Verdict>, (GatewayError, Option<Verdict>)> {
+    ) -> Result<Option<Verdict>, Refusal> {
         let key_level = grant.and_then(|g| Self::key_level(g, route_key).map(|l| (g, l)));
         let route = self.routes.get(route_index).and_then(Option::as_ref);
         // The common case, a route with no limit at any level, costs nothing.
@@ -167,41 +269,13 @@ impl Throttles {
             return Ok(None);
         }
         if let Some(r) = &self.redis {
-            let mut levels = Vec::with_capacity(4);
-            let mut scopes: [&'static str; 4] = ["key"; 4];
-            let key_lease = key_level.as_ref().map(|(g, (t, per_route))| {
-                let route = per_route.then_some(route_key);
-                let lease = self
-                    .key_leases
-                    .get(&g.plan.name, route, &g.key_id, || match route {
-                        Some(route) => r.key(&["k", &g.plan.name, route, &g.key_id]),
-                        None => r.key(&["k", &g.plan.name, &g.key_id]),
-                    });
-                (lease, *t)
-            });
-            if let Some((lease, t)) = &key_lease {
-                levels.push(Step { lease, config: *t });
-            }
-            for (scope, level) in [
-                ("route", route),
-                ("stage", self.stage.as_ref()),
-                ("global", self.global.as_ref()),
-            ] {
-                if let Some(l) = level
-                    && let Some(lease) = &l.lease
-                {
-                    scopes[levels.len()] = scope;
-                    levels.push(Step {
-                        lease,
-                        config: l.config,
-                    });
-                }
-            }
+            let key_lease = self.key_lease(r, key_level.as_ref(), route_key);
+            let (levels, scopes) = self.cluster_steps(key_lease.as_ref(), route);
             match r.check(&levels).await {
                 Ok((v, _)) if v.allowed => return Ok(Some(v)),
                 Ok((v, refused_by)) => {
                     let scope = refused_by.and_then(|i| scopes.get(i)).copied();
-                    crate::metrics::throttled(scope.unwrap_or("global"));
+                    self.count_throttled(scope.unwrap_or("global"));
                     return Err((too_many(v.retry_after), Some(v)));
                 }
                 Err(redis::Unreachable) if self.fail_closed => {
@@ -215,19 +289,28 @@ impl Throttles {
                 Err(redis::Unreachable) => {} // fail open: local limits below
             }
         }
+        self.check_local(key_level.as_ref(), route, route_key)
+    }
+
+    /// Every level on this node's own limiters.
+    fn check_local(
+        &self,
+        key_level: Option<&(&KeyGrant, (ThrottleConfig, bool))>,
+        route: Option<&Level>,
+        route_key: &str,
+    ) -> Result<Option<Verdict>, Refusal> {
         let mut tightest: Option<Verdict> = None;
-        let mut take =
-            |scope: &'static str, v: Verdict| -> Result<(), (GatewayError, Option<Verdict>)> {
-                if !v.allowed {
-                    crate::metrics::throttled(scope);
-                    return Err((too_many(v.retry_after), Some(v)));
-                }
-                if tightest.is_none_or(|t| v.remaining < t.remaining) {
-                    tightest = Some(v);
-                }
-                Ok(())
-            };
-        if let Some((g, (t, per_route))) = &key_level {
+        let mut take = |scope: &'static str, v: Verdict| -> Result<(), Refusal> {
+            if !v.allowed {
+                self.count_throttled(scope);
+                return Err((too_many(v.retry_after), Some(v)));
+            }
+            if tightest.is_none_or(|t| v.remaining < t.remaining) {
+                tightest = Some(v);
+            }
+            Ok(())
+        };
+        if let Some((g, (t, per_route))) = key_level {
             let route = per_route.then_some(route_key);
             take("key", self.keys.check(&g.plan.name, route, t, &g.key_id))?;
         }
@@ -277,7 +360,7 @@ const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remai
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// Sets the IETF draft `RateLimit-*` headers.
-fn rate_limit_headers(h: &mut HeaderMap, v: &Verdict) {
+pub fn rate_limit_headers(h: &mut HeaderMap, v: &Verdict) {
     h.insert(RATELIMIT_LIMIT, number(u64::from(v.limit)));
     h.insert(RATELIMIT_REMAINING, number(u64::from(v.remaining)));
     h.insert(RATELIMIT_RESET, number(v.reset.as_secs_f64().ceil() as u64));
@@ -312,14 +395,39 @@ pub fn number(n: u64) -> HeaderValue {
     }
 }
 
-/// Throttle & quota phase.
-pub async fn enforce(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
+/// Throttle & quota phase. Decided without awaiting on the common path
+/// (local limits, or live cluster leases, and no quota): it then hands back
+/// the rest's future, and the `RateLimit-*` verdict goes to the access-log
+/// phase, which sets the headers on whatever response comes back. Only a
+/// Redis step or a quota count (a store write) is awaited, in a box.
+pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
+    let Some(ctx) = req.extensions().get::<RouteContext>() else {
+        return next.run(req);
+    };
+    let throttles = &state.throttles.0;
+    let grant = req.extensions().get::<KeyGrant>();
+    let route = &ctx.route;
+    let verdict = match throttles.check_now(route.config.index, &route.route_key, grant) {
+        Some(Ok(v)) => v,
+        Some(Err((e, v))) => return answer(refusal(e, v, req)),
+        None => return Box::pin(enforce_awaiting(state.throttles.0.clone(), req, next)),
+    };
+    if let Some(g) = grant {
+        if g.plan.quota.is_some() {
+            return Box::pin(after_check(state.throttles.0.clone(), verdict, req, next));
+        }
+        throttles.record_usage(g);
+    }
+    respond_with(verdict, req, next)
+}
+
+/// The phase when a Redis step is due: the whole check, then the quota.
+async fn enforce_awaiting(throttles: Arc<Levels>, req: Request, next: Next) -> Response {
     let Some(ctx) = req.extensions().get::<RouteContext>() else {
         return next.run(req).await;
     };
-    let throttles = &state.throttles;
-    let grant = req.extensions().get::<KeyGrant>();
     let route = ctx.route.clone();
+    let grant = req.extensions().get::<KeyGrant>();
     let verdict = match throttles
         .check(route.config.index, &route.route_key, grant)
         .await
@@ -327,22 +435,56 @@ pub async fn enforce(State(state): State<Arc<GatewayState>>, req: Request, next:
         Ok(v) => v,
         Err((e, v)) => return refusal(e, v, req),
     };
-    if let Some(g) = grant {
+    after_check(throttles, verdict, req, next).await
+}
+
+/// After an admitting check: counts the quota and the usage, then the rest.
+async fn after_check(
+    throttles: Arc<Levels>,
+    verdict: Option<Verdict>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(g) = req.extensions().get::<KeyGrant>() {
         if let Err(e) = throttles.consume_quota(g).await {
             if matches!(e, GatewayError::Internal(_)) {
                 tracing::error!(target: "lambdagate::throttle", error = %e, "quota step failed");
             }
             return refusal(e, verdict, req);
         }
-        if let Some(u) = &throttles.usage {
-            u.record(&g.key_id);
+        throttles.record_usage(g);
+    }
+    respond_with(verdict, req, next).await
+}
+
+/// The rest of the pipeline, its response to carry `verdict`'s
+/// `RateLimit-*` headers: set by the access-log phase on the way out (so
+/// this phase awaits nothing), or here when that phase is not running.
+fn respond_with(verdict: Option<Verdict>, req: Request, next: Next) -> PhaseFuture {
+    let Some(v) = verdict else {
+        return next.run(req);
+    };
+    if let Some(info) = req.extensions().get::<RequestInfo>() {
+        info.record.set_rate_limit(v);
+        return next.run(req);
+    }
+    Box::pin(async move {
+        let mut res = next.run(req).await;
+        rate_limit_headers(res.headers_mut(), &v);
+        res
+    })
+}
+
+impl Levels {
+    /// Counts a request in the key's daily usage.
+    fn record_usage(&self, g: &KeyGrant) {
+        if let Some(u) = &self.usage {
+            match &g.usage {
+                Some(cell) => u.record_in(&g.key_id, cell),
+                None => u.record(&g.key_id),
+            }
         }
     }
-    let mut res = next.run(req).await;
-    if let Some(v) = &verdict {
-        rate_limit_headers(res.headers_mut(), v);
-    }
-    res
 }
 
 /// A 429 (or 500/503), built from the error and the verdict alone; the

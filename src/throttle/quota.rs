@@ -4,6 +4,7 @@
 //! the batched per-day usage counts the admin API reports.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -52,14 +53,41 @@ fn day_of_epoch(day: i64) -> String {
 /// By key id: (day since the epoch, requests), oldest day first.
 type Pending = HashMap<Arc<str>, Vec<(i64, u64)>>;
 
+/// One key's requests on one day, counted without a lock: a cached key's
+/// grant holds one (for the day the key was read, so a cell lives no longer
+/// than the key cache's TTL) and the recorder finds it when it flushes.
+#[derive(Debug)]
+pub struct UsageCell {
+    /// Days since the epoch.
+    day: i64,
+    count: AtomicU64,
+    /// Whether the recorder holds this cell yet.
+    registered: AtomicBool,
+}
+
+impl UsageCell {
+    /// A cell for today.
+    pub fn today() -> Arc<Self> {
+        Arc::new(Self {
+            day: crate::store::now_secs().div_euclid(86_400),
+            count: AtomicU64::new(0),
+            registered: AtomicBool::new(false),
+        })
+    }
+}
+
 /// Per-key, per-day request counts, kept in memory and written to the store
 /// every `[api_keys] usage_flush_interval` and on shutdown (usage reports
-/// are informational; quotas are not counted here). Recording a request
-/// allocates nothing once its key has an entry: days are counted from the
-/// epoch and turned into dates when written.
+/// are informational; quotas are not counted here). A request on a cached
+/// key adds one to its [`UsageCell`] (an atomic add); others go to a map
+/// under a lock, which allocates nothing once the key has an entry. Days
+/// are counted from the epoch and turned into dates when written.
 pub struct UsageRecorder {
     store: Store,
     pending: Mutex<Pending>,
+    /// Cells in use, by key id; a cell is dropped once flushed after its
+    /// cache entry let go of it.
+    cells: Mutex<Vec<(Arc<str>, Arc<UsageCell>)>>,
 }
 
 impl UsageRecorder {
@@ -69,6 +97,7 @@ impl UsageRecorder {
         let this = Arc::new(Self {
             store,
             pending: Mutex::new(HashMap::new()),
+            cells: Mutex::new(Vec::new()),
         });
         let weak: Weak<Self> = Arc::downgrade(&this);
         tokio::spawn(async move {
@@ -88,6 +117,48 @@ impl UsageRecorder {
         match self.pending.lock() {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Counts a request in `cell` (the key's cell for its cache entry), or,
+    /// past the cell's day, as [`UsageRecorder::record`] does.
+    pub fn record_in(&self, key_id: &Arc<str>, cell: &Arc<UsageCell>) {
+        let day = crate::store::now_secs().div_euclid(86_400);
+        if day != cell.day {
+            return self.add(key_id, day, 1);
+        }
+        if !cell.registered.load(Ordering::Relaxed) && !cell.registered.swap(true, Ordering::AcqRel)
+        {
+            let mut cells = match self.cells.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            cells.push((key_id.clone(), cell.clone()));
+        }
+        cell.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves the cells' counts to the pending map; forgets cells no cache
+    /// entry holds any more (nothing can count in them after that).
+    fn collect_cells(&self) {
+        let counted: Vec<(Arc<str>, i64, u64)> = {
+            let mut cells = match self.cells.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let mut counted = Vec::new();
+            cells.retain(|(key, cell)| {
+                let unheld = Arc::strong_count(cell) == 1;
+                let n = cell.count.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    counted.push((key.clone(), cell.day, n));
+                }
+                !unheld
+            });
+            counted
+        };
+        for (key, day, n) in &counted {
+            self.add(key, *day, *n);
         }
     }
 
@@ -111,6 +182,7 @@ impl UsageRecorder {
     /// Writes the pending counts; on a store error they are kept for later.
     /// Returns how many requests were written.
     pub async fn flush(&self) -> u64 {
+        self.collect_cells();
         let batch: Vec<(Arc<str>, i64, u64)> = {
             let mut p = self.pending();
             p.drain()

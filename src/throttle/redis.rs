@@ -269,6 +269,29 @@ impl RedisGcra {
         self.epoch.elapsed().as_micros() as i64
     }
 
+    /// The verdict when every level's lease still holds a live cell (each
+    /// then spends one), decided without a round trip; `None` (and nothing
+    /// spent or handed back) when some level needs a Redis step, which
+    /// [`RedisGcra::check`] takes.
+    pub fn try_leased(&self, levels: &[Step<'_>]) -> Option<Verdict> {
+        let now_us = self.now_us();
+        let mut local = [Local::default(); 4];
+        let n = levels.len().min(4);
+        for (i, step) in levels.iter().take(n).enumerate() {
+            let mut s = step.lease.lock();
+            if s.cells > 0 && now_us < s.expires_us {
+                s.cells -= 1;
+                local[i].taken = true;
+                local[i].remaining = s.remaining.saturating_add(s.cells);
+            } else {
+                drop(s);
+                self.undo(&levels[..i], &local[..i]);
+                return None;
+            }
+        }
+        Some(admitted(levels, &local[..n]))
+    }
+
     /// One GCRA step over `levels`: the verdict and, when refused, the index
     /// of the level that refused. Levels whose lease still holds a live cell
     /// spend it; the others take their next lease in one atomic Redis step

@@ -421,6 +421,76 @@ mock = { status = 200, body = "ok" }
     assert!(!res.headers().contains_key("ratelimit-limit"));
 }
 
+/// `RateLimit-*` headers go on every response that comes back through the
+/// throttle phase after it admitted the request (a backend failure, a
+/// validation refusal, a quota refusal), and on no response decided before
+/// it (a missing key).
+#[tokio::test]
+async fn ratelimit_headers_are_on_every_answer_behind_the_throttle() {
+    let gw = start_with(
+        &admin_routes(
+            r#"
+[backends.dead]
+kind = "http"
+url = "http://127.0.0.1:1"
+
+[plans.small]
+throttle = { rate = 100, burst = 40 }
+quota = { limit = 1, period = "day" }
+
+[[routes]]
+method = "GET"
+path = "/dead"
+throttle = { rate = 100, burst = 30 }
+backend = "dead"
+
+[[routes]]
+method = "GET"
+path = "/strict"
+throttle = { rate = 100, burst = 20 }
+request = { required_query = ["lang"] }
+mock = { status = 200 }
+
+[[routes]]
+method = "GET"
+path = "/keyed"
+api_key = true
+mock = { status = 200 }
+"#,
+        ),
+        &[("admin.token", TOKEN.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let c = client();
+    let res = c.get(gw.url("/dead")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+    assert_eq!(res.headers()["ratelimit-limit"], "30");
+    assert_eq!(res.headers()["ratelimit-remaining"], "29");
+    assert!(res.headers().contains_key("ratelimit-reset"));
+    let res = c.get(gw.url("/strict")).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.headers()["ratelimit-limit"], "20");
+    assert_eq!(res.headers()["ratelimit-remaining"], "19");
+
+    let res = c.get(gw.url("/keyed")).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(!res.headers().contains_key("ratelimit-limit"));
+    let base = format!("http://{}", gw.admin_addr.unwrap());
+    let (_, key) = create_key(&base, "acme", "small").await;
+    let res = get_with_key(&gw.url("/keyed"), &key).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["ratelimit-limit"], "40");
+    assert_eq!(res.headers()["ratelimit-remaining"], "39");
+    // The quota is spent: the refusal carries the throttle's verdict.
+    let res = get_with_key(&gw.url("/keyed"), &key).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["x-amzn-errortype"], "LimitExceededException");
+    assert_eq!(res.headers()["ratelimit-limit"], "40");
+    assert!(res.headers().contains_key("ratelimit-remaining"));
+    assert!(res.headers().contains_key("ratelimit-reset"));
+}
+
 #[tokio::test]
 async fn stage_and_gateway_throttles_apply_to_every_route() {
     let gw = start_with(
