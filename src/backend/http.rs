@@ -210,7 +210,12 @@ impl HttpUpstream {
         if let Some(h) = original_host {
             push_header(out, b"x-forwarded-host", h.as_bytes());
         }
-        if HeaderValue::from_str(info.request_id).is_ok() {
+        // Written only if it is a valid header value (no control bytes).
+        if info
+            .request_id
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
             push_header(
                 out,
                 X_AMZN_REQUESTID.as_str().as_bytes(),
