@@ -73,7 +73,9 @@ fn phases() -> Vec<(Phase, Applies)> {
     use Applies::{Always, Gateway, Route};
     vec![
         // Outermost: every response, refusals included, carries a request id
-        // and gets an access-log line.
+        // and gets an access-log line; on the way out it also sets the
+        // `RateLimit-*` headers of a request the throttle phase admitted
+        // (that phase hands its verdict here, so it awaits nothing itself).
         (phase!(crate::telemetry::request_id_and_log), Always),
         // Size limits before anything reads headers into events or buffers
         // the body.
@@ -115,6 +117,7 @@ fn phases() -> Vec<(Phase, Applies)> {
         ),
         // Throttle & quota: key/plan, route, stage, global; needs the plan
         // found above, and refuses before any validation, cache or backend work.
+        // Its `RateLimit-*` headers go on in the telemetry phase above.
         (
             phase!(before crate::throttle::enforce),
             Route(|s, r| s.throttles.applies_to(r.config.index, keyed(s, r))),

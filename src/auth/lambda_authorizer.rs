@@ -265,25 +265,22 @@ impl LambdaAuthorizer {
     ) -> Option<Decision> {
         // A value seen before is looked up by the header's bytes as sent,
         // before any check: a hit equals a value that passed them.
-        if let (Some(cache), Some(name)) = (&self.cache, &self.single_header)
-            && let Some(raw) = super::single_header(req.headers(), name)
-            && let Some(result) = cache.results.get(raw)
-        {
-            return Some(self.apply(
-                state,
-                ctx,
-                req.method(),
-                req.headers(),
-                req.extensions(),
-                &result,
-                true,
-            ));
-        }
-        let identity = match self.identity(state, req.headers(), req.uri().query()) {
-            Ok(identity) => identity,
-            Err(e) => return Some(Err(e)),
+        let raw_hit = match (&self.cache, &self.single_header) {
+            (Some(cache), Some(name)) => {
+                super::single_header(req.headers(), name).and_then(|raw| cache.results.get(raw))
+            }
+            _ => None,
         };
-        let result = self.cache.as_ref()?.results.get(&*cache_key(&identity))?;
+        let result = match raw_hit {
+            Some(result) => result,
+            None => {
+                let identity = match self.identity(state, req.headers(), req.uri().query()) {
+                    Ok(identity) => identity,
+                    Err(e) => return Some(Err(e)),
+                };
+                self.cache.as_ref()?.results.get(&*cache_key(&identity))?
+            }
+        };
         Some(self.apply(
             state,
             ctx,

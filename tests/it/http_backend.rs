@@ -153,6 +153,49 @@ async fn connect_failure_is_502() {
     );
 }
 
+/// Reads one request (its head and `Content-Length` body) from `stream`
+/// into `buf` and drops it; `false` when the connection ended, or `stop`
+/// finished, before a whole head arrived.
+async fn read_request(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    stop: impl std::future::Future<Output = ()>,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut stop = std::pin::pin!(stop);
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::select! {
+            n = stream.read(&mut chunk) => n.unwrap_or(0),
+            _ = &mut stop => 0,
+        };
+        if n == 0 {
+            return false;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(&buf[..head_end]).unwrap();
+    let len: usize = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap_or(0);
+        assert!(n > 0, "request body cut short");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    buf.drain(..head_end + len);
+    true
+}
+
 /// How the scripted upstream below treats each connection.
 #[derive(Clone, Copy, PartialEq)]
 enum Behaviour {
@@ -179,7 +222,7 @@ struct ScriptedUpstream {
 impl ScriptedUpstream {
     async fn start(behaviour: Behaviour, body: &'static [u8]) -> Self {
         use std::sync::atomic::Ordering;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -201,39 +244,14 @@ impl ScriptedUpstream {
                     let mut buf = Vec::new();
                     let mut answered = 0;
                     loop {
-                        // Read one request head and its Content-Length body.
-                        let head_end = loop {
-                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                break i + 4;
-                            }
-                            let mut chunk = [0u8; 4096];
-                            let n = tokio::select! {
-                                n = stream.read(&mut chunk) => n.unwrap_or(0),
-                                _ = close.changed() => 0,
-                            };
-                            if n == 0 {
-                                drop(stream);
-                                let _ = closed.send(());
-                                return;
-                            }
-                            buf.extend_from_slice(&chunk[..n]);
+                        let stop = async {
+                            let _ = close.changed().await;
                         };
-                        let mut headers = [httparse::EMPTY_HEADER; 64];
-                        let mut req = httparse::Request::new(&mut headers);
-                        req.parse(&buf[..head_end]).unwrap();
-                        let len: usize = req
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                            .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                            .unwrap_or(0);
-                        while buf.len() < head_end + len {
-                            let mut chunk = [0u8; 4096];
-                            let n = stream.read(&mut chunk).await.unwrap_or(0);
-                            assert!(n > 0, "request body cut short");
-                            buf.extend_from_slice(&chunk[..n]);
+                        if !read_request(&mut stream, &mut buf, stop).await {
+                            drop(stream);
+                            let _ = closed.send(());
+                            return;
                         }
-                        buf.drain(..head_end + len);
                         requests.fetch_add(1, Ordering::SeqCst);
                         if behaviour == Behaviour::DropSecond && answered == 1 {
                             drop(stream);
@@ -393,7 +411,7 @@ async fn raw_upstream(
     answers: Vec<(Vec<u8>, Then)>,
 ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::Ordering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -406,28 +424,9 @@ async fn raw_upstream(
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 4096];
-                        let n = stream.read(&mut chunk).await.unwrap_or(0);
-                        assert!(n > 0, "request body cut short");
-                        buf.extend_from_slice(&chunk[..n]);
+                    if !read_request(&mut stream, &mut buf, std::future::pending()).await {
+                        return;
                     }
-                    buf.drain(..head_end + len);
                     let answer = answers.lock().unwrap().pop_front();
                     let Some((answer, then)) = answer else {
                         return;
