@@ -8,15 +8,18 @@
 //!   swaps in a fully built new one. Each request holds the gateway it
 //!   started on until its response head is out, and a retired gateway's
 //!   backends are stopped only once its last request finished.
+//! - **HTTP/1.1** is served by [`h1`] (parsing, framing, persistence,
+//!   timeouts); HTTP/2 by hyper, chosen by ALPN on TLS or by the client's
+//!   connection preface on plain sockets.
 //! - **Hardening**: a header read timeout (slowloris), an idle timeout, a cap
-//!   on open connections, a cap on header bytes hyper buffers, and rejection
-//!   of requests framed with both `Content-Length` and `Transfer-Encoding`.
+//!   on open connections, a cap on buffered header bytes, and rejection of
+//!   requests framed with both `Content-Length` and `Transfer-Encoding`.
 //! - **Graceful shutdown**: stop accepting, let in-flight requests finish up
 //!   to `[gateway] drain_timeout`, cut the rest, stop every backend.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,6 @@ use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
@@ -35,8 +37,8 @@ use crate::app::Gateway;
 use crate::config::Limits;
 use crate::error::GatewayError;
 
-mod framing;
-pub use framing::FramingTracker;
+mod h1;
+pub use h1::fuzz_request;
 
 /// One loaded config, ready to serve.
 struct Live {
@@ -201,11 +203,11 @@ impl Server {
     }
 }
 
-/// Requests in flight on one connection, for the idle timeout. A request
-/// costs two atomic updates and a clock read; nothing is woken per request.
-/// The idle timer fires at most once per `idle` and, if the connection was
-/// busy meanwhile, re-arms itself for the moment it will have been idle long
-/// enough.
+/// Requests in flight on one HTTP/2 connection, for the idle timeout. A
+/// request costs two atomic updates and a clock read; nothing is woken per
+/// request. The idle timer fires at most once per `idle` and, if the
+/// connection was busy meanwhile, re-arms itself for the moment it will have
+/// been idle long enough.
 struct Activity {
     in_flight: AtomicUsize,
     /// When the last request ended, in milliseconds since `epoch`.
@@ -281,53 +283,8 @@ async fn serve_connection(
     let tls = at_accept.tls.clone();
     drop(at_accept);
 
-    let activity = Arc::new(Activity::new());
-    // Raised by the HTTP/1 framing guard when a request head carries both
-    // `Content-Length` and `Transfer-Encoding`.
-    let conflict = Arc::new(AtomicBool::new(false));
-    let service = {
-        let activity = activity.clone();
-        let conflict = conflict.clone();
-        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            // The config live when the request arrives serves all of it.
-            let live = live.load_full();
-            let activity = activity.clone();
-            let conflict = conflict.clone();
-            activity.begin();
-            async move {
-                let mut req = req.map(Body::new);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let res = if conflict.load(Ordering::SeqCst) {
-                    smuggling_refusal()
-                } else {
-                    live.pipeline.run(req).await
-                };
-                drop(live);
-                activity.end();
-                Ok::<_, std::convert::Infallible>(res)
-            }
-        })
-    };
-
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper answers 431 itself past this many buffered header bytes;
-        // `limits::enforce` applies the exact configured limit below it.
-        .max_buf_size((limits.max_header_bytes + 4096).max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX));
-
     match tls {
-        None => {
-            let io = framing::FramingGuard::new(stream, conflict);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            drive(conn, drain, &activity, limits.idle_timeout).await;
-        }
+        None => serve_io(stream, false, peer, live, drain, limits).await,
         Some(acceptor) => {
             // The handshake counts against the header read timeout.
             let tls_stream =
@@ -344,15 +301,128 @@ async fn serve_connection(
                         return;
                     }
                 };
-            let io = framing::FramingGuard::new(tls_stream, conflict);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            drive(conn, drain, &activity, limits.idle_timeout).await;
+            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            serve_io(tls_stream, h2, peer, live, drain, limits).await;
         }
     }
 }
 
-/// `400` for a request framed two ways; `Connection: close` makes hyper
-/// close the connection after it, as RFC 9112 §6.1 requires.
+/// Serves one connection: HTTP/1.1 unless ALPN chose HTTP/2 or the client
+/// opens with HTTP/2's preface.
+async fn serve_io<IO>(
+    io: IO,
+    h2: bool,
+    peer: SocketAddr,
+    live: Arc<ArcSwap<Live>>,
+    drain: watch::Receiver<bool>,
+    limits: Limits,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, read) = if h2 {
+        (io, bytes::BytesMut::new())
+    } else {
+        let conn_limits = h1::ConnLimits {
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_buf: (limits.max_header_bytes + 4096).max(8192),
+        };
+        match h1::serve(io, peer, &live, drain.clone(), conn_limits).await {
+            Some(switch) => switch,
+            None => return,
+        }
+    };
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            // The config live when the request arrives serves all of it.
+            let live = live.load_full();
+            let activity = activity.clone();
+            activity.begin();
+            async move {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let res = live.pipeline.run(req).await;
+                drop(live);
+                activity.end();
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX));
+    let io = Prefixed {
+        read: read.freeze(),
+        io,
+    };
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    drive(conn, drain, &activity, limits.idle_timeout).await;
+}
+
+/// A connection with bytes already read from it in front of what is still
+/// to come.
+struct Prefixed<IO> {
+    read: bytes::Bytes,
+    io: IO,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            let taken = self.read.split_to(n);
+            buf.put_slice(&taken);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// `400` for a request framed two ways; `Connection: close` closes the
+/// connection after it, as RFC 9112 §6.1 requires.
 fn smuggling_refusal() -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut res = GatewayError::BadRequest(

@@ -251,6 +251,20 @@ fn fuzz_upstream_response_parsing() {
 }
 
 #[test]
+fn fuzz_client_request_parsing() {
+    fuzz(
+        "client_request",
+        &[
+            b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n3;e\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+            b"GET / HTTP/1.0\r\nContent-Length: 1, 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ],
+        fuzzing::client_request,
+    );
+}
+
+#[test]
 fn fuzz_template_rendering() {
     fuzz(
         "template_rendering",

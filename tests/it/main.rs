@@ -12,6 +12,7 @@ mod cors;
 mod events;
 mod fuzz;
 mod hardening;
+mod http1;
 mod http_backend;
 mod keys;
 mod lambda_backend;

@@ -1,0 +1,933 @@
+//! HTTP/1.1 server connections, read and written here rather than by hyper:
+//! the request head is parsed in place by httparse (header values sliced
+//! from the bytes read, no copy), the pipeline is called directly, and the
+//! response head and a small body go out in one write. hyper's server
+//! connection (its dispatcher, buffers, a second parse of every head by a
+//! request-smuggling guard, and a header-read timer armed and cancelled for
+//! every request) cost a third of a proxied request's CPU.
+//!
+//! What this module answers for, per RFC 9112:
+//! - **Framing** (§6): `Content-Length` (several equal values allowed,
+//!   different ones refused), `Transfer-Encoding` with `chunked` last
+//!   (another final coding is refused), both at once refused as a smuggling
+//!   attempt (`400`, connection closed); bodies that arrived with their head
+//!   are handed over whole, others stream as the pipeline reads them, with
+//!   `100 Continue` sent when it first asks for them (§9.3 of RFC 9110).
+//! - **Persistence** (§9): keep-alive by version and `Connection`, pipelined
+//!   requests answered in order, the connection closed after a response
+//!   whose request body was not read to its end.
+//! - **Responses**: `Content-Length` from the body's exact size, else
+//!   chunked (HTTP/1.1) or close-delimited (HTTP/1.0); no body for `HEAD`,
+//!   `1xx`, `204`, `304`; `Date` added when missing.
+//! - **Timeouts without a timer per request**: one timer per connection,
+//!   moved only when a deadline comes earlier than it is set for (a head
+//!   that arrives in pieces); on firing it checks the real deadline and
+//!   re-arms if the connection was busy meanwhile. A request being served
+//!   arms nothing.
+//!
+//! A connection that opens with HTTP/2's preface is handed back to the
+//! caller, with the bytes read so far, for hyper's HTTP/2 server.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::Live;
+use crate::backend::h1::{ChunkDecoder, Decoded};
+use crate::error::GatewayError;
+
+/// Header slots per request head: hyper's default limit.
+const MAX_HEADERS: usize = 100;
+/// Response bodies up to this size are sent in the same write as the head.
+const COALESCE: usize = 64 * 1024;
+/// The HTTP/2 connection preface's first line.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// What one connection needs from the config it was accepted under.
+#[derive(Clone, Copy)]
+pub struct ConnLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Buffered head bytes past which the head is refused with `431`.
+    pub max_buf: usize,
+}
+
+/// How a request's body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Why a head could not become a request.
+#[derive(Debug)]
+enum HeadError {
+    /// Malformed; the message says how.
+    Bad(&'static str),
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    Conflict,
+    /// Too many header bytes or lines.
+    TooLarge,
+    /// The HTTP/2 preface.
+    Http2,
+}
+
+impl HeadError {
+    fn response(&self) -> Response {
+        match self {
+            HeadError::Conflict => super::smuggling_refusal(),
+            HeadError::TooLarge => GatewayError::HeadersTooLarge.into_response(),
+            HeadError::Bad(m) => GatewayError::BadRequest((*m).to_string()).into_response(),
+            HeadError::Http2 => {
+                GatewayError::BadRequest("unexpected HTTP/2 preface".into()).into_response()
+            }
+        }
+    }
+}
+
+/// Parses one request head from the front of `buf`: `Ok(None)` if it is
+/// not complete yet. On success the head's bytes are split off `buf` and the
+/// header values point into them.
+fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= max_buf {
+                return Err(HeadError::TooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) if buf.starts_with(H2_PREFACE) => {
+            return Err(HeadError::Http2);
+        }
+        Err(_) => return Err(HeadError::Bad("malformed request head")),
+    };
+    if len > max_buf {
+        return Err(HeadError::TooLarge);
+    }
+    let version = if req.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| HeadError::Bad("invalid method"))?;
+    let base = buf.as_ptr() as usize;
+    // Where the target, each name and each value sit in the head, so the
+    // head can be frozen and sliced.
+    let at = |s: &[u8]| s.as_ptr() as usize - base;
+    let path = req.path.unwrap_or("").as_bytes();
+    let target = (at(path), at(path) + path.len());
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut has_te = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for (i, h) in req.headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        // Offsets fit: a head is at most `max_buf` bytes.
+        spans[i] = (
+            at(name) as u32,
+            (at(name) + name.len()) as u32,
+            at(value) as u32,
+            (at(value) + value.len()) as u32,
+        );
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                for v in value.split(|b| *b == b',') {
+                    let n = parse_length(v.trim_ascii())
+                        .ok_or(HeadError::Bad("invalid Content-Length"))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(HeadError::Bad("conflicting Content-Length values"));
+                    }
+                    length = Some(n);
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                has_te = true;
+                for coding in value.split(|b| *b == b',') {
+                    let coding = coding.trim_ascii();
+                    if !coding.is_empty() {
+                        // Only the last coding frames the body.
+                        chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    }
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
+        }
+    }
+    let count = req.headers.len();
+    let framing = match (has_te, length) {
+        (true, Some(_)) => return Err(HeadError::Conflict),
+        (true, None) if version == Version::HTTP_10 => {
+            return Err(HeadError::Bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        (true, None) if !chunked => {
+            return Err(HeadError::Bad("unsupported Transfer-Encoding"));
+        }
+        (true, None) => Framing::Chunked,
+        (false, Some(0) | None) => Framing::None,
+        (false, Some(n)) => Framing::Length(n),
+    };
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
+        .map_err(|_| HeadError::Bad("invalid request target"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+            .map_err(|_| HeadError::Bad("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| HeadError::Bad("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let keep_alive = match version {
+        Version::HTTP_10 => keep_alive_token && !close,
+        _ => !close,
+    };
+    Ok(Some(Head {
+        method,
+        uri,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::HTTP_11,
+    }))
+}
+
+/// A decimal `Content-Length`, without sign or overflow.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Serves HTTP/1 requests on `io` until the connection ends. Returns the
+/// connection and the bytes read so far if it opened with HTTP/2's preface.
+pub async fn serve<IO>(
+    mut io: IO,
+    peer: SocketAddr,
+    live: &ArcSwap<Live>,
+    drain: watch::Receiver<bool>,
+    limits: ConnLimits,
+) -> Option<(IO, BytesMut)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let accepted = Instant::now();
+    // One timer for the connection's life; see the module comment.
+    let mut timer = Box::pin(tokio::time::sleep_until(
+        (accepted + limits.header_read_timeout).into(),
+    ));
+    let mut watch_drain = drain.clone();
+    let draining = async move {
+        // An error means the server is gone: drain as well.
+        let _ = watch_drain.wait_for(|d| *d).await;
+    };
+    let mut draining = Box::pin(draining);
+    let mut first = true;
+    let mut last_end = accepted;
+    loop {
+        // Read until a whole head is buffered.
+        let mut head_started: Option<Instant> = first.then_some(accepted);
+        let head = loop {
+            match parse_head(&mut buf, limits.max_buf) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(HeadError::Http2) if first => return Some((io, buf)),
+                Err(e) => {
+                    let res = e.response();
+                    let _ = write_response(&mut io, &mut out, res, false, Version::HTTP_11, false)
+                        .await;
+                    let _ = io.shutdown().await;
+                    return None;
+                }
+            }
+            // Idle between requests; a head in pieces gets the header
+            // read timeout from its first byte.
+            let deadline = if buf.is_empty() && !first {
+                last_end + limits.idle_timeout
+            } else {
+                *head_started.get_or_insert_with(Instant::now) + limits.header_read_timeout
+            };
+            if timer.deadline().into_std() > deadline {
+                timer.as_mut().reset(deadline.into());
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(8192);
+            }
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                },
+                () = &mut draining => return None,
+                () = &mut timer => {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                    timer.as_mut().reset(deadline.into());
+                }
+            }
+        };
+        first = false;
+
+        let head_request = head.method == Method::HEAD;
+        let version = head.version;
+        let mut keep_alive = head.keep_alive;
+        let live_now = live.load_full();
+        let (body, feed) = request_body(&mut buf, head.framing, head.expect_continue);
+        let mut req = Request::new(body);
+        *req.method_mut() = head.method;
+        *req.uri_mut() = head.uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = head.headers;
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let pending = live_now.pipeline.run(req);
+        let (res, body_done) = match feed {
+            None => (pending.await, true),
+            Some(feed) => run_with_body(&mut io, &mut buf, pending, feed).await,
+        };
+        keep_alive &= body_done;
+        if *drain.borrow() {
+            keep_alive = false;
+        }
+        let written =
+            write_response(&mut io, &mut out, res, head_request, version, keep_alive).await;
+        drop(live_now);
+        match written {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                let _ = io.shutdown().await;
+                return None;
+            }
+        }
+        last_end = Instant::now();
+    }
+}
+
+/// A body still to be read from the connection, and how.
+struct Feed {
+    framing: FeedFraming,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    wanted: Arc<Notify>,
+    expect_continue: bool,
+}
+
+enum FeedFraming {
+    Length(u64),
+    Chunked(ChunkDecoder),
+    /// The body's framing was already found broken.
+    Failed,
+}
+
+/// The request's body: whole if it arrived with its head, else a stream the
+/// connection feeds while the pipeline runs.
+fn request_body(
+    buf: &mut BytesMut,
+    framing: Framing,
+    expect_continue: bool,
+) -> (Body, Option<Feed>) {
+    let (framing, first) = match framing {
+        Framing::None => return (Body::empty(), None),
+        Framing::Length(n) => {
+            if buf.len() as u64 >= n {
+                return (Body::from(buf.split_to(n as usize).freeze()), None);
+            }
+            (FeedFraming::Length(n), Vec::new())
+        }
+        Framing::Chunked => {
+            let mut decoder = ChunkDecoder::default();
+            let mut parts: Vec<Bytes> = Vec::new();
+            loop {
+                match decoder.decode(buf) {
+                    Ok(Decoded::Data(b)) => parts.push(b),
+                    Ok(Decoded::End) => {
+                        let whole = match parts.len() {
+                            0 => Bytes::new(),
+                            1 => parts.pop().unwrap_or_default(),
+                            _ => Bytes::from(parts.concat()),
+                        };
+                        return (Body::from(whole), None);
+                    }
+                    Ok(Decoded::NeedMore) => break,
+                    Err(e) => {
+                        // The pipeline sees a failed body; the connection
+                        // closes after the answer.
+                        let (tx, rx) = mpsc::channel(1);
+                        let _ = tx.try_send(Err(e));
+                        let body = StreamBody::new(rx, Arc::new(Notify::new()), None);
+                        let feed = Feed {
+                            framing: FeedFraming::Failed,
+                            tx,
+                            wanted: Arc::new(Notify::new()),
+                            expect_continue: false,
+                        };
+                        return (Body::new(body), Some(feed));
+                    }
+                }
+            }
+            (FeedFraming::Chunked(decoder), parts)
+        }
+    };
+    let size = match framing {
+        FeedFraming::Length(n) => Some(n),
+        FeedFraming::Chunked(_) | FeedFraming::Failed => None,
+    };
+    // Room for what was decoded already plus one chunk in flight.
+    let (tx, rx) = mpsc::channel(first.len() + 1);
+    for part in first {
+        let _ = tx.try_send(Ok(part));
+    }
+    let wanted = Arc::new(Notify::new());
+    let body = Body::new(StreamBody::new(rx, wanted.clone(), size));
+    (
+        body,
+        Some(Feed {
+            framing,
+            tx,
+            wanted,
+            // Bytes of the body already here: the client did not wait.
+            expect_continue: expect_continue && buf.is_empty(),
+        }),
+    )
+}
+
+/// Runs the pipeline while feeding it the request body from the connection.
+/// Returns the response and whether the body was read to its end (else the
+/// connection cannot carry another request).
+async fn run_with_body<IO>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    pending: crate::pipeline::PhaseFuture,
+    feed: Feed,
+) -> (Response, bool)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pending = pending;
+    let feeding = feed_body(io, buf, feed);
+    tokio::pin!(feeding);
+    let mut fed: Option<bool> = None;
+    loop {
+        tokio::select! {
+            biased;
+            res = &mut pending => return (res, fed == Some(true)),
+            done = &mut feeding, if fed.is_none() => fed = Some(done),
+        }
+    }
+}
+
+/// Reads the body off the connection into the request's body stream, once
+/// the pipeline first asks for it. Returns whether the body ended cleanly.
+async fn feed_body<IO>(io: &mut IO, buf: &mut BytesMut, feed: Feed) -> bool
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let Feed {
+        mut framing,
+        tx,
+        wanted,
+        expect_continue,
+    } = feed;
+    if matches!(framing, FeedFraming::Failed) {
+        return false;
+    }
+    // Nothing is read (and no `100 Continue` sent) until the pipeline asks
+    // for the body; if it drops the body unread, the connection closes
+    // after the answer.
+    let wait = wanted.notified();
+    tokio::select! {
+        biased;
+        () = wait => {}
+        () = tx.closed() => return false,
+    }
+    if expect_continue
+        && (io
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+            || io.flush().await.is_err())
+    {
+        return false;
+    }
+    loop {
+        let chunk = match &mut framing {
+            FeedFraming::Failed => return false,
+            FeedFraming::Length(0) => return true,
+            FeedFraming::Length(left) => {
+                if buf.is_empty() && !fill(io, buf).await {
+                    let _ = tx.send(Err(unexpected_eof())).await;
+                    return false;
+                }
+                let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                buf.split_to(n).freeze()
+            }
+            FeedFraming::Chunked(decoder) => match decoder.decode(buf) {
+                Ok(Decoded::Data(b)) => b,
+                Ok(Decoded::End) => return true,
+                Ok(Decoded::NeedMore) => {
+                    if !fill(io, buf).await {
+                        let _ = tx.send(Err(unexpected_eof())).await;
+                        return false;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return false;
+                }
+            },
+        };
+        if tx.send(Ok(chunk)).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Reads more bytes into `buf`; false at end of stream or on an error.
+async fn fill<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut) -> bool {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(64 * 1024);
+    }
+    matches!(io.read_buf(buf).await, Ok(n) if n > 0)
+}
+
+fn unexpected_eof() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed before the request body ended",
+    )
+}
+
+/// A request body streamed from the connection.
+struct StreamBody {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    wanted: Arc<Notify>,
+    asked: bool,
+    /// Bytes still to come, when the length is declared.
+    left: Option<u64>,
+}
+
+impl StreamBody {
+    fn new(rx: mpsc::Receiver<io::Result<Bytes>>, wanted: Arc<Notify>, left: Option<u64>) -> Self {
+        Self {
+            rx,
+            wanted,
+            asked: false,
+            left,
+        }
+    }
+}
+
+impl http_body::Body for StreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        if !self.asked {
+            self.asked = true;
+            self.wanted.notify_one();
+        }
+        if self.left == Some(0) {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                if let Some(left) = &mut self.left {
+                    *left = left.saturating_sub(b.len() as u64);
+                }
+                Poll::Ready(Some(Ok(http_body::Frame::data(b))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            // The connection stopped feeding before the end.
+            Poll::Ready(None) if self.left.is_some() => {
+                self.left = Some(0);
+                Poll::Ready(Some(Err(unexpected_eof())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == Some(0)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.left {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
+
+/// Writes `res`. Returns whether the connection may carry another request.
+async fn write_response<IO>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    res: Response,
+    head_request: bool,
+    version: Version,
+    mut keep_alive: bool,
+) -> io::Result<bool>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = res.into_parts();
+    let status = parts.status;
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if let Some(c) = parts.headers.get(axum::http::header::CONNECTION)
+        && c.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    {
+        keep_alive = false;
+    }
+    let exact = http_body::Body::size_hint(&body).exact();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| parse_length(v.as_bytes()));
+    // The body's framing: its exact size, else the length it was given,
+    // else chunked (HTTP/1.1) or until the connection closes (HTTP/1.0).
+    let length = if bodiless { None } else { exact.or(declared) };
+    let chunked = !bodiless && length.is_none() && version == Version::HTTP_11;
+    if !bodiless && length.is_none() && !chunked {
+        keep_alive = false;
+    }
+    // What `Content-Length` says: never on 1xx/204; on a 304 only as given;
+    // on a HEAD answer as given or as the body would have been.
+    let length_header = if status.is_informational() || status == StatusCode::NO_CONTENT {
+        None
+    } else if status == StatusCode::NOT_MODIFIED {
+        declared
+    } else if head_request {
+        declared.or(exact)
+    } else {
+        length
+    };
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        }
+        has_date |= name == DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(n) = length_header {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    } else if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        http_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    if bodiless {
+        io.write_all(out).await?;
+        io.flush().await?;
+        return Ok(keep_alive);
+    }
+
+    // The body: as much as is ready goes out with the head.
+    let mut sent: u64 = 0;
+    let mut head_pending = true;
+    loop {
+        let frame = match body.frame().now_or_never() {
+            Some(f) => f,
+            None => {
+                if head_pending {
+                    io.write_all(out).await?;
+                    io.flush().await?;
+                    out.clear();
+                    head_pending = false;
+                }
+                body.frame().await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed; closing the connection");
+                if head_pending {
+                    io.write_all(out).await?;
+                }
+                io.flush().await?;
+                return Ok(false);
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => d,
+                // Trailers are not sent over HTTP/1.
+                Err(_) => continue,
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if length.is_some_and(|n| sent > n) {
+            // More than announced: the framing is broken, stop here.
+            tracing::warn!("response body longer than its Content-Length; closing the connection");
+            io.flush().await?;
+            return Ok(false);
+        }
+        if chunked {
+            out.extend_from_slice(format_hex(data.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() + data.len() <= COALESCE {
+            out.extend_from_slice(&data);
+        } else {
+            io.write_all(out).await?;
+            out.clear();
+            io.write_all(&data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= COALESCE {
+            io.write_all(out).await?;
+            out.clear();
+        }
+        head_pending = false;
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        io.write_all(out).await?;
+    }
+    io.flush().await?;
+    out.clear();
+    if length.is_some_and(|n| sent != n) {
+        tracing::warn!("response body shorter than its Content-Length; closing the connection");
+        return Ok(false);
+    }
+    Ok(keep_alive)
+}
+
+fn format_hex(n: usize) -> String {
+    format!("{n:X}")
+}
+
+/// Appends the current time as an HTTP date, formatted once per second
+/// per thread.
+fn http_date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+/// What `fuzzing::client_request` drives: request heads and bodies parsed
+/// the way a connection parses them.
+pub fn fuzz_request(data: &[u8]) {
+    for max_buf in [64, 16 * 1024] {
+        let mut buf = BytesMut::from(data);
+        while let Ok(Some(head)) = parse_head(&mut buf, max_buf) {
+            let (_body, feed) = request_body(&mut buf, head.framing, head.expect_continue);
+            if feed.is_some() {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<Head>, HeadError> {
+        let mut buf = BytesMut::from(raw);
+        parse_head(&mut buf, 16 * 1024)
+    }
+
+    #[test]
+    fn parses_a_head_and_slices_its_values() {
+        let mut buf = BytesMut::from(
+            &b"GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Multi: 1\r\nx-multi: 2\r\n\r\nrest"
+                [..],
+        );
+        let head = parse_head(&mut buf, 16 * 1024).unwrap().unwrap();
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri.path(), "/a/b");
+        assert_eq!(head.uri.query(), Some("x=1"));
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.headers["host"], "example.com");
+        let multi: Vec<_> = head.headers.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["1", "2"]);
+        assert_eq!(head.framing, Framing::None);
+        assert!(head.keep_alive);
+        assert_eq!(&buf[..], b"rest");
+    }
+
+    #[test]
+    fn framing_rules() {
+        let head = parse(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::Length(5));
+        let head = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(HeadError::Bad(_))
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n"),
+            Err(HeadError::Bad(_))
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            Err(HeadError::Bad(_))
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+            Err(HeadError::Conflict)
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(HeadError::Bad(_))
+        ));
+    }
+
+    #[test]
+    fn persistence_by_version_and_connection() {
+        let h = |raw: &[u8]| parse(raw).unwrap().unwrap().keep_alive;
+        assert!(h(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(!h(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!h(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(h(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        let head = parse(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head.expect_continue);
+    }
+
+    #[test]
+    fn partial_oversized_and_http2_heads() {
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None)));
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaa\r\n"[..]);
+        assert!(matches!(parse_head(&mut buf, 16), Err(HeadError::TooLarge)));
+        assert!(matches!(
+            parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Err(HeadError::Http2)
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"),
+            Err(HeadError::Bad(_))
+        ));
+        let many: String = (0..101).map(|i| format!("X-{i}: y\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert!(matches!(parse(raw.as_bytes()), Err(HeadError::TooLarge)));
+    }
+
+    #[test]
+    fn bodies_that_arrived_with_their_head_are_whole() {
+        let mut buf = BytesMut::from(&b"abcdeNEXT"[..]);
+        let (body, feed) = request_body(&mut buf, Framing::Length(5), false);
+        assert!(feed.is_none());
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
+        assert_eq!(&buf[..], b"NEXT");
+        let mut buf = BytesMut::from(&b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\nNEXT"[..]);
+        let (body, feed) = request_body(&mut buf, Framing::Chunked, false);
+        assert!(feed.is_none());
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
+        assert_eq!(&buf[..], b"NEXT");
+        let mut buf = BytesMut::from(&b"ab"[..]);
+        let (_body, feed) = request_body(&mut buf, Framing::Length(5), true);
+        let feed = feed.expect("the rest streams");
+        assert!(!feed.expect_continue, "the client sent body bytes already");
+    }
+}
