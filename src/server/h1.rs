@@ -285,8 +285,16 @@ where
                 Err(HeadError::Http2) if first => return Some((io, buf)),
                 Err(e) => {
                     let res = e.response();
-                    let _ = write_response(&mut io, &mut out, res, false, Version::HTTP_11, false)
-                        .await;
+                    let _ = write_response(
+                        &mut io,
+                        &mut out,
+                        res,
+                        false,
+                        Version::HTTP_11,
+                        false,
+                        limits.idle_timeout,
+                    )
+                    .await;
                     let _ = io.shutdown().await;
                     return None;
                 }
@@ -335,14 +343,24 @@ where
         let pending = live_now.pipeline.run(req);
         let (res, body_done) = match feed {
             None => (pending.await, true),
-            Some(feed) => run_with_body(&mut io, &mut buf, pending, feed).await,
+            Some(feed) => {
+                run_with_body(&mut io, &mut buf, pending, feed, limits.idle_timeout).await
+            }
         };
         keep_alive &= body_done;
         if *drain.borrow() {
             keep_alive = false;
         }
-        let written =
-            write_response(&mut io, &mut out, res, head_request, version, keep_alive).await;
+        let written = write_response(
+            &mut io,
+            &mut out,
+            res,
+            head_request,
+            version,
+            keep_alive,
+            limits.idle_timeout,
+        )
+        .await;
         drop(live_now);
         match written {
             Ok(true) => {}
@@ -450,12 +468,13 @@ async fn run_with_body<IO>(
     buf: &mut BytesMut,
     pending: crate::pipeline::PhaseFuture,
     feed: Feed,
+    stall: Duration,
 ) -> (Response, bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut pending = pending;
-    let feeding = feed_body(io, buf, feed);
+    let feeding = feed_body(io, buf, feed, stall);
     tokio::pin!(feeding);
     let mut fed: Option<bool> = None;
     loop {
@@ -469,7 +488,7 @@ where
 
 /// Reads the body off the connection into the request's body stream, once
 /// the pipeline first asks for it. Returns whether the body ended cleanly.
-async fn feed_body<IO>(io: &mut IO, buf: &mut BytesMut, feed: Feed) -> bool
+async fn feed_body<IO>(io: &mut IO, buf: &mut BytesMut, feed: Feed, stall: Duration) -> bool
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -505,8 +524,10 @@ where
             FeedFraming::Failed => return false,
             FeedFraming::Length(0) => return true,
             FeedFraming::Length(left) => {
-                if buf.is_empty() && !fill(io, buf).await {
-                    let _ = tx.send(Err(unexpected_eof())).await;
+                if buf.is_empty()
+                    && let Err(e) = fill(io, buf, stall).await
+                {
+                    let _ = tx.send(Err(e)).await;
                     return false;
                 }
                 let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
@@ -517,8 +538,8 @@ where
                 Ok(Decoded::Data(b)) => b,
                 Ok(Decoded::End) => return true,
                 Ok(Decoded::NeedMore) => {
-                    if !fill(io, buf).await {
-                        let _ = tx.send(Err(unexpected_eof())).await;
+                    if let Err(e) = fill(io, buf, stall).await {
+                        let _ = tx.send(Err(e)).await;
                         return false;
                     }
                     continue;
@@ -535,12 +556,59 @@ where
     }
 }
 
-/// Reads more bytes into `buf`; false at end of stream or on an error.
-async fn fill<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut BytesMut) -> bool {
+/// Reads more bytes into `buf`. A client that sends nothing for `stall`
+/// while its body is being read is cut off, as one that stops reading its
+/// answer is in [`send`]: a request being served arms no timer otherwise.
+async fn fill<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    stall: Duration,
+) -> io::Result<()> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(64 * 1024);
     }
-    matches!(io.read_buf(buf).await, Ok(n) if n > 0)
+    match tokio::time::timeout(stall, io.read_buf(buf)).await {
+        Ok(Ok(0)) => Err(unexpected_eof()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(stalled("the client stopped sending its request body")),
+    }
+}
+
+/// Writes all of `buf`. Only a write that cannot complete at once gets a
+/// timer: a client that takes nothing for `stall` is cut off.
+async fn send<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    mut buf: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = match io.write(buf).now_or_never() {
+            Some(r) => r?,
+            None => tokio::time::timeout(stall, io.write(buf))
+                .await
+                .map_err(|_| stalled("the client stopped reading the response"))??,
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Flushes `io` (TLS), under the same rule as [`send`].
+async fn flush<IO: AsyncWrite + Unpin>(io: &mut IO, stall: Duration) -> io::Result<()> {
+    match io.flush().now_or_never() {
+        Some(r) => r,
+        None => tokio::time::timeout(stall, io.flush())
+            .await
+            .map_err(|_| stalled("the client stopped reading the response"))?,
+    }
+}
+
+fn stalled(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what.to_string())
 }
 
 fn unexpected_eof() -> io::Error {
@@ -623,6 +691,7 @@ async fn write_response<IO>(
     head_request: bool,
     version: Version,
     mut keep_alive: bool,
+    stall: Duration,
 ) -> io::Result<bool>
 where
     IO: AsyncWrite + Unpin,
@@ -707,8 +776,8 @@ where
     out.extend_from_slice(b"\r\n");
 
     if bodiless {
-        io.write_all(out).await?;
-        io.flush().await?;
+        send(io, out, stall).await?;
+        flush(io, stall).await?;
         return Ok(keep_alive);
     }
 
@@ -720,8 +789,8 @@ where
             Some(f) => f,
             None => {
                 if head_pending {
-                    io.write_all(out).await?;
-                    io.flush().await?;
+                    send(io, out, stall).await?;
+                    flush(io, stall).await?;
                     out.clear();
                     head_pending = false;
                 }
@@ -733,9 +802,9 @@ where
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "response body failed; closing the connection");
                 if head_pending {
-                    io.write_all(out).await?;
+                    send(io, out, stall).await?;
                 }
-                io.flush().await?;
+                flush(io, stall).await?;
                 return Ok(false);
             }
             Some(Ok(frame)) => match frame.into_data() {
@@ -751,7 +820,7 @@ where
         if length.is_some_and(|n| sent > n) {
             // More than announced: the framing is broken, stop here.
             tracing::warn!("response body longer than its Content-Length; closing the connection");
-            io.flush().await?;
+            flush(io, stall).await?;
             return Ok(false);
         }
         if chunked {
@@ -761,15 +830,15 @@ where
         if out.len() + data.len() <= COALESCE {
             out.extend_from_slice(&data);
         } else {
-            io.write_all(out).await?;
+            send(io, out, stall).await?;
             out.clear();
-            io.write_all(&data).await?;
+            send(io, &data, stall).await?;
         }
         if chunked {
             out.extend_from_slice(b"\r\n");
         }
         if out.len() >= COALESCE {
-            io.write_all(out).await?;
+            send(io, out, stall).await?;
             out.clear();
         }
         head_pending = false;
@@ -778,9 +847,9 @@ where
         out.extend_from_slice(b"0\r\n\r\n");
     }
     if !out.is_empty() {
-        io.write_all(out).await?;
+        send(io, out, stall).await?;
     }
-    io.flush().await?;
+    flush(io, stall).await?;
     out.clear();
     if length.is_some_and(|n| sent != n) {
         tracing::warn!("response body shorter than its Content-Length; closing the connection");

@@ -16,6 +16,10 @@ use crate::common::{TestGateway, serve_router, start};
 /// An upstream that answers with the method and the body it received, and
 /// `/stream` with a body of unknown length sent in three pieces.
 async fn gateway() -> (TestGateway, crate::common::TestServer) {
+    gateway_with("max_body = \"1MB\"").await
+}
+
+async fn gateway_with(limits: &str) -> (TestGateway, crate::common::TestServer) {
     let router = Router::new()
         .route(
             "/stream",
@@ -27,6 +31,7 @@ async fn gateway() -> (TestGateway, crate::common::TestServer) {
                 Body::from_stream(parts)
             }),
         )
+        .route("/big", any(|| async { vec![b'x'; 32 * 1024 * 1024] }))
         .fallback(|method: axum::http::Method, body: Bytes| async move {
             format!("{method} {}", String::from_utf8_lossy(&body))
         });
@@ -34,7 +39,7 @@ async fn gateway() -> (TestGateway, crate::common::TestServer) {
     let gw = start(&format!(
         r#"
 [gateway.limits]
-max_body = "1MB"
+{limits}
 
 [backends.up]
 kind = "http"
@@ -360,4 +365,42 @@ async fn malformed_heads_get_a_400_and_the_connection_closes() {
     let a = read_answer(&mut s, &mut buf, false).await;
     assert!(a.status >= 400, "{a:?}");
     assert!(closes(&mut s).await);
+}
+
+#[tokio::test]
+async fn clients_that_stall_mid_body_or_stop_reading_are_cut_off() {
+    let (gw, _up) = gateway_with("max_body = \"20MB\"\nidle_timeout = \"300ms\"").await;
+    // Two of ten body bytes, then nothing: the body read gives up and the
+    // connection closes instead of waiting forever.
+    let mut s = connect(gw.addr).await;
+    s.write_all(b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("a stalled upload is cut off")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+    // A 32 MB answer to a client that never reads: the write gives up.
+    let mut s = connect(gw.addr).await;
+    s.write_all(b"GET /echo/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the connection was closed, so reading what was sent ends");
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &out[..out.len().min(64)]
+    );
+    assert!(
+        out.len() < 32 * 1024 * 1024,
+        "the whole answer went out: {}",
+        out.len()
+    );
 }
