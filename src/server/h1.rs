@@ -295,7 +295,7 @@ where
                         limits.idle_timeout,
                     )
                     .await;
-                    let _ = io.shutdown().await;
+                    close(&mut io).await;
                     return None;
                 }
             }
@@ -365,9 +365,17 @@ where
         match written {
             Ok(true) => {}
             Ok(false) | Err(_) => {
-                let _ = io.shutdown().await;
+                close(&mut io).await;
                 return None;
             }
+        }
+        // A large answer or upload grew the buffers; an idle connection
+        // should not keep them (thousands of kept-alive clients).
+        if out.capacity() > 16 * 1024 {
+            out = Vec::with_capacity(1024);
+        }
+        if buf.is_empty() && buf.capacity() > 16 * 1024 {
+            buf = BytesMut::with_capacity(8192);
         }
         last_end = Instant::now();
     }
@@ -605,6 +613,12 @@ async fn flush<IO: AsyncWrite + Unpin>(io: &mut IO, stall: Duration) -> io::Resu
             .await
             .map_err(|_| stalled("the client stopped reading the response"))?,
     }
+}
+
+/// Ends the connection: FIN on TCP, `close_notify` on TLS, bounded so a
+/// client that reads nothing cannot hold it open.
+async fn close<IO: AsyncWrite + Unpin>(io: &mut IO) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }
 
 fn stalled(what: &str) -> io::Error {
