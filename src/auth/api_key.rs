@@ -6,7 +6,7 @@
 //! unknown, disabled or expired key, or one in no usage plan, is
 //! `403 {"message":"Forbidden"}`. The key id and the key reach the event as
 //! `requestContext.identity.apiKeyId` / `apiKey`; the key's plan goes on to
-//! the throttle & quota phase as a [`KeyGrant`].
+//! the throttle & quota phase as a [`KeyGrant`] in the [`AuthContext`].
 //!
 //! Keys look like `lg_<id>_<secret>`: a 10-character public id and 256 random
 //! bits (base64url). Only the SHA-256 of the whole key is stored; lookups go
@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::pipeline::{Next, PhaseFuture, answer};
 use axum::extract::Request;
@@ -36,6 +36,7 @@ use crate::config::{
 use crate::error::GatewayError;
 use crate::routing::RouteContext;
 use crate::store::{KeyRecord, PlanRecord, Store, StoreError, now_secs};
+use crate::throttle::limiter::KeyBucket;
 use crate::throttle::quota::UsageCell;
 
 const PREFIX: &str = "lg_";
@@ -143,14 +144,25 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// What the throttle & quota phase needs about an accepted key. Cheap to
-/// clone: every part is shared with the key cache.
+/// What the throttle & quota phase needs about an accepted key
+/// ([`AuthContext::key_grant`], see [`grant_of`]). Cheap to clone: every
+/// part is shared with the key cache.
 #[derive(Debug, Clone)]
 pub struct KeyGrant {
     pub key_id: Arc<str>,
     pub plan: Arc<PlanConfig>,
     /// Where the key's requests today are counted, when the key is cached.
     pub usage: Option<Arc<UsageCell>>,
+    /// The key's local bucket of its plan's throttle, once found (shared by
+    /// every request the cached entry admits).
+    pub bucket: Arc<OnceLock<KeyBucket>>,
+}
+
+/// The grant of the key a request was accepted with.
+pub fn grant_of(req: &Request) -> Option<&KeyGrant> {
+    req.extensions()
+        .get::<AuthContext>()
+        .and_then(|a| a.key_grant.as_ref())
 }
 
 /// Where one route reads its key from.
@@ -202,7 +214,7 @@ pub struct ApiKeys {
     routes: Vec<Option<KeySource>>,
     /// Read without awaiting, so a cache hit decides a request at once;
     /// misses are loaded one at a time per id ([`ApiKeys::loading`]).
-    keys: Option<moka::sync::Cache<String, Arc<CachedKey>>>,
+    keys: Option<KeyCache<CachedKey>>,
     /// Locks that make concurrent misses on one id wait for a single store
     /// read (an id picks its lock by hash).
     loading: [tokio::sync::Mutex<()>; LOAD_LOCKS],
@@ -211,6 +223,92 @@ pub struct ApiKeys {
 
 /// How many ids may be loaded from the store at once.
 const LOAD_LOCKS: usize = 16;
+
+/// How many key ids (known or not) one node caches at most.
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+/// The key cache: entries by key id, each dropped `ttl` after it was read
+/// from the store (checked on every read, so a revocation is seen within
+/// the TTL), at most `capacity` of them. Sharded behind read-write locks
+/// and hashed with foldhash (randomly seeded per process; ids come from
+/// requests): a hit is a hash, a read lock and a clock read, far less than
+/// a general-purpose cache's bookkeeping. When a shard is full, an insert
+/// first drops its expired entries, then an arbitrary one.
+struct KeyCache<V> {
+    shards: Box<[std::sync::RwLock<KeyShard<V>>]>,
+    hasher: foldhash::fast::RandomState,
+    ttl: Duration,
+    per_shard: usize,
+}
+
+type KeyShard<V> = HashMap<Box<str>, (Instant, Arc<V>), foldhash::fast::RandomState>;
+
+const KEY_CACHE_SHARDS: usize = 16;
+
+impl<V> KeyCache<V> {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        let hasher = foldhash::fast::RandomState::default();
+        Self {
+            shards: (0..KEY_CACHE_SHARDS)
+                .map(|_| std::sync::RwLock::new(HashMap::with_hasher(hasher.clone())))
+                .collect(),
+            hasher,
+            ttl,
+            per_shard: capacity.div_ceil(KEY_CACHE_SHARDS).max(1),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &std::sync::RwLock<KeyShard<V>> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(id);
+        // The high bits: the map inside uses the low ones.
+        &self.shards[(h >> 60) as usize % KEY_CACHE_SHARDS]
+    }
+
+    /// The entry for `id` if it is younger than the TTL.
+    fn get(&self, id: &str) -> Option<Arc<V>> {
+        let shard = read(self.shard(id));
+        let (expires, v) = shard.get(id)?;
+        (Instant::now() < *expires).then(|| v.clone())
+    }
+
+    fn insert(&self, id: &str, v: Arc<V>) {
+        let now = Instant::now();
+        let mut shard = write(self.shard(id));
+        if shard.len() >= self.per_shard && !shard.contains_key(id) {
+            shard.retain(|_, (expires, _)| now < *expires);
+            if shard.len() >= self.per_shard
+                && let Some(victim) = shard.keys().next().cloned()
+            {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(id.into(), (now + self.ttl, v));
+    }
+
+    fn invalidate(&self, id: &str) {
+        write(self.shard(id)).remove(id);
+    }
+
+    fn invalidate_all(&self) {
+        for s in &self.shards {
+            write(s).clear();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len()).sum()
+    }
+}
+
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl ApiKeys {
     /// Whether route `index` requires an API key.
@@ -254,12 +352,7 @@ impl ApiKeys {
                 .map(|(name, p)| (name.clone(), Arc::new(p.clone())))
                 .collect(),
             routes,
-            keys: (!ttl.is_zero()).then(|| {
-                moka::sync::Cache::builder()
-                    .time_to_live(ttl)
-                    .max_capacity(100_000)
-                    .build()
-            }),
+            keys: (!ttl.is_zero()).then(|| KeyCache::new(ttl, KEY_CACHE_CAPACITY)),
             loading: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             plans: cache(ttl, 10_000),
         })
@@ -287,7 +380,7 @@ impl ApiKeys {
                 match cache.get(id) {
                     Some(hit) => Ok(hit),
                     None => self.load_key(id, true).await.inspect(|loaded| {
-                        cache.insert(id.to_string(), loaded.clone());
+                        cache.insert(id, loaded.clone());
                     }),
                 }
             }
@@ -312,6 +405,7 @@ impl ApiKeys {
                         key_id: Arc::from(r.id.as_str()),
                         plan,
                         usage: cached.then(UsageCell::today),
+                        bucket: Arc::default(),
                     }),
                     None => Err(format!("API key {id}: plan `{plan_name}` does not exist")),
                 },
@@ -516,15 +610,18 @@ fn decided(
             };
             let ext = req.extensions_mut();
             match ext.get_mut::<AuthContext>() {
-                Some(a) => a.api_key = Some(identity),
+                Some(a) => {
+                    a.api_key = Some(identity);
+                    a.key_grant = Some(grant);
+                }
                 None => {
                     ext.insert(AuthContext {
                         api_key: Some(identity),
+                        key_grant: Some(grant),
                         ..Default::default()
                     });
                 }
             }
-            ext.insert(grant);
             next.run(req)
         }
         Err(e) => answer(refusal(e, req)),
@@ -577,5 +674,53 @@ mod tests {
         let rotated = generate_for(&a.id);
         assert_eq!(rotated.id, a.id);
         assert_ne!(rotated.key, a.key);
+    }
+
+    #[test]
+    fn key_cache_keeps_entries_for_the_ttl_only() {
+        let c = KeyCache::new(Duration::from_millis(100), 10);
+        c.insert("a", Arc::new(1));
+        assert_eq!(c.get("a").as_deref(), Some(&1));
+        assert!(c.get("b").is_none());
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(c.get("a").is_none(), "expired after the TTL");
+        // A fresh read starts a fresh TTL.
+        c.insert("a", Arc::new(2));
+        assert_eq!(c.get("a").as_deref(), Some(&2));
+    }
+
+    #[test]
+    fn key_cache_forgets_revoked_keys_at_once() {
+        let c = KeyCache::new(Duration::from_secs(60), 100);
+        for id in ["a", "b", "c"] {
+            c.insert(id, Arc::new(id.len()));
+        }
+        c.invalidate("b");
+        assert!(c.get("b").is_none());
+        assert!(c.get("a").is_some() && c.get("c").is_some());
+        c.invalidate_all();
+        assert_eq!(c.len(), 0);
+        assert!(c.get("a").is_none());
+    }
+
+    #[test]
+    fn key_cache_stays_within_its_bound() {
+        let c = KeyCache::new(Duration::from_secs(60), 64);
+        for i in 0..10_000 {
+            let id = format!("id{i}");
+            c.insert(&id, Arc::new(i));
+            // The entry just read is always there.
+            assert_eq!(c.get(&id).as_deref(), Some(&i));
+        }
+        assert!(c.len() <= 64, "{} entries", c.len());
+        // Expired entries are dropped first when a shard is full.
+        let c = KeyCache::new(Duration::from_millis(50), KEY_CACHE_SHARDS);
+        for i in 0..KEY_CACHE_SHARDS * 4 {
+            c.insert(&format!("old{i}"), Arc::new(i));
+        }
+        std::thread::sleep(Duration::from_millis(80));
+        c.insert("new", Arc::new(0));
+        assert!(c.len() <= KEY_CACHE_SHARDS);
+        assert!(c.get("new").is_some());
     }
 }

@@ -36,6 +36,9 @@ pub struct AuthContext {
     /// A Lambda authorizer's `usageIdentifierKey`: the API key to meter the
     /// request against (REST APIs with an `AUTHORIZER` key source).
     pub usage_identifier_key: Option<String>,
+    /// An accepted API key's plan, for the throttle & quota phase (carried
+    /// here rather than as its own extension: one insert per request).
+    pub key_grant: Option<api_key::KeyGrant>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +250,7 @@ fn conclude(
                         authorizer: Some(granted.output),
                         api_key: None,
                         usage_identifier_key: granted.usage_identifier_key,
+                        key_grant: None,
                     });
                 }
             }

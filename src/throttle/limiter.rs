@@ -1,5 +1,5 @@
 //! Local GCRA limiters (governor): one per route, stage and the gateway, and
-//! one keyed limiter per plan (and plan route) holding a cell per API key.
+//! per plan (and plan route) a bucket per API key.
 //! Used alone on one node, and as the fallback when Redis is unreachable.
 
 use std::collections::HashMap;
@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
@@ -20,12 +19,6 @@ use crate::config::ThrottleConfig;
 use super::Verdict;
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
-type Keyed = RateLimiter<
-    Arc<str>,
-    DefaultKeyedStateStore<Arc<str>>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
 
 /// governor's quota for a validated throttle (rate > 0, burst ≥ 1).
 pub fn quota(t: &ThrottleConfig) -> Quota {
@@ -76,7 +69,8 @@ fn verdict(
     }
 }
 
-/// One shared bucket (a route, the stage, the gateway).
+/// One shared bucket (a route, the stage, the gateway, or one API key's
+/// bucket of a plan).
 pub struct DirectLimiter {
     config: ThrottleConfig,
     per_cell: Duration,
@@ -84,16 +78,31 @@ pub struct DirectLimiter {
     clock: DefaultClock,
 }
 
+impl std::fmt::Debug for DirectLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectLimiter")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DirectLimiter {
     pub fn new(config: ThrottleConfig) -> Self {
-        let clock = DefaultClock::default();
+        Self::with_clock(config, &DefaultClock::default())
+    }
+
+    fn with_clock(config: ThrottleConfig, clock: &DefaultClock) -> Self {
         Self {
             limiter: RateLimiter::direct_with_clock(quota(&config), clock.clone())
                 .with_middleware::<StateInformationMiddleware>(),
             per_cell: per_cell(&config),
             config,
-            clock,
+            clock: clock.clone(),
         }
+    }
+
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
     }
 
     pub fn check(&self) -> Verdict {
@@ -106,22 +115,42 @@ impl DirectLimiter {
     }
 }
 
+/// One API key's bucket of a plan (or of a plan's route). A key's cached
+/// grant remembers its plan bucket, so a repeat request checks it directly
+/// instead of looking it up by plan and key.
+pub type KeyBucket = Arc<DirectLimiter>;
+
 /// A bucket per API key, for one plan (or one route within a plan).
 struct KeyedLimiter {
     config: ThrottleConfig,
-    per_cell: Duration,
-    limiter: Keyed,
+    buckets: RwLock<HashMap<Arc<str>, KeyBucket, RandomState>>,
 }
 
 impl KeyedLimiter {
-    fn new(config: ThrottleConfig, clock: &DefaultClock) -> Self {
+    fn new(config: ThrottleConfig) -> Self {
         Self {
             config,
-            per_cell: per_cell(&config),
-            limiter: RateLimiter::dashmap_with_clock(quota(&config), clock.clone())
-                .with_middleware::<StateInformationMiddleware>(),
+            buckets: RwLock::default(),
         }
     }
+
+    fn bucket(&self, key_id: &Arc<str>, clock: &DefaultClock) -> KeyBucket {
+        if let Some(b) = read(&self.buckets).get(key_id) {
+            return b.clone();
+        }
+        write(&self.buckets)
+            .entry(key_id.clone())
+            .or_insert_with(|| Arc::new(DirectLimiter::with_clock(self.config, clock)))
+            .clone()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One plan's keyed limiters: the plan's own and its per-route ones.
@@ -142,10 +171,11 @@ impl PlanLimiters {
 }
 
 /// Keyed limiters by plan name, created on first use; rebuilt when a
-/// runtime plan's limits change. A check takes a read lock and allocates
-/// nothing once a key has its bucket. Plan names and route keys come from
-/// the config and the store, never from a request, so the maps use the
-/// cheaper foldhash (as governor's keyed state does).
+/// runtime plan's limits change. Finding a key's bucket takes read locks
+/// and allocates nothing once the key has one. Plan names and route keys
+/// come from the config and the store, never from a request, so the maps
+/// use the cheaper foldhash (key ids are checked against the store before
+/// they get here).
 pub struct KeyLimiters {
     by_plan: RwLock<HashMap<String, PlanLimiters, RandomState>>,
     clock: DefaultClock,
@@ -170,42 +200,46 @@ impl KeyLimiters {
         config: &ThrottleConfig,
         key_id: &Arc<str>,
     ) -> Verdict {
+        self.bucket(plan, route, config, key_id).check()
+    }
+
+    /// `key_id`'s bucket of `plan` (or of the plan's `route`) with limits
+    /// `config`; a fresh one when the limits changed.
+    pub fn bucket(
+        &self,
+        plan: &str,
+        route: Option<&str>,
+        config: &ThrottleConfig,
+        key_id: &Arc<str>,
+    ) -> KeyBucket {
         {
-            let map = match self.by_plan.read() {
-                Ok(m) => m,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let map = read(&self.by_plan);
             if let Some(l) = map
                 .get(plan)
                 .and_then(|p| p.get(route))
                 .filter(|l| l.config == *config)
             {
-                return verdict(config, l.per_cell, l.limiter.check_key(key_id), &self.clock);
+                return l.bucket(key_id, &self.clock);
             }
         }
-        let mut map = match self.by_plan.write() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = write(&self.by_plan);
         let limiters = map.entry(plan.to_string()).or_default();
-        let slot = match route {
-            None => &mut limiters.whole,
+        let l = match route {
+            None => match &mut limiters.whole {
+                Some(l) if l.config == *config => l,
+                slot => slot.insert(KeyedLimiter::new(*config)),
+            },
             Some(r) => {
                 let fresh = !limiters.routes.get(r).is_some_and(|l| l.config == *config);
                 if fresh {
                     limiters
                         .routes
-                        .insert(r.to_string(), KeyedLimiter::new(*config, &self.clock));
+                        .insert(r.to_string(), KeyedLimiter::new(*config));
                 }
-                let l = &limiters.routes[r];
-                return verdict(config, l.per_cell, l.limiter.check_key(key_id), &self.clock);
+                &limiters.routes[r]
             }
         };
-        let l = match slot {
-            Some(l) if l.config == *config => l,
-            _ => slot.insert(KeyedLimiter::new(*config, &self.clock)),
-        };
-        verdict(config, l.per_cell, l.limiter.check_key(key_id), &self.clock)
+        l.bucket(key_id, &self.clock)
     }
 }
 
@@ -249,5 +283,15 @@ mod tests {
             burst: 2,
         };
         assert!(k.check("gold", None, &wider, &a).allowed);
+        // A key's bucket is one shared object, found again by plan and key.
+        let t2 = ThrottleConfig {
+            rate: 1.0,
+            burst: 2,
+        };
+        let bucket = k.bucket("silver", None, &t2, &a);
+        assert!(bucket.check().allowed);
+        assert!(k.check("silver", None, &t2, &a).allowed);
+        assert!(!bucket.check().allowed);
+        assert!(Arc::ptr_eq(&bucket, &k.bucket("silver", None, &t2, &a)));
     }
 }

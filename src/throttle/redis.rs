@@ -9,7 +9,9 @@
 //! size is the rate times that time, at most a tenth of the burst; for low
 //! rates it is 1 cell, so every request takes its own step as without
 //! leasing. Cells a lease still holds when it expires are handed back to the
-//! bucket with the node's next step on it. Every admitted request spent a
+//! bucket with the node's next step on it. One request per node takes a
+//! multi-cell lease's next lease; requests that find it empty meanwhile wait
+//! for that step instead of stepping too. Every admitted request spent a
 //! cell Redis granted, so the nodes never admit more than the shared bucket
 //! plus what leases hold (at most `rate × lease` cells over any window).
 //!
@@ -93,6 +95,8 @@ pub struct Lease {
     /// The bucket's Redis key.
     key: String,
     state: Mutex<LeaseState>,
+    /// Signalled when a step taking this bucket's next lease is over.
+    refreshed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -103,6 +107,9 @@ struct LeaseState {
     expires_us: i64,
     /// Cells the bucket had left after the last grant (for `RateLimit-*`).
     remaining: u32,
+    /// A request of this node is taking the next lease (multi-cell leases
+    /// only): others wait for it instead of stepping too.
+    refreshing: bool,
 }
 
 impl Lease {
@@ -110,6 +117,7 @@ impl Lease {
         Self {
             key,
             state: Mutex::new(LeaseState::default()),
+            refreshed: tokio::sync::Notify::new(),
         }
     }
 
@@ -194,6 +202,21 @@ impl KeyLeases {
         keys.entry(key_id.clone())
             .or_insert_with(|| Arc::new(Lease::new(redis_key())))
             .clone()
+    }
+}
+
+/// How long one Redis step may take.
+const STEP_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// The leases one check is renewing; dropping it ends the renewal.
+struct Refreshing<'a>([Option<&'a Lease>; 4]);
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        for lease in self.0.iter().flatten() {
+            lease.lock().refreshing = false;
+            lease.refreshed.notify_waiters();
+        }
     }
 }
 
@@ -300,12 +323,34 @@ impl RedisGcra {
         &self,
         levels: &[Step<'_>],
     ) -> Result<(Verdict, Option<usize>), Unreachable> {
+        // One step per lease and node: when a lease runs out, the requests
+        // that find it empty while another one is taking the next lease wait
+        // for that step (at most twice, each at most a step's timeout)
+        // instead of all stepping at once.
+        for _ in 0..2 {
+            let Some(busy) = self.refreshing_elsewhere(levels) else {
+                break;
+            };
+            let notified = busy.refreshed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if busy.lock().refreshing {
+                let _ = tokio::time::timeout(STEP_TIMEOUT, notified).await;
+            }
+        }
         let now_us = self.now_us();
         let now = now_us / 1000;
         let mut local = [Local::default(); 4];
         let local = &mut local[..levels.len().min(4)];
         let mut remote = 0;
-        for (step, l) in levels.iter().zip(local.iter_mut()) {
+        // Clears the `refreshing` marks this request set, however it ends
+        // (also when its future is dropped mid-step), and wakes the waiters.
+        let mut refreshing = Refreshing([None; 4]);
+        for ((step, l), mark) in levels
+            .iter()
+            .zip(local.iter_mut())
+            .zip(refreshing.0.iter_mut())
+        {
             let mut s = step.lease.lock();
             if s.cells > 0 && now_us < s.expires_us {
                 s.cells -= 1;
@@ -314,6 +359,10 @@ impl RedisGcra {
             } else {
                 l.back = std::mem::take(&mut s.cells);
                 remote += 1;
+                if !s.refreshing && lease_cells(&step.config, self.lease) > 1 {
+                    s.refreshing = true;
+                    *mark = Some(step.lease);
+                }
             }
         }
         if remote == 0 {
@@ -336,7 +385,7 @@ impl RedisGcra {
         }
         let mut conn = self.conn.clone();
         let call = inv.invoke_async::<Vec<i64>>(&mut conn);
-        let out = match tokio::time::timeout(Duration::from_millis(750), call).await {
+        let out = match tokio::time::timeout(STEP_TIMEOUT, call).await {
             Ok(Ok(out)) if out.len() == 3 + 2 * remote => out,
             Ok(Ok(out)) => {
                 self.undo(levels, local);
@@ -406,6 +455,18 @@ impl RedisGcra {
             l.remaining = s.remaining.saturating_add(s.cells);
         }
         Ok((admitted(levels, local), None))
+    }
+
+    /// A multi-cell lease this check needs that has no live cell and that
+    /// another request is renewing.
+    fn refreshing_elsewhere<'a>(&self, levels: &[Step<'a>]) -> Option<&'a Lease> {
+        let now_us = self.now_us();
+        levels.iter().find_map(|step| {
+            let s = step.lease.lock();
+            let live = s.cells > 0 && now_us < s.expires_us;
+            (!live && s.refreshing && lease_cells(&step.config, self.lease) > 1)
+                .then_some(step.lease)
+        })
     }
 
     /// Puts back the leased cells a check spent when the request is not
