@@ -267,7 +267,9 @@ impl HttpUpstream {
         let (mut conn, head) = loop {
             let (mut conn, reused) = match self.pool.checkout() {
                 Some(c) => (c, true),
-                None => (self.connect().await?, false),
+                // Boxed: a new connection is the rare case, and its
+                // future would otherwise make every exchange's larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match conn.write_all(&out).await {
                 Ok(()) => {}
