@@ -254,17 +254,12 @@ fn log_response(
     if let Some(v) = record.rate_limit.get() {
         crate::throttle::rate_limit_headers(res.headers_mut(), v);
     }
-    // The id again, for the log line; the header value holds its bytes.
-    let request_id = id_header
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if let Some(v) = &id_header {
-        let name = match state.config.gateway.flavor {
-            Flavor::Rest => &X_AMZN_REQUESTID,
-            Flavor::Http => &APIGW_REQUESTID,
-        };
-        res.headers_mut().insert(name.clone(), v.clone());
+    let id_name = match state.config.gateway.flavor {
+        Flavor::Rest => &X_AMZN_REQUESTID,
+        Flavor::Http => &APIGW_REQUESTID,
+    };
+    if let Some(v) = id_header {
+        res.headers_mut().insert(id_name.clone(), v);
     }
     // The route: from a refusal that carries it, else from the integration.
     let from_response = res.extensions().get::<RouteContext>().map(|c| &c.route);
@@ -276,6 +271,12 @@ fn log_response(
         .map_or(&state.unrouted_metrics, |r| &r.metrics)
         .record(method, status, latency, integration);
     if let Some(uri) = uri {
+        // The id again, from the header that carries it.
+        let request_id = res
+            .headers()
+            .get(id_name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let route_key = route.map_or("-", |r| r.route_key.as_str());
         let error = res
             .extensions()
