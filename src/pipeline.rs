@@ -3,7 +3,9 @@
 //! `async fn(State<Arc<GatewayState>>, Request, Next) -> Response`, or, for
 //! a phase whose work all comes before the rest (limits, route match),
 //! `fn(&GatewayState, Request, Next) -> PhaseFuture` returning the rest's
-//! future; each may answer early with a response instead of calling
+//! future, or, for a phase with work on both sides (the access log),
+//! `fn(Arc<GatewayState>, Request, Next) -> PhaseFuture` that boxes only its
+//! way out; each may answer early with a response instead of calling
 //! `next.run(req)`. A route runs only the phases that apply to it.
 //!
 //! The phases are chained by [`Next`], an index into one shared, immutable
