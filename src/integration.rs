@@ -8,7 +8,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
+
+use crate::pipeline::{PhaseFuture, answer};
 use axum::http::Response;
 use axum::response::IntoResponse;
 use bytes::Bytes;
@@ -25,12 +27,16 @@ use crate::limits::collect_body;
 use crate::routing::RouteContext;
 use crate::telemetry::RequestInfo;
 
-pub async fn integrate(State(state): State<Arc<GatewayState>>, mut req: Request) -> Response<Body> {
+/// The integration step: a mock answers at once, unboxed work and all;
+/// the other integrations' futures are boxed on their own (one box each,
+/// nothing moved through a wrapper future).
+pub fn integrate(state: Arc<GatewayState>, mut req: Request) -> PhaseFuture {
     // Taken, not cloned: nothing after this reads it from the request, and
     // it moves on to the response for the phases outside.
     let Some(ctx) = req.extensions_mut().remove::<RouteContext>() else {
-        return GatewayError::Internal("integration reached without a route".into())
-            .into_response();
+        return answer(
+            GatewayError::Internal("integration reached without a route".into()).into_response(),
+        );
     };
     // Integration time for the access log and the overhead/integration split.
     let record = req
@@ -38,16 +44,39 @@ pub async fn integrate(State(state): State<Arc<GatewayState>>, mut req: Request)
         .get::<RequestInfo>()
         .map(|i| i.record.clone());
     let started = std::time::Instant::now();
-    // A mock answers at once; the other integrations' futures are large,
-    // so they are boxed rather than moved with this one.
-    let result = match &ctx.route.integration {
-        RouteIntegration::Mock(m) => m.respond(),
-        RouteIntegration::Http(upstream) => Box::pin(forward(&ctx, upstream, req)).await,
-        RouteIntegration::Proxy {
-            backend, function, ..
-        } => Box::pin(invoke(&state, &ctx, backend.as_ref(), function, req)).await,
-    };
-    if let Some(r) = record {
+    match &ctx.route.integration {
+        RouteIntegration::Mock(m) => {
+            let result = m.respond();
+            answer(finish(result, ctx, record, started))
+        }
+        RouteIntegration::Http(_) => Box::pin(async move {
+            let result = match &ctx.route.integration {
+                RouteIntegration::Http(upstream) => forward(&ctx, upstream, req).await,
+                _ => Err(GatewayError::Internal("not an http route".into())),
+            };
+            finish(result, ctx, record, started)
+        }),
+        RouteIntegration::Proxy { .. } => Box::pin(async move {
+            let result = match &ctx.route.integration {
+                RouteIntegration::Proxy {
+                    backend, function, ..
+                } => invoke(&state, &ctx, backend.as_ref(), function, req).await,
+                _ => Err(GatewayError::Internal("not a function route".into())),
+            };
+            finish(result, ctx, record, started)
+        }),
+    }
+}
+
+/// The integration's answer as a response: its time noted, a failure
+/// counted and rendered, the route handed back for the access log.
+fn finish(
+    result: Result<Response<Body>, GatewayError>,
+    ctx: RouteContext,
+    record: Option<Arc<crate::telemetry::AccessRecord>>,
+    started: std::time::Instant,
+) -> Response<Body> {
+    if let Some(r) = &record {
         r.add_integration_time(started.elapsed());
     }
     let mut res = match result {
@@ -62,7 +91,14 @@ pub async fn integrate(State(state): State<Arc<GatewayState>>, mut req: Request)
             e.into_response()
         }
     };
-    res.extensions_mut().insert(ctx);
+    // The route goes back to the access-log phase through the request's
+    // record when there is one (no extension map for the response to build).
+    match record {
+        Some(r) => r.set_route(ctx.route),
+        None => {
+            res.extensions_mut().insert(ctx);
+        }
+    }
     res
 }
 
@@ -107,13 +143,7 @@ async fn forward(
     let path = match route.config.template.greedy_param() {
         Some(_) => {
             let prefix_len = route.config.template.segments().len().saturating_sub(1);
-            let rest = ctx
-                .path
-                .trim_start_matches('/')
-                .splitn(prefix_len + 1, '/')
-                .nth(prefix_len)
-                .unwrap_or_default();
-            Cow::Owned(format!("/{rest}"))
+            greedy_remainder(&ctx.path, prefix_len)
         }
         None => Cow::Borrowed(ctx.path.as_str()),
     };
@@ -124,6 +154,27 @@ async fn forward(
         request_id: &info.request_id,
     };
     upstream.forward(&parts, body, info, timeout).await
+}
+
+/// The path a greedy route forwards: `/` and what follows the route's
+/// `prefix_len` literal or `{param}` segments, borrowed from the path.
+fn greedy_remainder(path: &str, prefix_len: usize) -> Cow<'_, str> {
+    match path
+        .trim_start_matches('/')
+        .splitn(prefix_len + 1, '/')
+        .nth(prefix_len)
+    {
+        // The remainder as it stands in the path: its tail, after the `/`
+        // that split it off (or after the leading slashes trimmed).
+        Some(rest) => {
+            let at = rest.as_ptr() as usize - path.as_ptr() as usize;
+            match at.checked_sub(1) {
+                Some(slash) if path.as_bytes()[slash] == b'/' => Cow::Borrowed(&path[slash..]),
+                _ => Cow::Owned(format!("/{rest}")),
+            }
+        }
+        None => Cow::Borrowed("/"),
+    }
 }
 
 /// A function route: the event (or mapped input) invoked on its backend.
@@ -314,5 +365,28 @@ pub fn build_event_value(
     match version {
         PayloadVersion::V1 => event::v1::to_event(&input),
         PayloadVersion::V2 => event::v2::to_event(&input),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn greedy_remainder_is_slash_and_the_rest_as_sent() {
+        for path in [
+            "/", "//", "/a", "/a/", "/a/b", "/a//b", "//a/b", "/a/b/c/", "/http/x", "/a%2Fb/c",
+        ] {
+            for prefix_len in 0..4 {
+                let rest = path
+                    .trim_start_matches('/')
+                    .splitn(prefix_len + 1, '/')
+                    .nth(prefix_len)
+                    .unwrap_or_default();
+                assert_eq!(
+                    super::greedy_remainder(path, prefix_len),
+                    format!("/{rest}"),
+                    "{path} {prefix_len}"
+                );
+            }
+        }
     }
 }

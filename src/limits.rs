@@ -67,6 +67,10 @@ pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
     if declared.is_some_and(|n| n > limits.max_body as u64) {
         return answer(GatewayError::PayloadTooLarge.into_response());
     }
+    // A body that has ended already (none at all) has nothing to cap.
+    if http_body::Body::is_end_stream(req.body()) {
+        return next.run(req);
+    }
     let (parts, body) = req.into_parts();
     let body = Body::new(http_body_util::Limited::new(body, limits.max_body));
     next.run(Request::from_parts(parts, body))

@@ -3,7 +3,9 @@
 //! `async fn(State<Arc<GatewayState>>, Request, Next) -> Response`, or, for
 //! a phase whose work all comes before the rest (limits, route match),
 //! `fn(&GatewayState, Request, Next) -> PhaseFuture` returning the rest's
-//! future; each may answer early with a response instead of calling
+//! future, or, for a phase with work on both sides (the access log),
+//! `fn(Arc<GatewayState>, Request, Next) -> PhaseFuture` that boxes only its
+//! way out; each may answer early with a response instead of calling
 //! `next.run(req)`. A route runs only the phases that apply to it.
 //!
 //! The phases are chained by [`Next`], an index into one shared, immutable
@@ -49,6 +51,12 @@ macro_rules! phase {
     ($f:path) => {
         (|state, req, next| Box::pin($f(State(state), req, next))) as Phase
     };
+    // A phase that does its own work before the rest of the pipeline
+    // synchronously and boxes only what it does after, as its answer:
+    // `fn(Arc<GatewayState>, Request, Next) -> PhaseFuture`.
+    (around $f:path) => {
+        $f as Phase
+    };
     // A phase whose work all comes before the rest of the pipeline: a
     // plain `fn(&GatewayState, Request, Next) -> PhaseFuture` that returns
     // the rest's future (or an answer), so it costs no box or poll of its own.
@@ -76,14 +84,14 @@ fn phases() -> Vec<(Phase, Applies)> {
         // and gets an access-log line; on the way out it also sets the
         // `RateLimit-*` headers of a request the throttle phase admitted
         // (that phase hands its verdict here, so it awaits nothing itself).
-        (phase!(crate::telemetry::request_id_and_log), Always),
+        (phase!(around crate::telemetry::request_id_and_log), Always),
         // Size limits before anything reads headers into events or buffers
         // the body.
         (phase!(before crate::limits::enforce), Always),
         // The gateway's own OpenAPI document and docs page, answered before
         // route match so no user route (not even `{proxy+}`) shadows them.
         (
-            phase!(crate::openapi::serve_spec),
+            phase!(before crate::openapi::serve_spec),
             Gateway(|s| s.openapi.is_some()),
         ),
         // Route match: later phases read the route's settings from the
@@ -152,7 +160,7 @@ fn keyed(state: &GatewayState, route: &RouteRuntime) -> bool {
 
 /// The innermost step: event or forwarded request → backend → response.
 fn integration(state: Arc<GatewayState>, req: Request) -> PhaseFuture {
-    Box::pin(crate::integration::integrate(State(state), req))
+    crate::integration::integrate(state, req)
 }
 
 struct Stack {

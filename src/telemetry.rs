@@ -15,12 +15,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::pipeline::{Next, PhaseFuture};
+use axum::extract::Request;
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 
-use crate::app::GatewayState;
+use crate::app::{GatewayState, RouteRuntime};
 use crate::auth::{AuthContext, AuthorizerOutput};
 use crate::config::Flavor;
 use crate::error::ErrorDetail;
@@ -42,9 +42,13 @@ pub struct RequestInfo {
 }
 
 /// Per-request facts only later phases know, shared through [`RequestInfo`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AccessRecord {
-    integration: Mutex<Option<Duration>>,
+    /// Nanoseconds waiting on the integration, plus one (0: none).
+    integration: AtomicU64,
+    /// The route the integration served, for the log line and metrics
+    /// (a refusal carries its route in the response's extensions instead).
+    route: OnceLock<Arc<RouteRuntime>>,
     key_id: Mutex<Option<Arc<str>>>,
     principal: Mutex<Option<String>>,
     bytes_in: AtomicU64,
@@ -53,16 +57,39 @@ pub struct AccessRecord {
     rate_limit: OnceLock<crate::throttle::Verdict>,
 }
 
+impl std::fmt::Debug for AccessRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessRecord")
+            .field("integration", &self.integration_time())
+            .field("route", &self.route.get().map(|r| &r.route_key))
+            .field("key_id", &self.key_id())
+            .field("principal", &self.principal())
+            .field("bytes_in", &self.bytes_in)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AccessRecord {
     /// Time spent waiting on the integration (added up if called twice).
     pub fn add_integration_time(&self, d: Duration) {
-        if let Ok(mut g) = self.integration.lock() {
-            *g = Some(g.unwrap_or_default() + d);
-        }
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1);
+        let _ = self
+            .integration
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.max(1).saturating_add(nanos))
+            });
     }
 
     pub fn integration_time(&self) -> Option<Duration> {
-        self.integration.lock().ok().and_then(|g| *g)
+        match self.integration.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// The route whose integration answered (set once, by the integration).
+    pub fn set_route(&self, route: Arc<RouteRuntime>) {
+        let _ = self.route.set(route);
     }
 
     /// Records who the caller is: the API key's id (never the key) and the
@@ -142,99 +169,140 @@ impl http_body::Body for CountingBody {
     }
 }
 
+/// The request id a client sent, if API Gateway would keep it: 1 to 128
+/// letters, digits, `-` or `_` (which are also valid header bytes).
 fn acceptable_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     (!s.is_empty()
         && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
     .then(|| s.to_string())
 }
 
-pub async fn request_id_and_log(
-    State(state): State<Arc<GatewayState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Request id & access log phase. The id, the record and the request's
+/// counting body are set up before the rest of the pipeline runs; only
+/// what comes after (headers, metrics, the log line) is a future, so the
+/// request itself is never moved into it.
+pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next) -> PhaseFuture {
     let request_id = req
         .headers()
         .get(&X_AMZN_REQUESTID)
         .and_then(acceptable_id)
         .unwrap_or_else(new_request_id);
+    // An accepted or generated id is letters, digits, `-` and `_` only,
+    // always a valid header value; made now, before the id moves into the
+    // request's extensions.
+    let id_header = HeaderValue::from_str(&request_id).ok();
     let source_ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let record = Arc::new(AccessRecord::default());
-    let info = RequestInfo {
-        request_id: request_id.clone(),
+    let started = Instant::now();
+    let method = req.method().clone();
+    // The log line's path, kept only when the line is written (a `Uri`
+    // clone shares its bytes).
+    let log = tracing::enabled!(target: "lambdagate::access", tracing::Level::INFO);
+    let uri = log.then(|| req.uri().clone());
+    // A body that has ended already (no body at all) has no bytes to count.
+    let count_body = !http_body::Body::is_end_stream(req.body());
+    req.extensions_mut().insert(RequestInfo {
+        request_id,
         received_at: SystemTime::now(),
-        started: Instant::now(),
+        started,
         source_ip,
         record: record.clone(),
-    };
-    let method = req.method().clone();
-    // The log line's path; a `Uri` clone shares its bytes.
-    let uri = req.uri().clone();
-    req.extensions_mut().insert(info.clone());
-    let req = req.map(|inner| {
-        axum::body::Body::new(CountingBody {
-            inner,
-            record: record.clone(),
-        })
     });
+    let req = if count_body {
+        req.map(|inner| {
+            axum::body::Body::new(CountingBody {
+                inner,
+                record: record.clone(),
+            })
+        })
+    } else {
+        req
+    };
     crate::metrics::in_flight(1.0);
-    let mut res = next.run(req).await;
-    crate::metrics::in_flight(-1.0);
+    let rest = next.run(req);
+    Box::pin(async move {
+        let res = rest.await;
+        crate::metrics::in_flight(-1.0);
+        log_response(
+            &state, res, id_header, source_ip, &record, started, &method, uri,
+        )
+    })
+}
+
+/// The way out: `RateLimit-*` and request id headers on the response, the
+/// request's metrics and its access-log line.
+#[allow(clippy::too_many_arguments)]
+fn log_response(
+    state: &GatewayState,
+    mut res: Response,
+    id_header: Option<HeaderValue>,
+    source_ip: IpAddr,
+    record: &AccessRecord,
+    started: Instant,
+    method: &Method,
+    uri: Option<axum::http::Uri>,
+) -> Response {
     // Set here for the throttle phase: on every response that came back
     // through it after it admitted the request.
     if let Some(v) = record.rate_limit.get() {
         crate::throttle::rate_limit_headers(res.headers_mut(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        let name = match state.config.gateway.flavor {
-            Flavor::Rest => &X_AMZN_REQUESTID,
-            Flavor::Http => &APIGW_REQUESTID,
-        };
-        res.headers_mut().insert(name.clone(), v);
+    let id_name = match state.config.gateway.flavor {
+        Flavor::Rest => &X_AMZN_REQUESTID,
+        Flavor::Http => &APIGW_REQUESTID,
+    };
+    if let Some(v) = id_header {
+        res.headers_mut().insert(id_name.clone(), v);
     }
-    let route = res
-        .extensions()
-        .get::<RouteContext>()
-        .map(|c| c.route.clone());
-    let route_key = route.as_ref().map_or("-", |r| r.route_key.as_str());
-    let error = res
-        .extensions()
-        .get::<ErrorDetail>()
-        .map(|e| e.0.to_string());
-    let latency = info.started.elapsed();
+    // The route: from a refusal that carries it, else from the integration.
+    let from_response = res.extensions().get::<RouteContext>().map(|c| &c.route);
+    let route = from_response.or_else(|| record.route.get());
+    let latency = started.elapsed();
     let integration = record.integration_time();
     let status = res.status().as_u16();
-    // Bytes out: known exactly for buffered bodies; streamed ones log -1.
-    let bytes_out = http_body::Body::size_hint(res.body())
-        .exact()
-        .map_or(-1, |n| n as i64);
     route
-        .as_ref()
         .map_or(&state.unrouted_metrics, |r| &r.metrics)
-        .record(&method, status, latency, integration);
-    tracing::info!(
-        target: "lambdagate::access",
-        request_id = %request_id,
-        source_ip = %source_ip,
-        method = %method,
-        path = %uri.path(),
-        route = %route_key,
-        status,
-        latency_us = latency.as_micros() as u64,
-        integration_latency_us = integration.map_or(-1, |d| d.as_micros() as i64),
-        key_id = record.key_id().as_deref().unwrap_or("-"),
-        principal = record.principal().as_deref().unwrap_or("-"),
-        bytes_in = record.bytes_in.load(Ordering::Relaxed),
-        bytes_out,
-        error = error.as_deref().unwrap_or(""),
-    );
+        .record(method, status, latency, integration);
+    if let Some(uri) = uri {
+        // The id again, from the header that carries it.
+        let request_id = res
+            .headers()
+            .get(id_name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let route_key = route.map_or("-", |r| r.route_key.as_str());
+        let error = res
+            .extensions()
+            .get::<ErrorDetail>()
+            .map(|e| e.0.to_string());
+        // Bytes out: known exactly for buffered bodies; streamed ones log -1.
+        let bytes_out = http_body::Body::size_hint(res.body())
+            .exact()
+            .map_or(-1, |n| n as i64);
+        tracing::info!(
+            target: "lambdagate::access",
+            request_id = %request_id,
+            source_ip = %source_ip,
+            method = %method,
+            path = %uri.path(),
+            route = %route_key,
+            status,
+            latency_us = latency.as_micros() as u64,
+            integration_latency_us = integration.map_or(-1, |d| d.as_micros() as i64),
+            key_id = record.key_id().as_deref().unwrap_or("-"),
+            principal = record.principal().as_deref().unwrap_or("-"),
+            bytes_in = record.bytes_in.load(Ordering::Relaxed),
+            bytes_out,
+            error = error.as_deref().unwrap_or(""),
+        );
+    }
     res
 }
 
@@ -268,9 +336,29 @@ pub fn init_logging(json: bool) {
 }
 
 /// A random (v4) UUID from the thread-local RNG: no syscall per request,
-/// unlike `Uuid::new_v4`, which asks the OS for every id.
+/// unlike `Uuid::new_v4`, which asks the OS for every id. Encoded straight
+/// into a buffer, as `Uuid`'s `Display` spells it, without a formatter.
 pub fn new_request_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
+    let mut buf = uuid::Uuid::encode_buffer();
+    // One `u128` is two draws from the generator; a `[u8; 16]` would be 16.
+    let random: u128 = rand::random();
+    let id = uuid::Builder::from_random_bytes(random.to_ne_bytes())
         .into_uuid()
-        .to_string()
+        .hyphenated()
+        .encode_lower(&mut buf);
+    String::from(&*id)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_v4_uuids() {
+        for _ in 0..64 {
+            let id = super::new_request_id();
+            let uuid = uuid::Uuid::parse_str(&id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4);
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(uuid.hyphenated().to_string(), id);
+        }
+    }
 }

@@ -141,13 +141,14 @@ impl HttpUpstream {
     /// Writes the request head the upstream receives: the client's
     /// end-to-end headers, `Host` set to the upstream's, `X-Forwarded-*`
     /// and the request id added, the backend's own headers last (they
-    /// replace the client's of the same name).
+    /// replace the client's of the same name). Returns whether the client
+    /// sent a `Content-Length`.
     fn write_head(
         &self,
         out: &mut Vec<u8>,
         req: &axum::http::request::Parts,
         info: &ForwardInfo<'_>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<bool, GatewayError> {
         out.extend_from_slice(req.method.as_str().as_bytes());
         out.push(b' ');
         let query = req.uri.query().unwrap_or_default();
@@ -162,17 +163,20 @@ impl HttpUpstream {
         out.extend_from_slice(self.host.as_bytes());
         out.extend_from_slice(b"\r\n");
         let headers = &req.headers;
-        // Headers the client's `Connection` names are hop-by-hop too.
-        let connection_named = headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .map(<[u8]>::trim_ascii)
-                .any(|t| {
-                    !t.is_empty()
-                        && !t.eq_ignore_ascii_case(b"close")
-                        && !t.eq_ignore_ascii_case(b"keep-alive")
-                })
+        // Headers the client's `Connection` names are hop-by-hop too (found
+        // by walking the few headers rather than hashing the name).
+        let connection_named = headers.iter().any(|(k, v)| {
+            *k == header::CONNECTION
+                && v.as_bytes()
+                    .split(|b| *b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .any(|t| {
+                        !t.is_empty()
+                            && !t.eq_ignore_ascii_case(b"close")
+                            && !t.eq_ignore_ascii_case(b"keep-alive")
+                    })
         });
+        let mut client_length = false;
         let mut xff_seen = false;
         let mut original_host: Option<&HeaderValue> = None;
         for (k, v) in headers {
@@ -184,8 +188,11 @@ impl HttpUpstream {
                 xff_seen = true;
                 continue;
             }
+            if *k == header::CONTENT_LENGTH {
+                client_length = true;
+                continue;
+            }
             if h1::is_hop_by_hop(k)
-                || *k == header::CONTENT_LENGTH
                 || *k == X_FORWARDED_PROTO
                 || *k == X_FORWARDED_HOST
                 || *k == X_AMZN_REQUESTID
@@ -225,7 +232,7 @@ impl HttpUpstream {
         for (k, v) in &self.headers {
             push_header(out, k.as_str().as_bytes(), v.as_bytes());
         }
-        Ok(())
+        Ok(client_length)
     }
 
     /// Forwards a request (its parts and body) and returns the upstream's
@@ -239,8 +246,7 @@ impl HttpUpstream {
     ) -> Result<Response<Body>, GatewayError> {
         let head_request = parts.method == Method::HEAD;
         let mut out = Vec::with_capacity(512);
-        self.write_head(&mut out, parts, &info)?;
-        let client_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+        let client_length = self.write_head(&mut out, parts, &info)?;
         let mut body = Outgoing::new(body, &parts.method, client_length);
         match tokio::time::timeout(timeout, self.exchange(out, &mut body, head_request)).await {
             Err(_) => Err(GatewayError::IntegrationTimeout),
@@ -267,7 +273,9 @@ impl HttpUpstream {
         let (mut conn, head) = loop {
             let (mut conn, reused) = match self.pool.checkout() {
                 Some(c) => (c, true),
-                None => (self.connect().await?, false),
+                // Boxed: a new connection is the rare case, and its
+                // future would otherwise make every exchange's larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match conn.write_all(&out).await {
                 Ok(()) => {}

@@ -12,10 +12,9 @@ pub mod generate;
 pub mod import;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::pipeline::Next;
-use axum::extract::{Request, State};
+use crate::pipeline::{Next, PhaseFuture};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use toml::Spanned;
@@ -268,11 +267,9 @@ impl ServedSpec {
 }
 
 /// Spec-serving phase: answers `GET`/`HEAD` of the spec and docs paths.
-pub async fn serve_spec(
-    State(state): State<Arc<crate::app::GatewayState>>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// All of its work comes before the rest of the pipeline, so it hands back
+/// the rest's future (or its answer) instead of awaiting it.
+pub fn serve_spec(state: &crate::app::GatewayState, req: Request, next: Next) -> PhaseFuture {
     if let Some(spec) = &state.openapi
         && (req.method() == Method::GET || req.method() == Method::HEAD)
         && let Some(res) = spec.answer(
@@ -281,9 +278,9 @@ pub async fn serve_spec(
             state.config.gateway.stage_prefix,
         )
     {
-        return res;
+        return crate::pipeline::answer(res);
     }
-    next.run(req).await
+    next.run(req)
 }
 
 /// A small self-contained HTML page listing every operation (no scripts,

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use foldhash::fast::RandomState;
+
 use percent_encoding::percent_decode_str;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -181,13 +183,18 @@ pub enum RouteMatch {
 
 #[derive(Debug, Default)]
 struct Methods {
-    exact: HashMap<String, usize>,
+    /// By method; a handful at most, so a list beats hashing the name.
+    exact: Vec<(String, usize)>,
     any: Option<usize>,
 }
 
 impl Methods {
     fn get(&self, method: &str) -> Option<usize> {
-        self.exact.get(method).copied().or(self.any)
+        self.exact
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, r)| *r)
+            .or(self.any)
     }
     fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.any.is_none()
@@ -197,7 +204,7 @@ impl Methods {
 #[derive(Debug, Default)]
 struct Node {
     methods: Methods,
-    literals: HashMap<String, Node>,
+    literals: HashMap<String, Node, RandomState>,
     param: Option<(String, Box<Node>)>,
     greedy: Option<(String, Methods)>,
 }
@@ -277,14 +284,37 @@ impl RouteTable {
     pub fn find(&self, method: &str, raw_path: &str) -> RouteMatch {
         let trimmed = raw_path.strip_prefix('/').unwrap_or(raw_path);
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-        let segs: Vec<&str> = if trimmed.is_empty() {
-            Vec::new()
+        // The segments, on the stack for paths of up to `STACK_SEGMENTS`.
+        let mut on_stack = [""; STACK_SEGMENTS];
+        let mut on_heap = Vec::new();
+        let segs: &[&str] = if trimmed.is_empty() {
+            &[]
         } else {
-            trimmed.split('/').collect()
+            let mut n = 0;
+            for seg in trimmed.split('/') {
+                if n < STACK_SEGMENTS {
+                    on_stack[n] = seg;
+                } else {
+                    if n == STACK_SEGMENTS {
+                        on_heap.extend_from_slice(&on_stack);
+                    }
+                    on_heap.push(seg);
+                }
+                n += 1;
+            }
+            if n <= STACK_SEGMENTS {
+                &on_stack[..n]
+            } else {
+                &on_heap
+            }
         };
         let mut params = Vec::new();
         let mut path_seen = false;
-        if let Some(route) = walk(&self.root, &segs, 0, method, &mut params, &mut path_seen) {
+        let path = Path {
+            text: trimmed,
+            segs,
+        };
+        if let Some(route) = walk(&self.root, &path, 0, method, &mut params, &mut path_seen) {
             return RouteMatch::Found { route, params };
         }
         if let Some(route) = self.default.get(method) {
@@ -301,6 +331,24 @@ impl RouteTable {
     }
 }
 
+/// Path segments matched without allocating up to this many.
+const STACK_SEGMENTS: usize = 16;
+
+/// A request path split into segments (slices of `text`).
+struct Path<'a> {
+    /// The path without its leading and trailing `/`.
+    text: &'a str,
+    segs: &'a [&'a str],
+}
+
+impl Path<'_> {
+    /// The path from segment `i` to the end, as sent (`/` between segments).
+    fn rest(&self, i: usize) -> &str {
+        let start = self.segs[i].as_ptr() as usize - self.text.as_ptr() as usize;
+        &self.text[start..]
+    }
+}
+
 fn put(methods: &mut Methods, method: &str, route: usize) -> Result<(), TableConflict> {
     if method == "ANY" {
         if let Some(earlier) = methods.any {
@@ -308,10 +356,15 @@ fn put(methods: &mut Methods, method: &str, route: usize) -> Result<(), TableCon
         }
         methods.any = Some(route);
     } else {
-        if let Some(&earlier) = methods.exact.get(method) {
+        if let Some(earlier) = methods
+            .exact
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, r)| *r)
+        {
             return Err(TableConflict::Duplicate { earlier });
         }
-        methods.exact.insert(method.to_string(), route);
+        methods.exact.push((method.to_string(), route));
     }
     Ok(())
 }
@@ -322,12 +375,13 @@ fn decode(s: &str) -> String {
 
 fn walk(
     node: &Node,
-    segs: &[&str],
+    path: &Path<'_>,
     i: usize,
     method: &str,
     params: &mut Vec<(String, String)>,
     path_seen: &mut bool,
 ) -> Option<usize> {
+    let segs = path.segs;
     if i == segs.len() {
         if !node.methods.is_empty() {
             *path_seen = true;
@@ -342,7 +396,7 @@ fn walk(
             .flatten()
     });
     if let Some(child) = lit
-        && let Some(r) = walk(child, segs, i + 1, method, params, path_seen)
+        && let Some(r) = walk(child, path, i + 1, method, params, path_seen)
     {
         return Some(r);
     }
@@ -350,17 +404,17 @@ fn walk(
         && !seg.is_empty()
     {
         params.push((name.clone(), decode(seg)));
-        if let Some(r) = walk(child, segs, i + 1, method, params, path_seen) {
+        if let Some(r) = walk(child, path, i + 1, method, params, path_seen) {
             return Some(r);
         }
         params.pop();
     }
     if let Some((name, methods)) = &node.greedy {
-        let rest = segs[i..].join("/");
+        let rest = path.rest(i);
         if !rest.is_empty() && !methods.is_empty() {
             *path_seen = true;
             if let Some(r) = methods.get(method) {
-                params.push((name.clone(), decode(&rest)));
+                params.push((name.clone(), decode(rest)));
                 return Some(r);
             }
         }
