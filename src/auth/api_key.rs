@@ -229,85 +229,44 @@ const KEY_CACHE_CAPACITY: usize = 100_000;
 
 /// The key cache: entries by key id, each dropped `ttl` after it was read
 /// from the store (checked on every read, so a revocation is seen within
-/// the TTL), at most `capacity` of them. Sharded behind read-write locks
-/// and hashed with foldhash (randomly seeded per process; ids come from
-/// requests): a hit is a hash, a read lock and a clock read, far less than
-/// a general-purpose cache's bookkeeping. When a shard is full, an insert
-/// first drops its expired entries, then an arbitrary one.
+/// the TTL), at most `capacity` of them ([`super::ttl_cache`]).
 struct KeyCache<V> {
-    shards: Box<[std::sync::RwLock<KeyShard<V>>]>,
-    hasher: foldhash::fast::RandomState,
+    inner: super::ttl_cache::TtlCache<str, V>,
     ttl: Duration,
-    per_shard: usize,
 }
 
-type KeyShard<V> = HashMap<Box<str>, (Instant, Arc<V>), foldhash::fast::RandomState>;
-
-const KEY_CACHE_SHARDS: usize = 16;
+#[cfg(test)]
+const KEY_CACHE_SHARDS: usize = super::ttl_cache::SHARDS;
 
 impl<V> KeyCache<V> {
     fn new(ttl: Duration, capacity: usize) -> Self {
-        let hasher = foldhash::fast::RandomState::default();
         Self {
-            shards: (0..KEY_CACHE_SHARDS)
-                .map(|_| std::sync::RwLock::new(HashMap::with_hasher(hasher.clone())))
-                .collect(),
-            hasher,
+            inner: super::ttl_cache::TtlCache::new(capacity as u64),
             ttl,
-            per_shard: capacity.div_ceil(KEY_CACHE_SHARDS).max(1),
         }
-    }
-
-    fn shard(&self, id: &str) -> &std::sync::RwLock<KeyShard<V>> {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(id);
-        // The high bits: the map inside uses the low ones.
-        &self.shards[(h >> 60) as usize % KEY_CACHE_SHARDS]
     }
 
     /// The entry for `id` if it is younger than the TTL.
     fn get(&self, id: &str) -> Option<Arc<V>> {
-        let shard = read(self.shard(id));
-        let (expires, v) = shard.get(id)?;
-        (Instant::now() < *expires).then(|| v.clone())
+        self.inner.get(id)
     }
 
     fn insert(&self, id: &str, v: Arc<V>) {
-        let now = Instant::now();
-        let mut shard = write(self.shard(id));
-        if shard.len() >= self.per_shard && !shard.contains_key(id) {
-            shard.retain(|_, (expires, _)| now < *expires);
-            if shard.len() >= self.per_shard
-                && let Some(victim) = shard.keys().next().cloned()
-            {
-                shard.remove(&victim);
-            }
-        }
-        shard.insert(id.into(), (now + self.ttl, v));
+        self.inner.insert(id, v, Instant::now() + self.ttl, 1);
     }
 
     fn invalidate(&self, id: &str) {
-        write(self.shard(id)).remove(id);
+        self.inner.invalidate(id);
     }
 
     fn invalidate_all(&self) {
-        for s in &self.shards {
-            write(s).clear();
-        }
+        self.inner.invalidate_all();
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shards.iter().map(|s| read(s).len()).sum()
+        self.inner.len()
     }
-}
-
-fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ApiKeys {

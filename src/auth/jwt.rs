@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, HeaderName, Uri};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use moka::Expiry;
 use serde_json::{Map, Value};
 
 use super::jwks::{JwksCache, JwksKey, KeyError};
@@ -38,25 +37,6 @@ struct Verified {
     exp: u64,
 }
 
-/// A cached token's weight against [`VERIFIED_CACHE_BYTES`].
-#[allow(clippy::borrowed_box, reason = "moka passes the key type by reference")]
-fn token_weight(token: &Box<[u8]>, _: &Arc<Verified>) -> u32 {
-    u32::try_from(token.len().saturating_mul(3)).unwrap_or(u32::MAX)
-}
-
-struct UntilExp;
-
-impl Expiry<Box<[u8]>, Arc<Verified>> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _key: &Box<[u8]>,
-        value: &Arc<Verified>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(value.exp.saturating_sub(now_secs())))
-    }
-}
-
 pub struct JwtAuthorizer {
     source: IdentitySource,
     /// The source's header, parsed once, for cache lookups by raw bytes.
@@ -76,7 +56,15 @@ pub struct JwtAuthorizer {
     pub(super) decisions: DecisionCounters,
 }
 
-type TokenCache = moka::sync::Cache<Box<[u8]>, Arc<Verified>, foldhash::fast::RandomState>;
+type TokenCache = super::ttl_cache::TtlCache<[u8], Verified>;
+
+/// Keeps a verified token until its `exp`, weighed at three times its
+/// length against [`VERIFIED_CACHE_BYTES`].
+fn remember(cache: &TokenCache, token: &[u8], verified: &Arc<Verified>) {
+    let left = Duration::from_secs(verified.exp.saturating_sub(now_secs()));
+    let weight = u64::try_from(token.len().saturating_mul(3)).unwrap_or(u64::MAX);
+    cache.insert(token, verified.clone(), Instant::now() + left, weight);
+}
 
 /// A token whose header passed the checks that need no key.
 struct Parsed<'t> {
@@ -148,13 +136,9 @@ impl JwtAuthorizer {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             leeway: cfg.leeway.as_secs(),
-            verified: cfg.token_cache.then(|| {
-                moka::sync::Cache::builder()
-                    .max_capacity(VERIFIED_CACHE_BYTES)
-                    .weigher(token_weight)
-                    .expire_after(UntilExp)
-                    .build_with_hasher(foldhash::fast::RandomState::default())
-            }),
+            verified: cfg
+                .token_cache
+                .then(|| TokenCache::new(VERIFIED_CACHE_BYTES)),
             decisions: DecisionCounters::new(name),
         })
     }
@@ -200,7 +184,7 @@ impl JwtAuthorizer {
             Err(e) => return Some(Err(e)),
         };
         if let Some(cache) = &self.verified {
-            cache.insert(token.as_bytes().into(), verified.clone());
+            remember(cache, token.as_bytes(), &verified);
         }
         Some(self.grant(&verified, false, route_scopes))
     }
@@ -219,7 +203,7 @@ impl JwtAuthorizer {
                 Some(v) if v.exp > now_secs() => (v, true),
                 _ => {
                     let v = Arc::new(self.verify(token).await?);
-                    cache.insert(token.as_bytes().into(), v.clone());
+                    remember(cache, token.as_bytes(), &v);
                     (v, false)
                 }
             },

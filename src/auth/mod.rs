@@ -13,6 +13,7 @@ pub mod jwt;
 pub mod lambda_authorizer;
 pub mod policy;
 pub mod sigv4;
+pub mod ttl_cache;
 
 use std::borrow::Cow;
 use std::sync::Arc;
