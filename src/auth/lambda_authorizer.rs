@@ -84,7 +84,8 @@ pub struct LambdaAuthorizer {
 /// values not cached yet are kept beside it, so concurrent misses for one
 /// identity invoke the authorizer once.
 struct ResultCache {
-    results: moka::sync::Cache<Box<[u8]>, Arc<AuthorizerResult>, foldhash::fast::RandomState>,
+    results: super::ttl_cache::TtlCache<[u8], AuthorizerResult>,
+    ttl: std::time::Duration,
     pending: PendingMap,
 }
 
@@ -136,7 +137,12 @@ impl ResultCache {
             .clone();
         // Only results are cached; after an error the next miss invokes again.
         if fresh && let Ok(r) = &outcome {
-            self.results.insert(waiting.key.clone(), r.clone());
+            self.results.insert(
+                &waiting.key,
+                r.clone(),
+                std::time::Instant::now() + self.ttl,
+                1,
+            );
         }
         outcome.map(|r| (r, !fresh))
     }
@@ -228,10 +234,8 @@ impl LambdaAuthorizer {
         }
         // Without identity sources there is nothing to key a cache on.
         let cache = (!cfg.ttl.is_zero() && !sources.is_empty()).then(|| ResultCache {
-            results: moka::sync::Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(cfg.ttl)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            results: super::ttl_cache::TtlCache::new(CACHE_CAPACITY),
+            ttl: cfg.ttl,
             pending: Mutex::default(),
         });
         let single_header = match sources.as_slice() {
