@@ -194,9 +194,12 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
     // always a valid header value; made now, before the id moves into the
     // request's extensions.
     let id_header = HeaderValue::from_str(&request_id).ok();
+    // Taken, not read: the address lives on in `RequestInfo`, and one
+    // entry fewer keeps the extension map from growing (a rehash) when
+    // auth adds its context.
     let source_ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
+        .extensions_mut()
+        .remove::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let record = Arc::new(AccessRecord::default());
