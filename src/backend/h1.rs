@@ -309,13 +309,12 @@ fn parse_head_with<const N: usize>(
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
+            for token in list_tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     connection_close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     connection_keep_alive = true;
-                } else if !token.is_empty() {
+                } else {
                     connection_names = true;
                 }
             }
@@ -323,24 +322,14 @@ fn parse_head_with<const N: usize>(
         }
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only the last coding decides the framing.
-            for coding in h.value.split(|b| *b == b',') {
-                let coding = coding.trim_ascii();
-                if coding.is_empty() {
-                    continue;
-                }
+            for coding in list_tokens(h.value) {
                 chunked = coding.eq_ignore_ascii_case(b"chunked");
                 other_coding = !chunked;
             }
             continue;
         }
         if name.eq_ignore_ascii_case(b"content-length") {
-            for v in h.value.split(|b| *b == b',') {
-                let v = parse_length(v.trim_ascii()).ok_or_else(|| bad("bad Content-Length"))?;
-                if length.is_some_and(|l| l != v) {
-                    return Err(bad("conflicting Content-Length values"));
-                }
-                length = Some(v);
-            }
+            merge_content_length(h.value, &mut length).map_err(bad)?;
         } else if is_hop_by_hop_raw(name) {
             continue;
         }
@@ -402,13 +391,40 @@ fn parse_head_with<const N: usize>(
     }))
 }
 
-fn parse_length(v: &[u8]) -> Option<u64> {
+/// A decimal `Content-Length`, without sign or overflow.
+pub(crate) fn parse_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
     v.iter().try_fold(0u64, |n, d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+/// The elements of a comma-separated header value (RFC 9110 §5.6.1),
+/// trimmed, empty ones left out. Shared by both HTTP/1 codecs (this client
+/// and the listener's server connection).
+pub(crate) fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Folds one `Content-Length` field into `length`: every element must be a
+/// decimal length, and all of them (across fields too) the same.
+pub(crate) fn merge_content_length(
+    value: &[u8],
+    length: &mut Option<u64>,
+) -> Result<(), &'static str> {
+    for v in value.split(|b| *b == b',') {
+        let n = parse_length(v.trim_ascii()).ok_or("invalid Content-Length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting Content-Length values");
+        }
+        *length = Some(n);
+    }
+    Ok(())
 }
 
 /// Removes the headers a response's `Connection` header names.
@@ -422,8 +438,8 @@ fn strip_connection_named(head: &Bytes, headers: &mut HeaderMap) {
         if !h.name.eq_ignore_ascii_case("connection") {
             continue;
         }
-        for token in h.value.split(|b| *b == b',') {
-            if let Ok(name) = HeaderName::from_bytes(token.trim_ascii()) {
+        for token in list_tokens(h.value) {
+            if let Ok(name) = HeaderName::from_bytes(token) {
                 headers.remove(name);
             }
         }

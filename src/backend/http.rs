@@ -28,7 +28,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
-use super::h1::{self, Conn, Framing};
+use super::h1::{self, Conn, Framing, list_tokens};
 use crate::error::GatewayError;
 use crate::telemetry::X_AMZN_REQUESTID;
 
@@ -167,14 +167,9 @@ impl HttpUpstream {
         // by walking the few headers rather than hashing the name).
         let connection_named = headers.iter().any(|(k, v)| {
             *k == header::CONNECTION
-                && v.as_bytes()
-                    .split(|b| *b == b',')
-                    .map(<[u8]>::trim_ascii)
-                    .any(|t| {
-                        !t.is_empty()
-                            && !t.eq_ignore_ascii_case(b"close")
-                            && !t.eq_ignore_ascii_case(b"keep-alive")
-                    })
+                && list_tokens(v.as_bytes()).any(|t| {
+                    !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive")
+                })
         });
         let mut client_length = false;
         let mut xff_seen = false;
@@ -347,10 +342,7 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Whether the request's `Connection` header lists `name`.
 fn named_by_connection(headers: &axum::http::HeaderMap, name: &HeaderName) -> bool {
     headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes().split(|b| *b == b',').any(|t| {
-            t.trim_ascii()
-                .eq_ignore_ascii_case(name.as_str().as_bytes())
-        })
+        list_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
     })
 }
 

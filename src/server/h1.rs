@@ -48,7 +48,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::Live;
-use crate::backend::h1::{ChunkDecoder, Decoded};
+use crate::backend::h1::{ChunkDecoder, Decoded, list_tokens, merge_content_length, parse_length};
 use crate::error::GatewayError;
 
 /// Header slots per request head: hyper's default limit.
@@ -167,28 +167,17 @@ fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadEr
         );
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
-                for v in value.split(|b| *b == b',') {
-                    let n = parse_length(v.trim_ascii())
-                        .ok_or(HeadError::Bad("invalid Content-Length"))?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(HeadError::Bad("conflicting Content-Length values"));
-                    }
-                    length = Some(n);
-                }
+                merge_content_length(value, &mut length).map_err(HeadError::Bad)?;
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 has_te = true;
-                for coding in value.split(|b| *b == b',') {
-                    let coding = coding.trim_ascii();
-                    if !coding.is_empty() {
-                        // Only the last coding frames the body.
-                        chunked = coding.eq_ignore_ascii_case(b"chunked");
-                    }
+                // Only the last coding frames the body.
+                for coding in list_tokens(value) {
+                    chunked = coding.eq_ignore_ascii_case(b"chunked");
                 }
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in value.split(|b| *b == b',') {
-                    let token = token.trim_ascii();
+                for token in list_tokens(value) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
@@ -236,16 +225,6 @@ fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadEr
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11,
     }))
-}
-
-/// A decimal `Content-Length`, without sign or overflow.
-fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// Serves HTTP/1 requests on `io` until the connection ends. Returns the
@@ -733,11 +712,7 @@ where
             continue;
         }
         if name == CONNECTION {
-            if value
-                .as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            {
+            if list_tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")) {
                 keep_alive = false;
             }
             continue;
