@@ -27,9 +27,8 @@ use crate::limits::collect_body;
 use crate::routing::RouteContext;
 use crate::telemetry::RequestInfo;
 
-/// The integration step: a mock answers at once, unboxed work and all;
-/// the other integrations' futures are boxed on their own (one box each,
-/// nothing moved through a wrapper future).
+/// The integration step: a mock answers at once, unboxed; the other
+/// integrations run in one boxed future (nothing moved through a wrapper).
 pub fn integrate(state: Arc<GatewayState>, mut req: Request) -> PhaseFuture {
     // Taken, not cloned: nothing after this reads it from the request, and
     // it moves on to the response for the phases outside.
@@ -44,28 +43,20 @@ pub fn integrate(state: Arc<GatewayState>, mut req: Request) -> PhaseFuture {
         .get::<RequestInfo>()
         .map(|i| i.record.clone());
     let started = std::time::Instant::now();
-    match &ctx.route.integration {
-        RouteIntegration::Mock(m) => {
-            let result = m.respond();
-            answer(finish(result, ctx, record, started))
-        }
-        RouteIntegration::Http(_) => Box::pin(async move {
-            let result = match &ctx.route.integration {
-                RouteIntegration::Http(upstream) => forward(&ctx, upstream, req).await,
-                _ => Err(GatewayError::Internal("not an http route".into())),
-            };
-            finish(result, ctx, record, started)
-        }),
-        RouteIntegration::Proxy { .. } => Box::pin(async move {
-            let result = match &ctx.route.integration {
-                RouteIntegration::Proxy {
-                    backend, function, ..
-                } => invoke(&state, &ctx, backend.as_ref(), function, req).await,
-                _ => Err(GatewayError::Internal("not a function route".into())),
-            };
-            finish(result, ctx, record, started)
-        }),
+    if let RouteIntegration::Mock(m) = &ctx.route.integration {
+        let result = m.respond();
+        return answer(finish(result, ctx, record, started));
     }
+    Box::pin(async move {
+        let result = match &ctx.route.integration {
+            RouteIntegration::Http(upstream) => forward(&ctx, upstream, req).await,
+            RouteIntegration::Proxy {
+                backend, function, ..
+            } => invoke(&state, &ctx, backend.as_ref(), function, req).await,
+            RouteIntegration::Mock(m) => m.respond(),
+        };
+        finish(result, ctx, record, started)
+    })
 }
 
 /// The integration's answer as a response: its time noted, a failure
