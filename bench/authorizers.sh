@@ -29,7 +29,7 @@ CONNS=${2:-32}
 ROUNDS=${3:-3}
 CALLGRIND=${AUTH_CALLGRIND:-}
 
-need() { command -v "$1" >/dev/null 2>&1; }
+. bench/lib.sh
 if ! need nginx || { [ -z "$CALLGRIND" ] && ! need wrk; }; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
 fi
@@ -40,20 +40,10 @@ if [ -z "$BIN" ]; then
     BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 # A private copy: other checkouts may share the target folder.
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 GW_PORT=$(free_port); HELPER_PORT=$(free_port); UP_PORT=$(free_port)
-wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 # The `http` routes' upstream: a fixed small JSON body, access log off.
 mkdir -p "$WORK/nginx/logs"

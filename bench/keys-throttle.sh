@@ -31,7 +31,7 @@ DURATION=${1:-5}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
 CALLGRIND=${KEYS_CALLGRIND:-}
-need() { command -v "$1" >/dev/null 2>&1; }
+. bench/lib.sh
 if ! need nginx || ! need wrk; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
 fi
@@ -41,17 +41,8 @@ if [ -z "$BIN" ]; then
     BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
 PREFIX="lgbench_$$"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP_PORT=$(free_port)
 
 mkdir -p "$WORK/nginx"

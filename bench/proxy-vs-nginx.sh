@@ -19,23 +19,14 @@ DURATION=${1:-10}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
 
-need() { command -v "$1" >/dev/null 2>&1; }
+. bench/lib.sh
 if ! need nginx || ! need wrk; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
 fi
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP_PORT=$(free_port); NGX_PORT=$(free_port); GW_PORT=$(free_port)
 
 nginx_conf() { # name body
@@ -83,7 +74,6 @@ TOML
 CALLGRIND=${PROXY_CALLGRIND:-}
 RUST_LOG=warn taskset -c 0 ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
 
-wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$GW_PORT"
 
 if [ -n "$CALLGRIND" ]; then

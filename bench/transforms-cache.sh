@@ -26,7 +26,7 @@ DURATION=${1:-8}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
 
-need() { command -v "$1" >/dev/null 2>&1; }
+. bench/lib.sh
 if ! need nginx || ! need wrk || { [ "$MODE" = phases ] && ! need valgrind; }; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk valgrind >/dev/null
 fi
@@ -37,16 +37,7 @@ fi
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP_PORT=$(free_port); GW_PORT=$(free_port)
 BODY='{"name":"Desk lamp <LED>","price":39.5,"tags":["home","light","led"],"stock":12}'
 
@@ -114,13 +105,12 @@ path = "/page/{id}"
 mock = { status = 200, body = '$BODY', headers = { content-type = "application/json" } }
 response = { template = "templates/item.html" }
 TOML
-wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; cat "$WORK/gw.out" >&2; exit 1; }
 
 if [ "$MODE" = phases ]; then
     RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$WORK/cg.out" "$BIN" serve --config "$WORK/routes.toml" \
         --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & VG=$!; PIDS+=($VG)
-    wait_port "$GW_PORT"
+    wait_port "$GW_PORT" "$WORK/gw.out"
     drive() { # path count: sequential requests on one keep-alive connection
         python3 - "$GW_PORT" "$1" "$2" <<'PY'
 import http.client, sys
@@ -194,7 +184,7 @@ PY
 fi
 
 RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
-wait_port "$UP_PORT"; wait_port "$GW_PORT"
+wait_port "$UP_PORT"; wait_port "$GW_PORT" "$WORK/gw.out"
 
 run() { # url -> "rps p50_ms"
     local out
