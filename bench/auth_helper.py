@@ -52,11 +52,12 @@ write("credentials.toml", ["[[keys]]", f'access_key_id = "{akid}"', f'secret_acc
 
 def sign_iam():
     """One signed request's headers on one line per signed path (iam.line
-    for the `mock` route /iam, iam_up.line for the `http` route /up/iam),
+    for the `mock` route /iam, iam_up.line for the `http` route /up/iam,
+    iam_fn.line for the function route /fn/iam),
     re-signed every minute: the gateway refuses signatures older than five
     minutes."""
     while True:
-        for name, path in (("iam.line", "/iam"), ("iam_up.line", "/up/iam")):
+        for name, path in (("iam.line", "/iam"), ("iam_up.line", "/up/iam"), ("iam_fn.line", "/fn/iam")):
             req = AWSRequest(method="GET", url=f"http://127.0.0.1:{gw_port}{path}")
             SigV4Auth(Credentials(akid, skey), "execute-api", "us-east-1").add_auth(req)
             write(name + ".tmp", ["|".join(f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host")])
@@ -65,7 +66,7 @@ def sign_iam():
 
 
 threading.Thread(target=sign_iam, daemon=True).start()
-while not os.path.exists(os.path.join(work, "iam_up.line")):
+while not os.path.exists(os.path.join(work, "iam_fn.line")):
     time.sleep(0.05)
 
 POLICY = json.dumps({

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # Requests/s of authorized routes ÷ the same route without auth, in one run,
-# for two route kinds: a `mock` route (the cheapest request the gateway
-# serves, so a fixed auth cost weighs as much as it can) and an `http` route
-# forwarding to an upstream (nginx returning a fixed small JSON body), each
+# for three route kinds: a `mock` route (the cheapest request the gateway
+# serves, so a fixed auth cost weighs as much as it can), an `http` route
+# forwarding to an upstream (nginx returning a fixed small JSON body), and a
+# function route (the `hello` example function on the local backend, the
+# gateway's embedded default: what a route of a Lambda gateway does), each
 # against its own no-auth baseline carrying the same headers. Authorizers:
 # JWT RS256 with the verified-token cache and without it
 # (`token_cache = false`: a signature check per request), JWT HS256, SigV4,
 # and a Lambda authorizer whose result is cached.
 #
-# Pinning (2-core machine): the gateway on CPU 0; wrk, the upstream nginx
-# and the helper (JWKS, Lambda Invoke API, only hit on cache misses) on
-# CPU 1. Loopback only; every run is bounded by DURATION.
+# Pinning (2-core machine): the gateway and its function processes on CPU 0;
+# wrk, the upstream nginx and the helper (JWKS, Lambda Invoke API, only hit
+# on cache misses) on CPU 1. Loopback only; every run is bounded by DURATION.
 #
 # Usage: bench/authorizers.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 #        AUTH_CALLGRIND=N bench/authorizers.sh
 # LAMBDAGATE_BIN=path measures that binary instead of building one.
 # With AUTH_CALLGRIND=N the gateway runs under valgrind's callgrind instead:
-# for every route of the wrk run (each authorized route after a no-auth
-# baseline of the same kind with the same headers) it sends N requests on
-# one keep-alive connection after a warm-up and prints the instructions per
-# request (deterministic, unlike req/s on a shared machine; valgrind hides
-# SHA-NI/ADX, so crypto counts are those of the portable code), then a table
-# of both kinds. The profiles stay in target/callgrind/ for callgrind_annotate.
+# for every `mock` and `http` route of the wrk run (each authorized route
+# after a no-auth baseline of the same kind with the same headers) it sends
+# N requests on one keep-alive connection after a warm-up and prints the
+# instructions per request (deterministic, unlike req/s on a shared machine;
+# valgrind hides SHA-NI/ADX, so crypto counts are those of the portable
+# code), then a table of both kinds. The profiles stay in target/callgrind/
+# for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -42,6 +45,9 @@ fi
 
 # A private copy: other checkouts may share the target folder.
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
+# The function routes' function: the `hello` example, release build.
+cargo build --release --quiet -p hello
+cp "${CARGO_TARGET_DIR:-target}/release/hello" "$WORK/hello"
 
 GW_PORT=$(free_port); HELPER_PORT=$(free_port); UP_PORT=$(free_port)
 
@@ -66,13 +72,15 @@ taskset -c 1 .venv/bin/python bench/auth_helper.py "$WORK" "$GW_PORT" "$HELPER_P
 for _ in $(seq 600); do [ -f "$WORK/helper.ready" ] && break; sleep 0.1; done
 [ -f "$WORK/helper.ready" ] || { echo "helper did not start" >&2; exit 1; }
 
-# Every route twice: `mock` at /NAME, `http` (to the nginx upstream) at /up/NAME.
+# Every route three times: `mock` at /NAME, `http` (to the nginx upstream)
+# at /up/NAME, the `hello` function at /fn/NAME.
 routes() {
     local name auth
     for name in open rs rsnc hs iam lam; do
         auth=""; [ "$name" = open ] || auth="auth = \"$name\""
         printf '[[routes]]\nmethod = "GET"\npath = "/%s"\nmock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }\n%s\n\n' "$name" "$auth"
         printf '[[routes]]\nmethod = "GET"\npath = "/up/%s"\nbackend = "up"\n%s\n\n' "$name" "$auth"
+        printf '[[routes]]\nmethod = "GET"\npath = "/fn/%s"\nfunction = "hello"\n%s\n\n' "$name" "$auth"
     done
 }
 cat > "$WORK/routes.toml" <<TOML
@@ -88,6 +96,14 @@ kind = "http"
 url = "http://127.0.0.1:$UP_PORT"
 
 [functions.authz]
+
+[backends.local]
+kind = "local"
+
+[functions.hello]
+backend = "local"
+command = ["$WORK/hello"]
+concurrency = 4
 
 [auth.rs]
 kind = "jwt"
@@ -130,6 +146,8 @@ wait_port "$UP_PORT"; wait_port "$GW_PORT"
 # kind with the same headers; `mock` routes first, then the same for `http`.
 CONFIGS="open:rs.headers rs:rs.headers rsnc:rs.headers open:hs.headers hs:hs.headers open:iam.line iam:iam.line open:lambda.headers lam:lambda.headers
 up/open:rs.headers up/rs:rs.headers up/rsnc:rs.headers up/open:hs.headers up/hs:hs.headers up/open:iam_up.line up/iam:iam_up.line up/open:lambda.headers up/lam:lambda.headers"
+# The same for the function routes (wrk runs only).
+FN_CONFIGS="fn/open:rs.headers fn/rs:rs.headers fn/rsnc:rs.headers fn/open:hs.headers fn/hs:hs.headers fn/open:iam_fn.line fn/iam:iam_fn.line fn/open:lambda.headers fn/lam:lambda.headers"
 # The report's rows: name, route, its baseline (for the mock kind; the http
 # kind's are the same under /up/ with the http route's signed headers).
 ROWS='[
@@ -222,6 +240,7 @@ print(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 PY
 }
 
+CONFIGS="$CONFIGS $FN_CONFIGS"
 for c in $CONFIGS; do run "/${c%%:*}" "$WORK/${c#*:}" >/dev/null; done  # warm up, fetch keys, fill caches
 declare -A RPS
 for r in $(seq "$ROUNDS"); do
@@ -240,14 +259,16 @@ runs = {k: [float(x) for x in v.split()] for k, v in re.findall(r'\[([^\]]+)\]="
 med = {k: statistics.median(v) for k, v in runs.items()}
 ratio = lambda a, b: statistics.median(x / y for x, y in zip(runs[a], runs[b]))
 up = lambda c: "up/" + c.replace("iam.line", "iam_up.line")
-print("| route | mock: auth req/s | no-auth | ratio | http: auth req/s | no-auth | ratio | target |")
-print("|---|---|---|---|---|---|---|---|")
+fn = lambda c: "fn/" + c.replace("iam.line", "iam_fn.line")
+print("| route | mock: auth req/s | no-auth | ratio | http: auth req/s | no-auth | ratio | function: auth req/s | no-auth | ratio | target |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name, a, b, target in json.loads(sys.argv[2]):
     print(f"| {name} | {med[a]:.0f} | {med[b]:.0f} | {ratio(a, b):.2f} "
-          f"| {med[up(a)]:.0f} | {med[up(b)]:.0f} | {ratio(up(a), up(b)):.2f} | {target} |")
+          f"| {med[up(a)]:.0f} | {med[up(b)]:.0f} | {ratio(up(a), up(b)):.2f} "
+          f"| {med[fn(a)]:.0f} | {med[fn(b)]:.0f} | {ratio(fn(a), fn(b)):.2f} | {target} |")
 print()
-print("Per-round ratios (mock; http):")
+print("Per-round ratios (mock; http; function):")
 for name, a, b, _ in json.loads(sys.argv[2]):
     r = lambda a, b: " ".join(f"{x / y:.2f}" for x, y in zip(runs[a], runs[b]))
-    print(f"  {name}: {r(a, b)}; {r(up(a), up(b))}")
+    print(f"  {name}: {r(a, b)}; {r(up(a), up(b))}; {r(fn(a), fn(b))}")
 PY

@@ -2,19 +2,21 @@
 # API keys and throttling, as ratios measured in the same run (loopback only,
 # every step bounded by DURATION; ROUNDS interleaved rounds, medians):
 #  1. req/s of a route with api_key = true + a plan throttle (local limits)
-#     ÷ the same route without either, for a `mock` route and for an `http`
-#     route (nginx upstream);
+#     ÷ the same route without either, for a `mock` route, an `http` route
+#     (nginx upstream) and a function route (the `hello` example function on
+#     the local backend, the gateway's embedded default);
 #  2. the same with [cluster] Redis throttling (mock and http routes);
 #  3. gateway CPU time per refused (429) request ÷ per accepted request:
 #     refusals by a route throttle and by a key's plan throttle, against an
-#     accepted `mock` request (the cheapest possible) and an accepted `http`
-#     request (a real integration);
+#     accepted `mock` request (the cheapest possible), an accepted `http`
+#     request (a proxied request to nginx) and an accepted function request
+#     (an invocation; the gateway process's CPU only, not the function's);
 #  4. accepted rate when clients send 2× a route's limit, ÷ the limit.
 # Every request carries the same x-api-key header, so baselines parse the
 # same bytes and only the key check and throttling differ.
 # The gateway runs with its default logging (one access-log line per
-# request, to /dev/null), pinned to CPU 0; wrk, nginx and Python clients run
-# on CPU 1. SQLite store (a temp file); Redis on 127.0.0.1:6379 for step 2.
+# request, to /dev/null), pinned to CPU 0 with its function processes; wrk,
+# nginx and Python clients run on CPU 1. SQLite store (a temp file); Redis on 127.0.0.1:6379 for step 2.
 #
 # Usage: bench/keys-throttle.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 #        KEYS_CALLGRIND=N bench/keys-throttle.sh
@@ -42,6 +44,9 @@ if [ -z "$BIN" ]; then
 fi
 
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
+# The function routes' function: the `hello` example, release build.
+cargo build --release --quiet -p hello
+cp "${CARGO_TARGET_DIR:-target}/release/hello" "$WORK/hello"
 PREFIX="lgbench_$$"
 UP_PORT=$(free_port)
 
@@ -72,6 +77,14 @@ path = "keys.db"
 kind = "http"
 url = "http://127.0.0.1:$UP_PORT"
 
+[backends.local]
+kind = "local"
+
+[functions.hello]
+backend = "local"
+command = ["$WORK/hello"]
+concurrency = 4
+
 [plans.bench]
 throttle = { rate = 1000000000, burst = 1000000 }
 
@@ -99,6 +112,17 @@ method = "GET"
 path = "/up/keyed"
 api_key = true
 backend = "up"
+
+[[routes]]
+method = "GET"
+path = "/fn/open"
+function = "hello"
+
+[[routes]]
+method = "GET"
+path = "/fn/keyed"
+api_key = true
+function = "hello"
 
 [[routes]]
 method = "GET"
@@ -213,6 +237,9 @@ for round in $(seq "$ROUNDS"); do
     rate keyed "$L/keyed" -H "x-api-key: $KEY"
     rate up_open "$L/up/open" -H "x-api-key: $KEY"
     rate up_keyed "$L/up/keyed" -H "x-api-key: $KEY"
+    rate fn_open "$L/fn/open" -H "x-api-key: $KEY"
+    rate fn_keyed "$L/fn/keyed" -H "x-api-key: $KEY"
+    cpu cpu_ok_fn "$LPID" "$L/fn/open" -H "x-api-key: $KEY"
     cpu cpu_ok_mock "$LPID" "$L/open" -H "x-api-key: $KEY"
     cpu cpu_ok_http "$LPID" "$L/up/open" -H "x-api-key: $KEY"
     cpu cpu_429_route "$LPID" "$L/tight" -H "x-api-key: $KEY"
@@ -269,10 +296,11 @@ def ratio(label, num, den, target):
     print(f"{label}: {m[num]:.0f} / {m[den]:.0f} req/s = {m[num]/m[den]:.3f} ({target})")
 ratio("mock route, key + plan throttle ÷ without", "keyed", "open", "target >= 0.90")
 ratio("http route, key + plan throttle ÷ without", "up_keyed", "up_open", "target >= 0.90")
+ratio("function route, key + plan throttle ÷ without", "fn_keyed", "fn_open", "target >= 0.90")
 ratio("cluster (Redis), mock route, key + plan throttle ÷ without", "c_keyed", "c_open", "target >= 0.75")
 ratio("cluster (Redis), http route, key + plan throttle ÷ without", "c_up_keyed", "c_up_open", "target >= 0.75")
 for refused, what in (("cpu_429_route", "route throttle"), ("cpu_429_key", "key plan throttle")):
-    for ok, kind in (("cpu_ok_mock", "accepted mock request"), ("cpu_ok_http", "accepted http request")):
+    for ok, kind in (("cpu_ok_mock", "accepted mock request"), ("cpu_ok_http", "accepted http request"), ("cpu_ok_fn", "accepted function request")):
         print(f"CPU per 429 ({what}) ÷ per {kind}: {m[refused]:.1f} / {m[ok]:.1f} us = {m[refused]/m[ok]:.3f} (target <= 0.5)")
 limit = 20 + 200 * dur
 print(f"2x the limit: {acc:.0f} accepted of {400*dur:.0f} offered, limit allows {limit:.0f} -> {acc/limit:.3f} (target 1 +- 0.02)")

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # "Transforms and cache" benchmark: requests/s of cache hits against the same
-# route uncached (a `mock` and an `http` upstream), and the cost of rendering
-# a response template (JSON → HTML with inheritance) per request.
+# route uncached (a `mock`, an `http` upstream and a function: the `hello`
+# example on the local backend), and the cost of rendering a response
+# template (JSON → HTML with inheritance) per request. One more row is the
+# ceiling for the `mock` comparison: nginx answering the same body with a
+# static `return 200` on CPU 0 (no cache, no logging), the cheapest answer a
+# tuned server gives on this machine, which no cache hit can beat.
 #
-# Pinning (2-core machine): lambdagate on CPU 0; wrk and the upstream (nginx
-# returning a fixed JSON body) on CPU 1. Loopback only; every run is bounded
+# Pinning (2-core machine): lambdagate (and its function processes) or the
+# static nginx on CPU 0; wrk and the upstream (nginx returning a fixed JSON
+# body) on CPU 1. Loopback only; every run is bounded
 # by DURATION. Rounds are interleaved; medians are reported.
 #
 # Usage: bench/transforms-cache.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
@@ -59,6 +64,16 @@ http {
 }
 CONF
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" & PIDS+=($!)
+# The ceiling: the same fixed answer from nginx on the gateway's CPU.
+STATIC_PORT=$(free_port)
+mkdir -p "$WORK/static/logs"
+sed -e "s#$WORK/up#$WORK/static#g" -e "s/listen 127.0.0.1:$UP_PORT;/listen 127.0.0.1:$STATIC_PORT;/" \
+    "$WORK/up/nginx.conf" >"$WORK/static/nginx.conf"
+if [ "$MODE" = wrk ]; then
+    taskset -c 0 nginx -p "$WORK/static" -c "$WORK/static/nginx.conf" & PIDS+=($!)
+fi
+cargo build --release --quiet -p hello
+cp "${CARGO_TARGET_DIR:-target}/release/hello" "$WORK/hello"
 
 mkdir -p "$WORK/templates"
 cat > "$WORK/templates/base.html" <<'HTML'
@@ -86,6 +101,25 @@ mock = { status = 200, body = '$BODY', headers = { content-type = "application/j
 method = "GET"
 path = "/mock-cached/{id}"
 mock = { status = 200, body = '$BODY', headers = { content-type = "application/json" } }
+cache = { ttl = "3600s", key = ["path.id"] }
+
+[backends.local]
+kind = "local"
+
+[functions.hello]
+backend = "local"
+command = ["$WORK/hello"]
+concurrency = 4
+
+[[routes]]
+method = "GET"
+path = "/fn/{id}"
+function = "hello"
+
+[[routes]]
+method = "GET"
+path = "/fn-cached/{id}"
+function = "hello"
 cache = { ttl = "3600s", key = ["path.id"] }
 
 [[routes]]
@@ -212,13 +246,18 @@ G="http://127.0.0.1:$GW_PORT"
 curl -sf "$G/page/1" | grep -q "<li>led</li>" || { echo "template did not render" >&2; exit 1; }
 curl -sf -o /dev/null "$G/mock-cached/1"; curl -sf -o /dev/null "$G/http-cached/1"
 curl -sf -D - -o /dev/null "$G/http-cached/1" | grep -qi "x-cache: Hit" || { echo "no cache hit" >&2; exit 1; }
+curl -sf -o /dev/null "$G/fn-cached/1"
+curl -sf -D - -o /dev/null "$G/fn-cached/1" | grep -qi "x-cache: Hit" || { echo "no function cache hit" >&2; exit 1; }
+wait_port "$STATIC_PORT"
 
-LABELS="mock mock_cached http http_cached page"
+LABELS="mock mock_cached http http_cached page fn fn_cached static"
 url_of() {
     case $1 in
         mock) echo "$G/mock/1" ;; mock_cached) echo "$G/mock-cached/1" ;;
         http) echo "$G/http/1" ;; http_cached) echo "$G/http-cached/1" ;;
         page) echo "$G/page/1" ;;
+        fn) echo "$G/fn/1" ;; fn_cached) echo "$G/fn-cached/1" ;;
+        static) echo "http://127.0.0.1:$STATIC_PORT/mock/1" ;;
     esac
 }
 for l in $LABELS; do taskset -c 1 wrk -t1 -c"$CONNS" -d2s "$(url_of "$l")" >/dev/null; done
@@ -233,18 +272,24 @@ for r in $(seq "$ROUNDS"); do
 done
 
 python3 - "${RPS[mock]}" "${RPS[mock_cached]}" "${RPS[http]}" "${RPS[http_cached]}" "${RPS[page]}" \
-    "${P50[mock]}" "${P50[mock_cached]}" "${P50[http]}" "${P50[http_cached]}" "${P50[page]}" <<'PY'
+    "${RPS[fn]}" "${RPS[fn_cached]}" "${RPS[static]}" \
+    "${P50[mock]}" "${P50[mock_cached]}" "${P50[http]}" "${P50[http_cached]}" "${P50[page]}" \
+    "${P50[fn]}" "${P50[fn_cached]}" "${P50[static]}" <<'PY'
 import statistics, sys
-rps = [statistics.median(map(float, a.split())) for a in sys.argv[1:6]]
-p50 = [statistics.median(map(float, a.split())) for a in sys.argv[6:11]]
-mock, mock_c, http, http_c, page = rps
+rps = [statistics.median(map(float, a.split())) for a in sys.argv[1:9]]
+p50 = [statistics.median(map(float, a.split())) for a in sys.argv[9:17]]
+mock, mock_c, http, http_c, page, fn, fn_c, static = rps
 print("| route | requests/s (median) | p50 ms |")
 print("|---|---|---|")
-for name, r, p in zip(["mock, uncached", "mock, cache hit", "http upstream, uncached", "http upstream, cache hit", "mock + HTML template"], rps, p50):
+for name, r, p in zip(["mock, uncached", "mock, cache hit", "http upstream, uncached", "http upstream, cache hit",
+                       "mock + HTML template", "function (local backend), uncached", "function, cache hit",
+                       "ceiling: nginx static `return 200` on CPU 0"], rps, p50):
     print(f"| {name} | {r:.0f} | {p:.3f} |")
 print()
-print(f"- cache hit ÷ uncached, mock backend: **{mock_c / mock:.2f}×**")
+print(f"- cache hit ÷ uncached, mock backend: **{mock_c / mock:.2f}×** "
+      f"(ceiling: nginx's static answer ÷ the gateway's mock = {static / mock:.2f}×)")
 print(f"- cache hit ÷ uncached, http upstream: **{http_c / http:.2f}×**")
+print(f"- cache hit ÷ uncached, function: **{fn_c / fn:.2f}×**")
 print(f"- template rendering: {1e6 / page - 1e6 / mock:.1f} µs of gateway CPU per request "
       f"({page / mock:.2f}× the plain mock's requests/s)")
 PY
