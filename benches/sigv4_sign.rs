@@ -1,25 +1,36 @@
-//! The floor under the SigV4 authorizer: what one `aws_sigv4::sign` call
-//! costs on this machine, for the request `bench/authorizers.sh` signs (a
-//! botocore-style GET with `host`, `x-amz-date` and
-//! `x-amz-content-sha256` signed). The authorizer recomputes the signature
-//! with the crate for every request, so no SigV4 route can cost less than
-//! this on top of the same route without auth. Printed beside it: the
-//! same signature computed from a cached signing key with the crate's
-//! public pieces (`generate_signing_key` once, `calculate_signature` per
-//! call over a prebuilt string to sign), i.e. the HMAC that remains when
-//! canonicalisation and key derivation are taken away.
+//! The SigV4 authorizer's cost per request, for the request
+//! `bench/authorizers.sh` signs (a botocore-style GET with `host`,
+//! `x-amz-date` and `x-amz-content-sha256` signed). Four lines:
+//!
+//! 1. one `aws_sigv4::sign` call: what the authorizer paid per request
+//!    before the fast path, and still pays for presigned URLs and for
+//!    whatever the fast path does not accept;
+//! 2. the same signature computed from a cached signing key with the
+//!    crate's public pieces (`generate_signing_key` once,
+//!    `calculate_signature` per call over a prebuilt string to sign), i.e.
+//!    the HMAC that remains when canonicalisation and key derivation are
+//!    taken away;
+//! 3. the authorizer's fast path alone on the signed request (its
+//!    `Authorization` parsed, canonical request, SHA-256, string to sign,
+//!    cached key, `calculate_signature`), none of verify()'s checks;
+//! 4. the authorizer's whole check of that request (`verify`: parsing,
+//!    scope, time, key lookup, payload hash, the fast path, the
+//!    constant-time compare).
 //!
 //! Run: `cargo bench --bench sigv4_sign` (or `bench/authorizers.sh`'s
-//! notes in BENCHMARKS.md). Blocks of the two alternate so machine noise
-//! hits both alike; medians of the blocks are printed.
+//! notes in BENCHMARKS.md). Blocks of the four alternate so machine noise
+//! hits them alike; medians of the blocks are printed.
 
 use std::hint::black_box;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use lambdagate::auth::sigv4::{AccessKey, AccessKeyStore, Sigv4Authorizer};
+use lambdagate::config::{AuthConfig, AuthKind};
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -70,20 +81,76 @@ fn main() {
                           5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
     let hmac_only = || black_box(v4::calculate_signature(&key, string_to_sign.as_bytes()).len());
 
+    // The same request as the gateway receives it, signed by the crate.
+    let signed = sign(
+        SignableRequest::new(
+            "GET",
+            "/iam",
+            headers.iter().copied(),
+            SignableBody::Precomputed(EMPTY_SHA256.to_string()),
+        )
+        .expect("signable"),
+        &params,
+    )
+    .expect("sign");
+    let mut request = axum::http::Request::builder().method("GET").uri("/iam");
+    // The signer writes x-amz-date (its time, not the list's) itself.
+    let unsigned_date = headers.iter().copied().filter(|(k, _)| *k != "x-amz-date");
+    for (k, v) in unsigned_date.chain(signed.output().headers()) {
+        request = request.header(k, v);
+    }
+    let (parts, ()) = request.body(()).expect("request").into_parts();
+    let authorizer = authorizer();
+    let now = time + Duration::from_secs(1);
+    assert_eq!(
+        authorizer
+            .fast_path_signature_of(&parts, b"", "execute-api")
+            .as_deref(),
+        Some(signed.signature()),
+        "the fast path computes the crate's signature"
+    );
+    assert!(
+        authorizer
+            .verify_at(&parts, b"", "execute-api", now)
+            .is_ok()
+    );
+    let fast_path = || {
+        black_box(
+            authorizer
+                .fast_path_signature_of(black_box(&parts), b"", "execute-api")
+                .map(|s| s.len()),
+        )
+    };
+    let verify = || {
+        black_box(
+            authorizer
+                .verify_at(black_box(&parts), b"", "execute-api", now)
+                .is_ok(),
+        )
+    };
+
     const PER_BLOCK: u32 = 20_000;
-    let mut a = Vec::new();
-    let mut b = Vec::new();
+    let per_call = |f: &dyn Fn()| {
+        let t = Instant::now();
+        for _ in 0..PER_BLOCK {
+            f();
+        }
+        t.elapsed().as_nanos() as f64 / f64::from(PER_BLOCK)
+    };
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..15 {
-        let t = Instant::now();
-        for _ in 0..PER_BLOCK {
+        a.push(per_call(&|| {
             crate_sign();
-        }
-        a.push(t.elapsed().as_nanos() as f64 / f64::from(PER_BLOCK));
-        let t = Instant::now();
-        for _ in 0..PER_BLOCK {
+        }));
+        b.push(per_call(&|| {
             hmac_only();
-        }
-        b.push(t.elapsed().as_nanos() as f64 / f64::from(PER_BLOCK));
+        }));
+        c.push(per_call(&|| {
+            fast_path();
+        }));
+        d.push(per_call(&|| {
+            verify();
+        }));
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -98,4 +165,57 @@ fn main() {
         "calculate_signature over a prebuilt string to sign with a cached key: {:.0} ns",
         median(&mut b)
     );
+    println!(
+        "the authorizer's fast path alone (canonical request, SHA-256, cached key, calculate_signature): {:.0} ns",
+        median(&mut c)
+    );
+    println!(
+        "the authorizer's whole verify() of the request, accepted by the fast path: {:.0} ns",
+        median(&mut d)
+    );
+}
+
+/// One key, kept as a store keeps it (its signing-key cache lives on).
+struct OneKey(Arc<AccessKey>);
+
+impl AccessKeyStore for OneKey {
+    fn lookup(&self, id: &str) -> Option<Arc<AccessKey>> {
+        (id == self.0.access_key_id).then(|| self.0.clone())
+    }
+}
+
+fn authorizer() -> Sigv4Authorizer {
+    let key = AccessKey {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+        session_token: None,
+        account_id: Some("123456789012".into()),
+        user_arn: None,
+        user_id: None,
+        caller_id: None,
+        principal_org_id: None,
+        prepared: OnceLock::new(),
+    };
+    let cfg = AuthConfig {
+        name: "iam".into(),
+        kind: AuthKind::Sigv4,
+        issuer: None,
+        audience: vec![],
+        jwks_url: None,
+        algorithms: vec![],
+        secret_env: None,
+        secret_file: None,
+        leeway: Duration::ZERO,
+        token_cache: true,
+        function: None,
+        authorizer_type: None,
+        identity_sources: vec![],
+        response: None,
+        payload_version: None,
+        ttl: Duration::ZERO,
+        header: None,
+        service: None,
+        credentials_file: None,
+    };
+    Sigv4Authorizer::with_store(&cfg, "us-east-1", Arc::new(OneKey(Arc::new(key))))
 }
