@@ -19,7 +19,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY examples/functions/ examples/functions/
 RUN mkdir -p src tests/it benches \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs tests/it/main.rs benches/local_backend.rs \
+    && touch src/lib.rs tests/it/main.rs benches/local_backend.rs benches/sigv4_sign.rs \
     && cargo build --release --locked --bin lambdagate \
     && rm -rf src tests benches
 # 2. The real sources (the build context is filtered by .dockerignore).

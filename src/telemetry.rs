@@ -321,7 +321,8 @@ pub fn note_identity(_: &GatewayState, req: Request, next: Next) -> PhaseFuture 
     next.run(req)
 }
 
-/// Sets up logging for the binary: `RUST_LOG`-style filtering, text or JSON.
+/// Sets up logging for the binary: `RUST_LOG`-style filtering, text or JSON,
+/// to stderr through [`LogSink`] (access-log lines batched).
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -330,12 +331,117 @@ pub fn init_logging(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let _ = if json {
+        .with_writer(LogSink);
+    let installed = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    if installed.is_ok() {
+        start_log_flusher();
+    }
+}
+
+/// How long an access-log line may wait in the batch before it is written.
+pub const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
+/// A batch this large is written at once.
+const ACCESS_LOG_BATCH: usize = 32 * 1024;
+
+/// Access-log lines formatted and not yet written to stderr.
+static LOG_BATCH: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// The log's writer. Access-log lines (`lambdagate::access`, one per
+/// request) are batched, as nginx's `access_log ... buffer= flush=` and
+/// Envoy's flush interval do, and written when the batch reaches 32 KiB or
+/// every [`ACCESS_LOG_FLUSH`]: a write system call per request cost more
+/// CPU than the rest of a `mock` answer's logging. Every other line
+/// (warnings, errors, start-up) writes the batch and itself at once, so
+/// lines stay in order and nothing that explains a failure waits.
+/// [`flush_logs`] writes the rest on the way out.
+#[derive(Clone, Copy)]
+pub struct LogSink;
+
+/// One event's writer from [`LogSink`].
+pub struct LogLine {
+    batched: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine { batched: false }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LogLine {
+        LogLine {
+            batched: meta.target() == "lambdagate::access" && *meta.level() >= tracing::Level::INFO,
+        }
+    }
+}
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut batch = LOG_BATCH.lock().unwrap_or_else(|p| p.into_inner());
+        batch.extend_from_slice(buf);
+        if self.batched && batch.len() < ACCESS_LOG_BATCH {
+            return Ok(());
+        }
+        write_batch(&mut batch)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the batch to stderr and empties it (releasing a batch that grew
+/// past its usual size). A failed write drops the batch, as a failed
+/// `eprintln!` would drop its line.
+fn write_batch(batch: &mut Vec<u8>) -> std::io::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let res = std::io::Write::write_all(&mut std::io::stderr().lock(), batch);
+    batch.clear();
+    if batch.capacity() > 4 * ACCESS_LOG_BATCH {
+        batch.shrink_to(ACCESS_LOG_BATCH);
+    }
+    res
+}
+
+/// Writes the access-log lines still batched. The binary calls it before
+/// it exits; a panic writes them too.
+pub fn flush_logs() {
+    let mut batch = LOG_BATCH.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = write_batch(&mut batch);
+}
+
+/// The thread that writes a waiting batch every [`ACCESS_LOG_FLUSH`], and
+/// a panic hook that writes it before the panic's own message.
+fn start_log_flusher() {
+    let spawned = std::thread::Builder::new()
+        .name("lambdagate-log".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(ACCESS_LOG_FLUSH);
+                flush_logs();
+            }
+        });
+    if spawned.is_err() {
+        // No thread: every line is written at once instead.
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush_logs();
+        previous(info);
+    }));
 }
 
 /// A random (v4) UUID from the thread-local RNG: no syscall per request,
@@ -354,6 +460,37 @@ pub fn new_request_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
+    #[test]
+    fn access_lines_wait_in_the_batch_and_other_lines_take_it_along() {
+        let batched = |b: &[u8]| {
+            let batch = super::LOG_BATCH.lock().unwrap();
+            batch.windows(b.len()).any(|w| w == b)
+        };
+        super::LogLine { batched: true }
+            .write_all(b"(telemetry unit test: batched line)\n")
+            .unwrap();
+        assert!(
+            batched(b"(telemetry unit test: batched line)\n"),
+            "an access line waits"
+        );
+        // Any other line writes the batch (and itself) at once.
+        super::LogLine { batched: false }
+            .write_all(b"(telemetry unit test: immediate line)\n")
+            .unwrap();
+        assert!(!batched(b"(telemetry unit test: batched line)\n"));
+        assert!(!batched(b"(telemetry unit test: immediate line)\n"));
+        super::LogLine { batched: true }
+            .write_all(b"(telemetry unit test: flushed line)\n")
+            .unwrap();
+        super::flush_logs();
+        assert!(
+            !batched(b"(telemetry unit test: flushed line)\n"),
+            "flush_logs empties the batch"
+        );
+    }
+
     #[test]
     fn request_ids_are_v4_uuids() {
         for _ in 0..64 {

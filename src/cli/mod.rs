@@ -133,7 +133,7 @@ pub fn run() -> ExitCode {
         Err(e) => e.exit(),
     };
     crate::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
-    match cli.command {
+    let code = match cli.command {
         Some(Command::Validate) => validate::run(&cli.config),
         Some(Command::Import(args)) => import::run(args),
         Some(Command::Health(args)) => health::run(&cli.config, args),
@@ -141,5 +141,8 @@ pub fn run() -> ExitCode {
         Some(Command::Keys(args)) => keys::run(&cli.config, args),
         Some(Command::Serve(args)) => serve::run(&cli.config, args),
         None => serve::run(&cli.config, serve::ServeArgs::default()),
-    }
+    };
+    // Access-log lines of the last requests may still be batched.
+    crate::telemetry::flush_logs();
+    code
 }
