@@ -45,9 +45,7 @@ fi
 
 # A private copy: other checkouts may share the target folder.
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
-# The function routes' function: the `hello` example, release build.
-cargo build --release --quiet -p hello
-cp "${CARGO_TARGET_DIR:-target}/release/hello" "$WORK/hello"
+hello_function
 
 GW_PORT=$(free_port); HELPER_PORT=$(free_port); UP_PORT=$(free_port)
 
@@ -97,13 +95,7 @@ url = "http://127.0.0.1:$UP_PORT"
 
 [functions.authz]
 
-[backends.local]
-kind = "local"
-
-[functions.hello]
-backend = "local"
-command = ["$WORK/hello"]
-concurrency = 4
+$HELLO_TOML
 
 [auth.rs]
 kind = "jwt"

@@ -44,9 +44,7 @@ if [ -z "$BIN" ]; then
 fi
 
 cp "$BIN" "$WORK/lambdagate"; BIN=$WORK/lambdagate
-# The function routes' function: the `hello` example, release build.
-cargo build --release --quiet -p hello
-cp "${CARGO_TARGET_DIR:-target}/release/hello" "$WORK/hello"
+hello_function
 PREFIX="lgbench_$$"
 UP_PORT=$(free_port)
 
@@ -77,13 +75,7 @@ path = "keys.db"
 kind = "http"
 url = "http://127.0.0.1:$UP_PORT"
 
-[backends.local]
-kind = "local"
-
-[functions.hello]
-backend = "local"
-command = ["$WORK/hello"]
-concurrency = 4
+$HELLO_TOML
 
 [plans.bench]
 throttle = { rate = 1000000000, burst = 1000000 }

@@ -1,6 +1,7 @@
 # Shared by the bench scripts; sourced after `cd` to the repository root.
-# Defines need, free_port and wait_port, and makes $WORK (a temporary
-# folder) and $PIDS (processes to stop), both cleaned up on exit.
+# Defines need, free_port, wait_port and hello_function, and makes $WORK
+# (a temporary folder) and $PIDS (processes to stop), both cleaned up on
+# exit.
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
@@ -16,6 +17,22 @@ wait_port() {
     echo "port $1 never opened" >&2
     if [ -n "${2:-}" ]; then cat "$2" >&2; fi
     exit 1
+}
+
+# hello_function: builds the `hello` example function (release) into
+# $WORK/hello and sets HELLO_TOML to the routes.toml tables that run it on
+# the local backend (routes use it with `function = "hello"`). Its processes
+# inherit the gateway's CPU pinning.
+hello_function() {
+    cargo build --release --quiet -p hello
+    cp "${CARGO_TARGET_DIR:-target}/release/hello" "$WORK/hello"
+    HELLO_TOML="[backends.local]
+kind = \"local\"
+
+[functions.hello]
+backend = \"local\"
+command = [\"$WORK/hello\"]
+concurrency = 4"
 }
 
 WORK=$(mktemp -d)

@@ -72,8 +72,7 @@ sed -e "s#$WORK/up#$WORK/static#g" -e "s/listen 127.0.0.1:$UP_PORT;/listen 127.0
 if [ "$MODE" = wrk ]; then
     taskset -c 0 nginx -p "$WORK/static" -c "$WORK/static/nginx.conf" & PIDS+=($!)
 fi
-cargo build --release --quiet -p hello
-cp "${CARGO_TARGET_DIR:-target}/release/hello" "$WORK/hello"
+hello_function
 
 mkdir -p "$WORK/templates"
 cat > "$WORK/templates/base.html" <<'HTML'
@@ -103,13 +102,7 @@ path = "/mock-cached/{id}"
 mock = { status = 200, body = '$BODY', headers = { content-type = "application/json" } }
 cache = { ttl = "3600s", key = ["path.id"] }
 
-[backends.local]
-kind = "local"
-
-[functions.hello]
-backend = "local"
-command = ["$WORK/hello"]
-concurrency = 4
+$HELLO_TOML
 
 [[routes]]
 method = "GET"

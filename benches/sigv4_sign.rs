@@ -30,7 +30,6 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use lambdagate::auth::sigv4::{AccessKey, AccessKeyStore, Sigv4Authorizer};
-use lambdagate::config::{AuthConfig, AuthKind};
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -203,26 +202,5 @@ fn authorizer() -> Sigv4Authorizer {
         principal_org_id: None,
         prepared: OnceLock::new(),
     };
-    let cfg = AuthConfig {
-        name: "iam".into(),
-        kind: AuthKind::Sigv4,
-        issuer: None,
-        audience: vec![],
-        jwks_url: None,
-        algorithms: vec![],
-        secret_env: None,
-        secret_file: None,
-        leeway: Duration::ZERO,
-        token_cache: true,
-        function: None,
-        authorizer_type: None,
-        identity_sources: vec![],
-        response: None,
-        payload_version: None,
-        ttl: Duration::ZERO,
-        header: None,
-        service: None,
-        credentials_file: None,
-    };
-    Sigv4Authorizer::with_store(&cfg, "us-east-1", Arc::new(OneKey(Arc::new(key))))
+    Sigv4Authorizer::with_store("iam", None, "us-east-1", Arc::new(OneKey(Arc::new(key))))
 }

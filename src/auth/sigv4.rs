@@ -277,22 +277,31 @@ impl Sigv4Authorizer {
             ));
         };
         let store = CredentialsFile::load(path).map_err(|e| format!("[auth.{name}]: {e}"))?;
-        Ok(Self::with_store(cfg, region, Arc::new(store)))
+        Ok(Self::with_store(
+            name,
+            cfg.service.as_deref(),
+            region,
+            Arc::new(store),
+        ))
     }
 
-    pub fn with_store(cfg: &AuthConfig, region: &str, store: Arc<dyn AccessKeyStore>) -> Self {
+    /// An authorizer named `name` (its decision counters) over `store`,
+    /// verifying `service` (default `execute-api`) in `region`.
+    pub fn with_store(
+        name: &str,
+        service: Option<&str>,
+        region: &str,
+        store: Arc<dyn AccessKeyStore>,
+    ) -> Self {
         let mut header_settings = SigningSettings::default();
         header_settings.excluded_headers = Some(Vec::new());
         header_settings.signature_location = SignatureLocation::Headers;
         Self {
             header_settings,
-            service: cfg
-                .service
-                .clone()
-                .unwrap_or_else(|| "execute-api".to_string()),
+            service: service.unwrap_or("execute-api").to_string(),
             region: region.to_string(),
             store,
-            decisions: super::DecisionCounters::new(&cfg.name),
+            decisions: super::DecisionCounters::new(name),
         }
     }
 
@@ -981,7 +990,6 @@ fn strip_signing_params(query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthConfig, AuthKind};
 
     use aws_sigv4::http_request::SignableBody;
 
@@ -1023,28 +1031,12 @@ mod tests {
     }
 
     fn authorizer() -> Sigv4Authorizer {
-        let cfg = AuthConfig {
-            name: "iam".into(),
-            kind: AuthKind::Sigv4,
-            issuer: None,
-            audience: vec![],
-            jwks_url: None,
-            algorithms: vec![],
-            secret_env: None,
-            secret_file: None,
-            leeway: Duration::ZERO,
-            token_cache: true,
-            function: None,
-            authorizer_type: None,
-            identity_sources: vec![],
-            response: None,
-            payload_version: None,
-            ttl: Duration::ZERO,
-            header: None,
-            service: Some("service".into()),
-            credentials_file: None,
-        };
-        Sigv4Authorizer::with_store(&cfg, "us-east-1", Arc::new(TestKeys::new()))
+        Sigv4Authorizer::with_store(
+            "iam",
+            Some("service"),
+            "us-east-1",
+            Arc::new(TestKeys::new()),
+        )
     }
 
     /// AWS's published SigV4 test-suite case `get-vanilla`.
@@ -1210,6 +1202,25 @@ mod tests {
         /// A query escape that decodes to invalid UTF-8, which the fast
         /// path declines.
         declinable: bool,
+    }
+
+    impl Case {
+        /// A plain signed GET of `uri` to host `example.amazonaws.com`.
+        fn get(uri: String) -> Case {
+            Case {
+                method: "GET",
+                uri,
+                signed: vec![("host".into(), "example.amazonaws.com".into())],
+                unsigned: vec![],
+                body: vec![],
+                payload: Payload::Hashed,
+                temp_key: false,
+                sign_token: false,
+                service: "service",
+                time: parse_amz_date("20150830T123600Z").unwrap(),
+                declinable: false,
+            }
+        }
     }
 
     const METHODS: &[&str] = &[
@@ -1501,19 +1512,7 @@ mod tests {
         let query: Vec<String> = (0..3000)
             .map(|i| format!("k{}=v%20{i}", 3000 - i))
             .collect();
-        let case = Case {
-            method: "GET",
-            uri: format!("/items?{}", query.join("&")),
-            signed: vec![("host".into(), "example.amazonaws.com".into())],
-            unsigned: vec![],
-            body: vec![],
-            payload: Payload::Hashed,
-            temp_key: false,
-            sign_token: false,
-            service: "service",
-            time: parse_amz_date("20150830T123600Z").unwrap(),
-            declinable: false,
-        };
+        let case = Case::get(format!("/items?{}", query.join("&")));
         for _ in 0..2 {
             let (parts, signature) = client_sign(&case);
             assert_eq!(
@@ -1620,19 +1619,7 @@ mod tests {
     #[test]
     fn a_request_the_fast_path_declines_is_decided_by_sign() {
         let a = authorizer();
-        let case = Case {
-            method: "GET",
-            uri: "/items/1?b=2&a=1".into(),
-            signed: vec![("host".into(), "example.amazonaws.com".into())],
-            unsigned: vec![],
-            body: vec![],
-            payload: Payload::Hashed,
-            temp_key: false,
-            sign_token: false,
-            service: "service",
-            time: parse_amz_date("20150830T123600Z").unwrap(),
-            declinable: false,
-        };
+        let case = Case::get("/items/1?b=2&a=1".into());
         let (mut parts, _) = client_sign(&case);
         let auth = parts.headers["authorization"].to_str().unwrap();
         let reordered = auth.replace(
