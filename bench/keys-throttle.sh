@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # API keys and throttling, as ratios measured in the same run (loopback only,
-# every step bounded by DURATION; ROUNDS interleaved rounds, medians):
+# every step bounded by DURATION; ROUNDS interleaved rounds, medians; a ratio is
+# the median of the rounds' own ratios):
 #  1. req/s of a route with api_key = true + a plan throttle (local limits)
 #     ÷ the same route without either, for a `mock` route, an `http` route
 #     (nginx upstream) and a function route (the `hello` example function on
@@ -283,9 +284,14 @@ for line in open(sys.argv[1]):
     vals.setdefault(k, []).append(float(v))
 m = {k: statistics.median(v) for k, v in vals.items()}
 acc, dur, rounds = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-print(f"medians of {rounds} rounds")
-def ratio(label, num, den, target):
-    print(f"{label}: {m[num]:.0f} / {m[den]:.0f} req/s = {m[num]/m[den]:.3f} ({target})")
+print(f"medians of {rounds} rounds; a ratio is the median of the rounds' own ratios")
+print("(each round measures both sides within seconds of each other), [lowest–highest]")
+def per_round(num, den):
+    r = sorted(a / b for a, b in zip(vals[num], vals[den]))
+    return statistics.median(r), r[0], r[-1]
+def ratio(label, num, den, target, unit="req/s"):
+    q, lo, hi = per_round(num, den)
+    print(f"{label}: {m[num]:.1f} / {m[den]:.1f} {unit} = {q:.3f} [{lo:.3f}–{hi:.3f}] ({target})")
 ratio("mock route, key + plan throttle ÷ without", "keyed", "open", "target >= 0.90")
 ratio("http route, key + plan throttle ÷ without", "up_keyed", "up_open", "target >= 0.90")
 ratio("function route, key + plan throttle ÷ without", "fn_keyed", "fn_open", "target >= 0.90")
@@ -293,7 +299,7 @@ ratio("cluster (Redis), mock route, key + plan throttle ÷ without", "c_keyed", 
 ratio("cluster (Redis), http route, key + plan throttle ÷ without", "c_up_keyed", "c_up_open", "target >= 0.75")
 for refused, what in (("cpu_429_route", "route throttle"), ("cpu_429_key", "key plan throttle")):
     for ok, kind in (("cpu_ok_mock", "accepted mock request"), ("cpu_ok_http", "accepted http request"), ("cpu_ok_fn", "accepted function request")):
-        print(f"CPU per 429 ({what}) ÷ per {kind}: {m[refused]:.1f} / {m[ok]:.1f} us = {m[refused]/m[ok]:.3f} (target <= 0.5)")
+        ratio(f"CPU per 429 ({what}) ÷ per {kind}", refused, ok, "target <= 0.5", "us")
 limit = 20 + 200 * dur
 print(f"2x the limit: {acc:.0f} accepted of {400*dur:.0f} offered, limit allows {limit:.0f} -> {acc/limit:.3f} (target 1 +- 0.02)")
 PY

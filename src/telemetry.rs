@@ -26,6 +26,8 @@ use crate::config::Flavor;
 use crate::error::ErrorDetail;
 use crate::routing::RouteContext;
 
+pub mod line;
+
 /// The request id header of REST APIs (also sent to `http` upstreams).
 pub(crate) static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 static APIGW_REQUESTID: HeaderName = HeaderName::from_static("apigw-requestid");
@@ -292,7 +294,7 @@ fn log_response(
         tracing::info!(
             target: "lambdagate::access",
             request_id = %request_id,
-            source_ip = %source_ip,
+            source_ip = %line::IpText(source_ip),
             method = %method,
             path = %uri.path(),
             route = %route_key,
@@ -322,7 +324,8 @@ pub fn note_identity(_: &GatewayState, req: Request, next: Next) -> PhaseFuture 
 }
 
 /// Sets up logging for the binary: `RUST_LOG`-style filtering, text or JSON,
-/// to stderr through [`LogSink`] (access-log lines batched).
+/// to stderr through [`LogSink`] (access-log lines batched), access lines
+/// spelled by [`line::LineFormat`].
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -332,10 +335,16 @@ pub fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(LogSink);
+    let stock = tracing_subscriber::fmt::format();
     let installed = if json {
-        builder.json().try_init()
+        builder
+            .json()
+            .event_format(line::LineFormat::new(stock.json(), true))
+            .try_init()
     } else {
-        builder.try_init()
+        builder
+            .event_format(line::LineFormat::new(stock, false))
+            .try_init()
     };
     if installed.is_ok() {
         start_log_flusher();
@@ -375,7 +384,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LogLine {
         LogLine {
-            batched: meta.target() == "lambdagate::access" && *meta.level() >= tracing::Level::INFO,
+            batched: meta.target() == line::ACCESS_TARGET && *meta.level() >= tracing::Level::INFO,
         }
     }
 }

@@ -1,0 +1,636 @@
+//! How an access-log line is spelled. The line is the same text or JSON
+//! that tracing-subscriber's stock formatter writes (tests compare the
+//! two byte for byte), built in a reused buffer with a formatter call only
+//! for `%` values: the stock formatter spent about 19k instructions on one
+//! access line, more than the gateway spends on a whole `mock` request
+//! (BENCHMARKS.md), mostly on ANSI styling objects that paint nothing when
+//! colours are off and on a `write!` per field and per timestamp part.
+//! This one spends about 4.5k.
+//!
+//! Only events of the access target, with no span in scope and no colours,
+//! take this path; every other line goes to the stock formatter.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write};
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The access log's target.
+pub const ACCESS_TARGET: &str = "lambdagate::access";
+
+/// An event formatter: access lines spelled here, the rest by `inner`
+/// (tracing-subscriber's text or JSON format, whichever `json` says).
+pub struct LineFormat<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<F> LineFormat<F> {
+    pub fn new(inner: F, json: bool) -> Self {
+        Self { inner, json }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for LineFormat<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let ours = meta.target() == ACCESS_TARGET
+            && !writer.has_ansi_escapes()
+            && meta.fields().field("message").is_none()
+            && ctx.event_scope().is_none();
+        let stamp = if ours {
+            timestamp(SystemTime::now())
+        } else {
+            None
+        };
+        let Some(stamp) = stamp else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        with_line(|line| {
+            spell(line, event, &stamp, self.json)?;
+            writer.write_str(line)
+        })
+    }
+}
+
+/// Spells the access line of `event` into `line`.
+fn spell(line: &mut String, event: &Event<'_>, stamp: &Stamp, json: bool) -> fmt::Result {
+    let meta = event.metadata();
+    let level = meta.level().as_str();
+    if json {
+        line.push_str("{\"timestamp\":\"");
+        line.push_str(stamp.as_str());
+        line.push_str("\",\"level\":\"");
+        line.push_str(level);
+        line.push_str("\",\"fields\":{");
+        let mut fields = JsonFields::new(line);
+        event.record(&mut fields);
+        fields.result?;
+        line.push_str("},\"target\":\"");
+        json_escaped(line, meta.target())?;
+        line.push_str("\"}\n");
+    } else {
+        line.push_str(stamp.as_str());
+        // The stock format: the stamp, a space, the level right-aligned in
+        // five columns.
+        line.push_str(&"      "[..6 - level.len().min(5)]);
+        line.push_str(level);
+        line.push(' ');
+        line.push_str(meta.target());
+        line.push_str(": ");
+        let mut fields = TextFields::new(line);
+        event.record(&mut fields);
+        fields.result?;
+        line.push('\n');
+    }
+    Ok(())
+}
+
+/// Runs `f` on this thread's line buffer, emptied (a new one if that is
+/// in use: a field's `Display` that logs).
+fn with_line<R>(mut f: impl FnMut(&mut String) -> R) -> R {
+    thread_local! {
+        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    let pooled = LINE.try_with(|cell| {
+        let mut line = cell.try_borrow_mut().ok()?;
+        line.clear();
+        let r = f(&mut line);
+        if line.capacity() > 64 * 1024 {
+            *line = String::new();
+        }
+        Some(r)
+    });
+    match pooled {
+        Ok(Some(r)) => r,
+        _ => f(&mut String::new()),
+    }
+}
+
+/// An address as `IpAddr`'s `Display` spells it; an IPv4 address is
+/// written in one piece instead of four formatter calls.
+pub struct IpText(pub IpAddr);
+
+impl fmt::Display for IpText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let IpAddr::V4(v4) = self.0 else {
+            return fmt::Display::fmt(&self.0, f);
+        };
+        let mut out = [0u8; 15];
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                out[len] = b'.';
+                len += 1;
+            }
+            let mut buf = itoa::Buffer::new();
+            let digits = buf.format(octet).as_bytes();
+            out[len..len + digits.len()].copy_from_slice(digits);
+            len += digits.len();
+        }
+        // Digits and dots only.
+        f.pad(std::str::from_utf8(&out[..len]).unwrap_or(""))
+    }
+}
+
+/// `2026-11-27T03:44:13.907067Z`: RFC 3339 in UTC with microseconds,
+/// as tracing-subscriber's `SystemTime` timer writes it.
+pub struct Stamp([u8; 27]);
+
+impl Stamp {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+/// The stamp of `at`; `None` before 1970 or after 9999, which the stock
+/// timer spells differently (the caller falls back to it). The date and
+/// time of day are worked out once per second per thread.
+pub fn timestamp(at: SystemTime) -> Option<Stamp> {
+    thread_local! {
+        static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+    }
+    let since = at.duration_since(UNIX_EPOCH).ok()?;
+    let secs = since.as_secs();
+    let head = SECOND
+        .try_with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.0 != secs {
+                *cell = (secs, date_time(secs)?);
+            }
+            Some(cell.1)
+        })
+        .ok()
+        .flatten()?;
+    let mut out = [0u8; 27];
+    out[..19].copy_from_slice(&head);
+    out[19] = b'.';
+    digits(&mut out[20..26], u64::from(since.subsec_micros()));
+    out[26] = b'Z';
+    Some(Stamp(out))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time, for years up to 9999.
+fn date_time(secs: u64) -> Option<[u8; 19]> {
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
+    let year = u64::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut out = *b"0000-00-00T00:00:00";
+    digits(&mut out[0..4], year);
+    digits(&mut out[5..7], u64::from(u8::from(t.month())));
+    digits(&mut out[8..10], u64::from(t.day()));
+    digits(&mut out[11..13], u64::from(t.hour()));
+    digits(&mut out[14..16], u64::from(t.minute()));
+    digits(&mut out[17..19], u64::from(t.second()));
+    Some(out)
+}
+
+/// Writes `n` in decimal into all of `out`, zero-padded on the left.
+fn digits(out: &mut [u8], mut n: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// Whether the stock text format's `{:?}` of `s` is just `s` in quotes:
+/// printable ASCII with no quote or backslash.
+fn debug_is_plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// Fields as the stock text format writes them: `name=value` separated by
+/// spaces, strings quoted and escaped as `{:?}` does, `%` values as their
+/// `Display`, numbers in decimal.
+struct TextFields<'a> {
+    w: &'a mut String,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl<'a> TextFields<'a> {
+    fn new(w: &'a mut String) -> Self {
+        Self {
+            w,
+            first: true,
+            result: Ok(()),
+        }
+    }
+
+    /// The separator and `name=`; false once a write failed.
+    fn name(&mut self, field: &Field) -> bool {
+        if self.result.is_err() {
+            return false;
+        }
+        let name = field.name();
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        let sep = if std::mem::replace(&mut self.first, false) {
+            ""
+        } else {
+            " "
+        };
+        self.w.push_str(sep);
+        self.w.push_str(name);
+        self.w.push('=');
+        true
+    }
+
+    fn number(&mut self, field: &Field, n: impl itoa::Integer) {
+        if self.name(field) {
+            self.w.push_str(itoa::Buffer::new().format(n));
+        }
+    }
+}
+
+impl Visit for TextFields<'_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.name(field) {
+            return;
+        }
+        if debug_is_plain(value) {
+            self.w.push('"');
+            self.w.push_str(value);
+            self.w.push('"');
+        } else {
+            self.result = write!(self.w, "{value:?}");
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.name(field) {
+            self.result = write!(self.w, "{value:?}");
+        }
+    }
+}
+
+/// Fields as the stock JSON format writes them: one object member per
+/// field, strings and `%`/`?` values as JSON strings, numbers as numbers.
+struct JsonFields<'a> {
+    w: &'a mut String,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl<'a> JsonFields<'a> {
+    fn new(w: &'a mut String) -> Self {
+        Self {
+            w,
+            first: true,
+            result: Ok(()),
+        }
+    }
+
+    /// The separator and `"name":`; false once a write failed.
+    fn name(&mut self, field: &Field) -> bool {
+        if self.result.is_err() {
+            return false;
+        }
+        let sep = if std::mem::replace(&mut self.first, false) {
+            "\""
+        } else {
+            ",\""
+        };
+        self.w.push_str(sep);
+        self.result = json_escaped(self.w, field.name());
+        self.w.push_str("\":");
+        self.result.is_ok()
+    }
+
+    fn raw(&mut self, field: &Field, text: &str) {
+        if self.name(field) {
+            self.w.push_str(text);
+        }
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.raw(field, itoa::Buffer::new().format(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.raw(field, itoa::Buffer::new().format(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.raw(field, if value { "true" } else { "false" });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.raw(field, &serde_json::Value::from(value).to_string());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.name(field) {
+            self.w.push('"');
+            self.result = json_escaped(self.w, value);
+            self.w.push('"');
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.name(field) {
+            self.w.push('"');
+            self.result = write!(JsonEscaping(self.w), "{value:?}");
+            self.w.push('"');
+        }
+    }
+}
+
+/// Writes `s` escaped for a JSON string, as serde_json escapes it.
+fn json_escaped(w: &mut impl Write, s: &str) -> fmt::Result {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => "",
+            _ => continue,
+        };
+        // Splits only at ASCII bytes, so both slices are whole characters.
+        w.write_str(&s[start..i])?;
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            w.write_str("\\u00")?;
+            w.write_char(char::from(HEX[usize::from(b >> 4)]))?;
+            w.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
+        } else {
+            w.write_str(escape)?;
+        }
+        start = i + 1;
+    }
+    w.write_str(&s[start..])
+}
+
+/// A `fmt::Write` that JSON-escapes what is written through it.
+struct JsonEscaping<'a, W>(&'a mut W);
+
+impl<W: Write> Write for JsonEscaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        json_escaped(self.0, s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+    use tracing_subscriber::registry::LookupSpan;
+
+    use super::{LineFormat, json_escaped, timestamp};
+
+    /// Lines an event makes through a subscriber with format `F`.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Capture {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// The stock formatter, counting the lines [`LineFormat`] leaves to it.
+    struct Counted<F>(F, Arc<AtomicUsize>);
+
+    impl<S, N, F> FormatEvent<S, N> for Counted<F>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        F: FormatEvent<S, N>,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            writer: Writer<'_>,
+            event: &tracing::Event<'_>,
+        ) -> std::fmt::Result {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.format_event(ctx, writer, event)
+        }
+    }
+
+    /// Emits the same access events (and other lines) through the stock
+    /// formatter and through [`LineFormat`], text or JSON; checks that
+    /// `LineFormat` left only the three that are not plain access lines
+    /// (a message, another target, a span in scope) to the stock one.
+    fn both(json: bool, emit: &dyn Fn()) -> (String, String) {
+        let run = |fast: bool| {
+            let out = Capture::default();
+            let writer = {
+                let out = out.clone();
+                move || out.clone()
+            };
+            let b = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(writer);
+            let stock = tracing_subscriber::fmt::format();
+            let left = Arc::new(AtomicUsize::new(0));
+            let dispatch: tracing::Dispatch = match (json, fast) {
+                (false, false) => b.finish().into(),
+                (false, true) => b
+                    .event_format(LineFormat::new(Counted(stock, left.clone()), false))
+                    .finish()
+                    .into(),
+                (true, false) => b.json().finish().into(),
+                (true, true) => b
+                    .json()
+                    .event_format(LineFormat::new(Counted(stock.json(), left.clone()), true))
+                    .finish()
+                    .into(),
+            };
+            tracing::dispatcher::with_default(&dispatch, emit);
+            if fast {
+                assert_eq!(left.load(Ordering::Relaxed), 3);
+            }
+            out.text()
+        };
+        (run(false), run(true))
+    }
+
+    /// The lines without their timestamps, which differ between runs, and
+    /// the timestamps' shapes checked.
+    fn untimed(lines: &str, json: bool) -> Vec<String> {
+        lines
+            .lines()
+            .map(|l| {
+                let (stamp, rest) = if json {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let stamp = v["timestamp"].as_str().unwrap().to_owned();
+                    (stamp.clone(), l.replacen(&stamp, "", 1))
+                } else {
+                    // A raw newline in a `%` value continues a line.
+                    match l.split_once(' ') {
+                        Some((s, r)) if s.len() == 27 && s.ends_with('Z') => {
+                            (s.to_owned(), r.to_owned())
+                        }
+                        _ => return l.to_owned(),
+                    }
+                };
+                assert_eq!(stamp.len(), 27, "{stamp}");
+                time::OffsetDateTime::parse(&stamp, &time::format_description::well_known::Rfc3339)
+                    .unwrap();
+                rest
+            })
+            .collect()
+    }
+
+    fn access_events() {
+        let odd = [
+            "plain",
+            "",
+            "-",
+            "with \"quotes\" and \\ back",
+            "tab\there\nnewline\r\u{1}\u{1f}\u{7f}",
+            "ünïcödé ✓ \u{200b} \u{301}",
+            "esc \u{1b}[31m red",
+        ];
+        for s in odd {
+            tracing::info!(
+                target: "lambdagate::access",
+                request_id = %s,
+                source_ip = %super::IpText(std::net::IpAddr::from([127, 0, 0, 1])),
+                method = %axum::http::Method::GET,
+                path = %s,
+                route = %"GET /items/{id}",
+                status = 200u16,
+                latency_us = 48u64,
+                integration_latency_us = -1i64,
+                key_id = s,
+                principal = "-",
+                bytes_in = 0u64,
+                bytes_out = u64::MAX,
+                error = s,
+                ok = true,
+                ratio = 0.5f64,
+                debug = ?Some(s),
+            );
+        }
+        tracing::warn!(target: "lambdagate::access", status = 500u16);
+        tracing::info!(target: "lambdagate::access", "a message takes the stock path");
+        tracing::info!(target: "lambdagate::server", open = 0, "another target");
+        let _in_span = tracing::info_span!("conn", peer = 7).entered();
+        tracing::info!(target: "lambdagate::access", status = 200u16);
+    }
+
+    #[test]
+    fn access_lines_are_byte_for_byte_the_stock_text_lines() {
+        let (stock, fast) = both(false, &access_events);
+        // Eleven events; two `%` values hold a raw newline, as they do in the
+        // stock format.
+        assert_eq!(stock.lines().count(), 13);
+        assert_eq!(untimed(&stock, false), untimed(&fast, false));
+        assert!(fast.contains(" INFO lambdagate::access: request_id=plain "));
+        assert!(fast.contains(r#"key_id="with \"quotes\" and \\ back""#));
+    }
+
+    #[test]
+    fn access_lines_are_byte_for_byte_the_stock_json_lines() {
+        let (stock, fast) = both(true, &access_events);
+        assert_eq!(stock.lines().count(), 11);
+        assert_eq!(untimed(&stock, true), untimed(&fast, true));
+        for line in fast.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn timestamps_match_rfc3339_with_microseconds() {
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        );
+        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            n ^= n << 13;
+            n ^= n >> 7;
+            n ^= n << 17;
+            // Any time from 1970 to the end of 9999, to the nanosecond.
+            let at =
+                UNIX_EPOCH + Duration::new(n % 253_402_300_800, (n >> 11) as u32 % 1_000_000_000);
+            let want = time::OffsetDateTime::from(at).format(&format).unwrap();
+            assert_eq!(timestamp(at).unwrap().as_str(), want);
+        }
+        assert!(timestamp(UNIX_EPOCH - Duration::from_secs(1)).is_none());
+        assert!(timestamp(UNIX_EPOCH + Duration::from_secs(253_402_300_800)).is_none());
+        let now = timestamp(SystemTime::now()).unwrap();
+        assert!(now.as_str().starts_with("20"), "{}", now.as_str());
+    }
+
+    #[test]
+    fn addresses_are_spelled_as_std_spells_them() {
+        let mut n: u32 = 0x1234_5678;
+        for _ in 0..2000 {
+            n ^= n << 13;
+            n ^= n >> 17;
+            n ^= n << 5;
+            let v4 = std::net::IpAddr::from(n.to_be_bytes());
+            assert_eq!(super::IpText(v4).to_string(), v4.to_string());
+        }
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(super::IpText(ip).to_string(), ip.to_string());
+            assert_eq!(format!("{:>20}", super::IpText(ip)), format!("{ip:>20}"));
+        }
+    }
+
+    #[test]
+    fn json_escaping_is_serde_json_s() {
+        let mut all: String = (0u32..0x300).filter_map(char::from_u32).collect();
+        all.push_str("\u{2028}\u{feff}✓");
+        for s in [all.as_str(), "", "\"", "a\\b", "\u{0}"] {
+            let mut ours = String::new();
+            json_escaped(&mut ours, s).unwrap();
+            assert_eq!(format!("\"{ours}\""), serde_json::to_string(s).unwrap());
+        }
+    }
+}
