@@ -22,7 +22,8 @@
 # Usage: bench/keys-throttle.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 #        KEYS_CALLGRIND=N bench/keys-throttle.sh
 # With KEYS_CALLGRIND=N the local-limits gateway runs under valgrind's
-# callgrind instead (RUST_LOG=warn, like the proxy bench's mode) and the
+# callgrind instead (RUST_LOG=warn unless RUST_LOG is set: RUST_LOG=info
+# includes the access-log line; warn is the proxy bench's mode) and the
 # script prints instructions per request for an open `mock` request, a keyed
 # `mock` request (key + plan throttle), a 429 from a route throttle, a 429
 # from a key's plan throttle and an accepted `http` request: N sequential
@@ -159,7 +160,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 if [ -n "$CALLGRIND" ]; then
     need valgrind || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
     GW_PORT=$(free_port)
-    RUST_LOG=warn taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+    RUST_LOG=${RUST_LOG:-warn} taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
         "$BIN" serve --config "$WORK/local.toml" --listen "127.0.0.1:$GW_PORT" --no-watch >"$WORK/gw.out" 2>&1 & PIDS+=($!)
     GW_PID=${PIDS[-1]}
     for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$GW_PORT) 2>/dev/null && break; sleep 0.1; done
