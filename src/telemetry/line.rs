@@ -79,7 +79,7 @@ fn spell(line: &mut String, event: &Event<'_>, stamp: &Stamp, json: bool) -> fmt
         line.push_str("\",\"level\":\"");
         line.push_str(level);
         line.push_str("\",\"fields\":{");
-        let mut fields = JsonFields::new(line);
+        let mut fields = Fields::new(line, true);
         event.record(&mut fields);
         fields.result?;
         line.push_str("},\"target\":\"");
@@ -94,7 +94,7 @@ fn spell(line: &mut String, event: &Event<'_>, stamp: &Stamp, json: bool) -> fmt
         line.push(' ');
         line.push_str(meta.target());
         line.push_str(": ");
-        let mut fields = TextFields::new(line);
+        let mut fields = Fields::new(line, false);
         event.record(&mut fields);
         fields.result?;
         line.push('\n');
@@ -216,111 +216,49 @@ fn debug_is_plain(s: &str) -> bool {
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
-/// Fields as the stock text format writes them: `name=value` separated by
+/// Fields as the stock formats write them. Text: `name=value` separated by
 /// spaces, strings quoted and escaped as `{:?}` does, `%` values as their
-/// `Display`, numbers in decimal.
-struct TextFields<'a> {
+/// `Display`, numbers in decimal. JSON: one object member per field,
+/// strings and `%`/`?` values as JSON strings, numbers as numbers.
+struct Fields<'a> {
     w: &'a mut String,
+    json: bool,
     first: bool,
     result: fmt::Result,
 }
 
-impl<'a> TextFields<'a> {
-    fn new(w: &'a mut String) -> Self {
+impl<'a> Fields<'a> {
+    fn new(w: &'a mut String, json: bool) -> Self {
         Self {
             w,
+            json,
             first: true,
             result: Ok(()),
         }
     }
 
-    /// The separator and `name=`; false once a write failed.
+    /// The separator and `name=` or `"name":`; false once a write failed.
     fn name(&mut self, field: &Field) -> bool {
         if self.result.is_err() {
             return false;
         }
-        let name = field.name();
-        let name = name.strip_prefix("r#").unwrap_or(name);
-        let sep = if std::mem::replace(&mut self.first, false) {
-            ""
+        let first = std::mem::replace(&mut self.first, false);
+        if self.json {
+            self.w.push_str(if first { "\"" } else { ",\"" });
+            self.result = json_escaped(self.w, field.name());
+            self.w.push_str("\":");
         } else {
-            " "
-        };
-        self.w.push_str(sep);
-        self.w.push_str(name);
-        self.w.push('=');
-        true
-    }
-
-    fn number(&mut self, field: &Field, n: impl itoa::Integer) {
-        if self.name(field) {
-            self.w.push_str(itoa::Buffer::new().format(n));
+            if !first {
+                self.w.push(' ');
+            }
+            let name = field.name();
+            self.w.push_str(name.strip_prefix("r#").unwrap_or(name));
+            self.w.push('=');
         }
-    }
-}
-
-impl Visit for TextFields<'_> {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.number(field, value);
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.number(field, value);
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.name(field) {
-            return;
-        }
-        if debug_is_plain(value) {
-            self.w.push('"');
-            self.w.push_str(value);
-            self.w.push('"');
-        } else {
-            self.result = write!(self.w, "{value:?}");
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.name(field) {
-            self.result = write!(self.w, "{value:?}");
-        }
-    }
-}
-
-/// Fields as the stock JSON format writes them: one object member per
-/// field, strings and `%`/`?` values as JSON strings, numbers as numbers.
-struct JsonFields<'a> {
-    w: &'a mut String,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl<'a> JsonFields<'a> {
-    fn new(w: &'a mut String) -> Self {
-        Self {
-            w,
-            first: true,
-            result: Ok(()),
-        }
-    }
-
-    /// The separator and `"name":`; false once a write failed.
-    fn name(&mut self, field: &Field) -> bool {
-        if self.result.is_err() {
-            return false;
-        }
-        let sep = if std::mem::replace(&mut self.first, false) {
-            "\""
-        } else {
-            ",\""
-        };
-        self.w.push_str(sep);
-        self.result = json_escaped(self.w, field.name());
-        self.w.push_str("\":");
         self.result.is_ok()
     }
 
+    /// A value spelled the same in both formats.
     fn raw(&mut self, field: &Field, text: &str) {
         if self.name(field) {
             self.w.push_str(text);
@@ -328,7 +266,7 @@ impl<'a> JsonFields<'a> {
     }
 }
 
-impl Visit for JsonFields<'_> {
+impl Visit for Fields<'_> {
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.raw(field, itoa::Buffer::new().format(value));
     }
@@ -342,22 +280,41 @@ impl Visit for JsonFields<'_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.raw(field, &serde_json::Value::from(value).to_string());
+        if self.json {
+            // serde_json's spelling (`null` for NaN and infinities).
+            self.raw(field, &serde_json::Value::from(value).to_string());
+        } else {
+            self.record_debug(field, &value);
+        }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.name(field) {
+        if !self.name(field) {
+            return;
+        }
+        if self.json {
             self.w.push('"');
             self.result = json_escaped(self.w, value);
             self.w.push('"');
+        } else if debug_is_plain(value) {
+            self.w.push('"');
+            self.w.push_str(value);
+            self.w.push('"');
+        } else {
+            self.result = write!(self.w, "{value:?}");
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.name(field) {
+        if !self.name(field) {
+            return;
+        }
+        if self.json {
             self.w.push('"');
             self.result = write!(JsonEscaping(self.w), "{value:?}");
             self.w.push('"');
+        } else {
+            self.result = write!(self.w, "{value:?}");
         }
     }
 }
@@ -547,6 +504,8 @@ mod tests {
                 error = s,
                 ok = true,
                 ratio = 0.5f64,
+                none = f64::NAN,
+                whole = 3.0f64,
                 debug = ?Some(s),
             );
         }
