@@ -22,7 +22,7 @@
 //! hits them alike; medians of the blocks are printed.
 
 use std::hint::black_box;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -191,16 +191,10 @@ impl AccessKeyStore for OneKey {
 }
 
 fn authorizer() -> Sigv4Authorizer {
-    let key = AccessKey {
-        access_key_id: "AKIDEXAMPLE".into(),
-        secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-        session_token: None,
-        account_id: Some("123456789012".into()),
-        user_arn: None,
-        user_id: None,
-        caller_id: None,
-        principal_org_id: None,
-        prepared: OnceLock::new(),
-    };
+    let key = AccessKey::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "123456789012",
+    );
     Sigv4Authorizer::with_store("iam", None, "us-east-1", Arc::new(OneKey(Arc::new(key))))
 }

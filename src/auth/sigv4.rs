@@ -81,6 +81,23 @@ pub struct AccessKey {
     pub prepared: OnceLock<PreparedKey>,
 }
 
+impl AccessKey {
+    /// A key with no session token and no identity beyond its account.
+    pub fn new(access_key_id: &str, secret_access_key: &str, account_id: &str) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token: None,
+            account_id: Some(account_id.into()),
+            user_arn: None,
+            user_id: None,
+            caller_id: None,
+            principal_org_id: None,
+            prepared: OnceLock::new(),
+        }
+    }
+}
+
 /// An access key's signing credentials and caller identity, built once.
 #[derive(Debug, Clone)]
 pub struct PreparedKey {
@@ -306,7 +323,7 @@ impl Sigv4Authorizer {
     }
 
     pub fn authorize(&self, parts: &Parts, body: &[u8], _state: &GatewayState) -> Decision {
-        self.verify(parts, body, &self.service, SystemTime::now())
+        self.verify_at(parts, body, &self.service, SystemTime::now())
             .map_err(|r| GatewayError::Forbidden(r.reason().to_string()))
     }
 
@@ -318,10 +335,11 @@ impl Sigv4Authorizer {
         body: &[u8],
         service: &str,
     ) -> Result<Granted, Sigv4Refusal> {
-        self.verify(parts, body, service, SystemTime::now())
+        self.verify_at(parts, body, service, SystemTime::now())
     }
 
-    /// [`Self::verify_service`] at a given time; for benches/sigv4_sign.rs.
+    /// [`Self::verify_service`] at a given time (the tests and
+    /// benches/sigv4_sign.rs).
     #[doc(hidden)]
     pub fn verify_at(
         &self,
@@ -330,7 +348,8 @@ impl Sigv4Authorizer {
         service: &str,
         now: SystemTime,
     ) -> Result<Granted, Sigv4Refusal> {
-        self.verify(parts, body, service, now)
+        self.verify_how(parts, body, service, now)
+            .map(|(granted, _)| granted)
     }
 
     /// The fast path alone for a header-form request, none of verify()'s
@@ -354,17 +373,6 @@ impl Sigv4Authorizer {
             _ => sha256_hex(body, &mut hex_buf),
         };
         self.fast_path_signature(parts, &p, &key, service, signed_at, payload)
-    }
-
-    fn verify(
-        &self,
-        parts: &Parts,
-        body: &[u8],
-        service: &str,
-        now: SystemTime,
-    ) -> Result<Granted, Sigv4Refusal> {
-        self.verify_how(parts, body, service, now)
-            .map(|(granted, _)| granted)
     }
 
     /// verify(), saying which computation accepted the signature.
@@ -1006,15 +1014,8 @@ mod tests {
         fn new() -> Self {
             let key = |id: &str, secret: &str, token: Option<&str>| {
                 Arc::new(AccessKey {
-                    access_key_id: id.into(),
-                    secret_access_key: secret.into(),
                     session_token: token.map(str::to_string),
-                    account_id: Some("123456789012".into()),
-                    user_arn: None,
-                    user_id: None,
-                    caller_id: None,
-                    principal_org_id: None,
-                    prepared: OnceLock::new(),
+                    ..AccessKey::new(id, secret, "123456789012")
                 })
             };
             Self([
@@ -1065,14 +1066,14 @@ mod tests {
         assert_eq!(how, Verified::FastPath);
         // Six minutes later it is a replay.
         let late = parse_amz_date("20150830T124200Z").unwrap();
-        let refused = a.verify(&parts, b"", "service", late).err().unwrap();
+        let refused = a.verify_at(&parts, b"", "service", late).err().unwrap();
         assert_eq!(refused.error_type(), "InvalidSignatureException");
         assert_eq!(
             refused.message(),
             "Signature expired: 20150830T123600Z is now earlier than 20150830T123700Z (20150830T124200Z - 5 min.)"
         );
         // Signed for another service.
-        let refused = a.verify(&parts, b"", "lambda", now).err().unwrap();
+        let refused = a.verify_at(&parts, b"", "lambda", now).err().unwrap();
         assert_eq!(
             refused.message(),
             "Credential should be scoped to correct service: 'lambda'. "
@@ -1083,7 +1084,7 @@ mod tests {
             "x-amz-content-sha256",
             hex::encode(Sha256::digest(b"")).parse().unwrap(),
         );
-        assert!(a.verify(&parts2, b"changed", "service", now).is_err());
+        assert!(a.verify_at(&parts2, b"changed", "service", now).is_err());
     }
 
     #[test]
@@ -1590,7 +1591,7 @@ mod tests {
                 Tamper::Body,
             ] {
                 let (parts, body) = tampered(&case, &parts, t);
-                let result = a.verify(&parts, &body, case.service, now);
+                let result = a.verify_at(&parts, &body, case.service, now);
                 if matches!(t, Tamper::Body) && case.payload == Payload::Unsigned {
                     // UNSIGNED-PAYLOAD: the body is not part of the signature.
                     assert!(result.is_ok(), "{case:?}");
@@ -1610,7 +1611,7 @@ mod tests {
             parts
                 .headers
                 .insert("x-unsigned", "changed".parse().unwrap());
-            assert!(a.verify(&parts, &case.body, case.service, now).is_ok());
+            assert!(a.verify_at(&parts, &case.body, case.service, now).is_ok());
         }
     }
 
@@ -1637,7 +1638,7 @@ mod tests {
         assert_eq!(how, Verified::Crate);
         // And refused by it when the request was changed.
         parts.uri = "/items/2?b=2&a=1".parse().unwrap();
-        assert!(a.verify(&parts, b"", "service", now_for(&case)).is_err());
+        assert!(a.verify_at(&parts, b"", "service", now_for(&case)).is_err());
     }
 
     #[test]

@@ -531,12 +531,12 @@ impl ChunkDecoder {
             };
             buf.advance(1);
             self.state = match (self.state, b) {
-                (Start, _) => match hex(b) {
+                (Start, _) => match char::from(b).to_digit(16) {
                     Some(d) => Size(u64::from(d)),
                     None => return Err(invalid("bad chunk size")),
                 },
-                (Size(n), _) if hex(b).is_some() => {
-                    let d = u64::from(hex(b).unwrap_or(0));
+                (Size(n), _) if b.is_ascii_hexdigit() => {
+                    let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
                     match n.checked_mul(16).and_then(|n| n.checked_add(d)) {
                         Some(n) => Size(n),
                         None => return Err(invalid("chunk size overflows")),
@@ -596,15 +596,6 @@ pub fn fuzz_response(data: &[u8]) {
     }
     let mut dec = ChunkDecoder::default();
     while let Ok(Decoded::Data(_)) = dec.decode(&mut buf) {}
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -272,12 +272,14 @@ fn write_query(
 /// its escapes decode to invalid UTF-8.
 fn push_form_component(raw: &[u8], decoded: &mut Vec<u8>, out: &mut Vec<u8>) -> Option<()> {
     decoded.clear();
+    // A hex digit's value (at most 15).
+    let hex_digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
         let hex_pair = raw
             .get(i + 1..i + 3)
-            .and_then(|h| Some((hex_value(h[0])?, hex_value(h[1])?)));
+            .and_then(|h| Some((hex_digit(h[0])?, hex_digit(h[1])?)));
         match (b, hex_pair) {
             (b'%', Some((hi, lo))) => {
                 decoded.push(hi << 4 | lo);
@@ -296,15 +298,6 @@ fn push_form_component(raw: &[u8], decoded: &mut Vec<u8>, out: &mut Vec<u8>) -> 
     std::str::from_utf8(decoded).ok()?;
     push_encoded(decoded, false, out);
     Some(())
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// SigV4's URI encoding: unreserved bytes (and `/` in a path) as they are,
