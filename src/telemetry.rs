@@ -30,12 +30,16 @@ pub mod line;
 
 /// The request id header of REST APIs (also sent to `http` upstreams).
 pub(crate) static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
-static APIGW_REQUESTID: HeaderName = HeaderName::from_static("apigw-requestid");
+pub(crate) static APIGW_REQUESTID: HeaderName = HeaderName::from_static("apigw-requestid");
 
 /// Facts about a request known before any phase runs.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
     pub request_id: String,
+    /// The response header that carries the id (by flavor) and its value:
+    /// set on the way out, or by a refusal made from a template that has
+    /// room for it.
+    pub id_header: Option<(&'static HeaderName, HeaderValue)>,
     pub received_at: SystemTime,
     pub started: Instant,
     pub source_ip: IpAddr,
@@ -196,6 +200,10 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
     // always a valid header value; made now, before the id moves into the
     // request's extensions.
     let id_header = HeaderValue::from_str(&request_id).ok();
+    let id_name = match state.config.gateway.flavor {
+        Flavor::Rest => &X_AMZN_REQUESTID,
+        Flavor::Http => &APIGW_REQUESTID,
+    };
     // Taken, not read: the address lives on in `RequestInfo`, and one
     // entry fewer keeps the extension map from growing (a rehash) when
     // auth adds its context.
@@ -215,6 +223,7 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
     let count_body = !http_body::Body::is_end_stream(req.body());
     req.extensions_mut().insert(RequestInfo {
         request_id,
+        id_header: id_header.clone().map(|v| (id_name, v)),
         received_at: SystemTime::now(),
         started,
         source_ip,
@@ -236,7 +245,14 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
         let res = rest.await;
         crate::metrics::in_flight(-1.0);
         log_response(
-            &state, res, id_header, source_ip, &record, started, &method, uri,
+            &state,
+            res,
+            id_header.map(|v| (id_name, v)),
+            source_ip,
+            &record,
+            started,
+            &method,
+            uri,
         )
     })
 }
@@ -247,7 +263,7 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
 fn log_response(
     state: &GatewayState,
     mut res: Response,
-    id_header: Option<HeaderValue>,
+    id_header: Option<(&'static HeaderName, HeaderValue)>,
     source_ip: IpAddr,
     record: &AccessRecord,
     started: Instant,
@@ -259,12 +275,10 @@ fn log_response(
     if let Some(v) = record.rate_limit.get() {
         crate::throttle::rate_limit_headers(res.headers_mut(), v);
     }
-    let id_name = match state.config.gateway.flavor {
-        Flavor::Rest => &X_AMZN_REQUESTID,
-        Flavor::Http => &APIGW_REQUESTID,
-    };
-    if let Some(v) = id_header {
-        res.headers_mut().insert(id_name.clone(), v);
+    // Replaces the id a templated refusal already carries (in place, no
+    // growth of the map) or one a backend sent.
+    if let Some((name, v)) = &id_header {
+        res.headers_mut().insert(*name, v.clone());
     }
     // The route: from a refusal that carries it, else from the integration.
     let from_response = res.extensions().get::<RouteContext>().map(|c| &c.route);
@@ -276,37 +290,35 @@ fn log_response(
         .map_or(&state.unrouted_metrics, |r| &r.metrics)
         .record(method, status, latency, integration);
     if let Some(uri) = uri {
-        // The id again, from the header that carries it.
-        let request_id = res
-            .headers()
-            .get(id_name)
-            .and_then(|v| v.to_str().ok())
+        // Letters, digits, `-` and `_` (see above): always text.
+        let request_id = id_header
+            .as_ref()
+            .and_then(|(_, v)| v.to_str().ok())
             .unwrap_or("");
         let route_key = route.map_or("-", |r| r.route_key.as_str());
-        let error = res
-            .extensions()
-            .get::<ErrorDetail>()
-            .map(|e| e.0.to_string());
+        let error = (res.extensions().get::<ErrorDetail>()).map(|e| &e.0 as &dyn std::fmt::Display);
         // Bytes out: known exactly for buffered bodies; streamed ones log -1.
         let bytes_out = http_body::Body::size_hint(res.body())
             .exact()
             .map_or(-1, |n| n as i64);
-        tracing::info!(
-            target: "lambdagate::access",
-            request_id = %request_id,
-            source_ip = %line::IpText(source_ip),
-            method = %method,
-            path = %uri.path(),
-            route = %route_key,
-            status,
-            latency_us = latency.as_micros() as u64,
-            integration_latency_us = integration.map_or(-1, |d| d.as_micros() as i64),
-            key_id = record.key_id().as_deref().unwrap_or("-"),
-            principal = record.principal().as_deref().unwrap_or("-"),
-            bytes_in = record.bytes_in.load(Ordering::Relaxed),
-            bytes_out,
-            error = error.as_deref().unwrap_or(""),
-        );
+        line::with_text(error, |error| {
+            tracing::info!(
+                target: "lambdagate::access",
+                request_id = %request_id,
+                source_ip = %line::IpText(source_ip),
+                method = %method,
+                path = %uri.path(),
+                route = %route_key,
+                status,
+                latency_us = latency.as_micros() as u64,
+                integration_latency_us = integration.map_or(-1, |d| d.as_micros() as i64),
+                key_id = record.key_id().as_deref().unwrap_or("-"),
+                principal = record.principal().as_deref().unwrap_or("-"),
+                bytes_in = record.bytes_in.load(Ordering::Relaxed),
+                bytes_out,
+                error,
+            )
+        });
     }
     res
 }

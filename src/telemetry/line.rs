@@ -10,7 +10,7 @@
 //! Only events of the access target, with no span in scope and no colours,
 //! take this path; every other line goes to the stock formatter.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write};
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -121,6 +121,27 @@ fn with_line<R>(mut f: impl FnMut(&mut String) -> R) -> R {
         Ok(Some(r)) => r,
         _ => f(&mut String::new()),
     }
+}
+
+/// Runs `f` on `value` spelled by its `Display` (`""` for none), in a
+/// buffer this thread reuses instead of a new `String` per call.
+pub fn with_text<R>(value: Option<&dyn fmt::Display>, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static TEXT: Cell<String> = const { Cell::new(String::new()) };
+    }
+    let Some(value) = value else {
+        return f("");
+    };
+    // Taken, not borrowed: a call from inside `f` finds an empty buffer.
+    let mut text = TEXT.try_with(Cell::take).unwrap_or_default();
+    text.clear();
+    // A `Display` that fails leaves what it wrote so far.
+    let _ = write!(text, "{value}");
+    let r = f(&text);
+    if text.capacity() <= 4096 {
+        let _ = TEXT.try_with(|cell| cell.set(text));
+    }
+    r
 }
 
 /// An address as `IpAddr`'s `Display` spells it; an IPv4 address is
@@ -580,6 +601,24 @@ mod tests {
             assert_eq!(super::IpText(ip).to_string(), ip.to_string());
             assert_eq!(format!("{:>20}", super::IpText(ip)), format!("{ip:>20}"));
         }
+    }
+
+    #[test]
+    fn text_is_the_display_also_when_nested_or_long() {
+        assert_eq!(super::with_text(None, str::to_owned), "");
+        let inner: &dyn std::fmt::Display = &"inner";
+        let outer: &dyn std::fmt::Display = &42;
+        // The buffer is reused: a shorter value after a longer one.
+        for _ in 0..2 {
+            let (o, i) = super::with_text(Some(outer), |o| {
+                (o.to_owned(), super::with_text(Some(inner), str::to_owned))
+            });
+            assert_eq!((o.as_str(), i.as_str()), ("42", "inner"));
+        }
+        let long = "x".repeat(10_000);
+        let shown: &dyn std::fmt::Display = &long;
+        assert_eq!(super::with_text(Some(shown), str::len), 10_000);
+        assert_eq!(super::with_text(Some(inner), str::to_owned), "inner");
     }
 
     #[test]

@@ -433,15 +433,17 @@ pub fn number(n: u64) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from(n))
 }
 
-/// Where the numbers start in a [`refusal_template`].
+/// Where the numbers start in a [`refusal_template`] (the request id, if
+/// it has room for one, follows them).
 const RETRY_AFTER_AT: usize = 2;
 
 /// The response headers of a 429 carrying a verdict, in the order
 /// [`GatewayError::into_response`] and [`rate_limit_headers`] set them:
 /// `Content-Type`, `x-amzn-ErrorType`, `Retry-After`, `RateLimit-Limit`,
-/// `-Remaining`, `-Reset`. Cloned per refusal (two allocations, no
-/// hashing) and the four numbers written in place.
-fn refusal_template(error_type: &'static str) -> HeaderMap {
+/// `-Remaining`, `-Reset`, then the request id header named `id` if any
+/// (which the access-log phase would add, growing the map). Cloned per
+/// refusal (two allocations, no hashing) and the values written in place.
+fn refusal_template(error_type: &'static str, id: Option<&HeaderName>) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(8);
     h.insert(
         axum::http::header::CONTENT_TYPE,
@@ -459,6 +461,9 @@ fn refusal_template(error_type: &'static str) -> HeaderMap {
     ] {
         h.insert(name, HeaderValue::from_static("0"));
     }
+    if let Some(name) = id {
+        h.insert(name.clone(), HeaderValue::from_static(""));
+    }
     h
 }
 
@@ -471,10 +476,16 @@ fn fixed_refusal(
     v: &Verdict,
     mut extensions: axum::http::Extensions,
 ) -> Result<Response, (GatewayError, axum::http::Extensions)> {
-    static TOO_MANY: std::sync::LazyLock<HeaderMap> =
-        std::sync::LazyLock::new(|| refusal_template("TooManyRequestsException"));
-    static LIMIT_EXCEEDED: std::sync::LazyLock<HeaderMap> =
-        std::sync::LazyLock::new(|| refusal_template("LimitExceededException"));
+    use crate::telemetry::{APIGW_REQUESTID, X_AMZN_REQUESTID};
+    // By the request id header they have room for: none, REST's, HTTP's.
+    fn templates(error_type: &'static str) -> [HeaderMap; 3] {
+        [None, Some(&X_AMZN_REQUESTID), Some(&APIGW_REQUESTID)]
+            .map(|id| refusal_template(error_type, id))
+    }
+    static TOO_MANY: std::sync::LazyLock<[HeaderMap; 3]> =
+        std::sync::LazyLock::new(|| templates("TooManyRequestsException"));
+    static LIMIT_EXCEEDED: std::sync::LazyLock<[HeaderMap; 3]> =
+        std::sync::LazyLock::new(|| templates("LimitExceededException"));
     let (template, body, retry_after) = match &e {
         GatewayError::TooManyRequests { retry_after_secs } => (
             &TOO_MANY,
@@ -488,15 +499,31 @@ fn fixed_refusal(
         ),
         _ => return Err((e, extensions)),
     };
-    let mut headers = HeaderMap::clone(template);
+    let id = extensions
+        .get::<RequestInfo>()
+        .and_then(|info| info.id_header.as_ref());
+    let with_id = match id {
+        Some((name, _)) if std::ptr::eq(*name, &X_AMZN_REQUESTID) => 1,
+        Some((name, _)) if std::ptr::eq(*name, &APIGW_REQUESTID) => 2,
+        _ => 0,
+    };
+    let mut headers = HeaderMap::clone(&template[with_id]);
     let values = [
         number(retry_after),
         number(u64::from(v.limit)),
         number(u64::from(v.remaining)),
         number(v.reset.as_secs_f64().ceil() as u64),
     ];
-    for (slot, value) in headers.values_mut().skip(RETRY_AFTER_AT).zip(values) {
-        *slot = value;
+    let mut slots = headers.values_mut().skip(RETRY_AFTER_AT);
+    for value in values {
+        if let Some(slot) = slots.next() {
+            *slot = value;
+        }
+    }
+    if with_id > 0
+        && let (Some(slot), Some((_, value))) = (slots.next(), id)
+    {
+        *slot = value.clone();
     }
     let mut res = Response::new(axum::body::Body::from(body));
     *res.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
@@ -670,8 +697,33 @@ mod tests {
             ] {
                 let mut expected = e.clone().into_response();
                 rate_limit_headers(expected.headers_mut(), &v);
-                let templated = fixed_refusal(e, &v, Default::default()).unwrap();
+                let templated = fixed_refusal(e.clone(), &v, Default::default()).unwrap();
                 assert_eq!(parts(templated).await, parts(expected).await);
+                // With the request id the access-log phase adds last.
+                for name in [
+                    &crate::telemetry::X_AMZN_REQUESTID,
+                    &crate::telemetry::APIGW_REQUESTID,
+                ] {
+                    let id = HeaderValue::from_static("c0ffee-1");
+                    let mut expected = e.clone().into_response();
+                    rate_limit_headers(expected.headers_mut(), &v);
+                    expected.headers_mut().insert(name, id.clone());
+                    let mut extensions = axum::http::Extensions::new();
+                    extensions.insert(RequestInfo {
+                        request_id: "c0ffee-1".into(),
+                        id_header: Some((name, id.clone())),
+                        received_at: std::time::SystemTime::now(),
+                        started: std::time::Instant::now(),
+                        source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                        record: Arc::default(),
+                    });
+                    let mut templated = fixed_refusal(e.clone(), &v, extensions).unwrap();
+                    // What the access-log phase then does: a replacement.
+                    let before = templated.headers().len();
+                    templated.headers_mut().insert(name, id);
+                    assert_eq!(templated.headers().len(), before);
+                    assert_eq!(parts(templated).await, parts(expected).await);
+                }
             }
         }
         assert!(
