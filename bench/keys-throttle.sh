@@ -11,7 +11,10 @@
 #     refusals by a route throttle and by a key's plan throttle, against an
 #     accepted `mock` request (the cheapest possible), an accepted `http`
 #     request (a proxied request to nginx) and an accepted function request
-#     (an invocation; the gateway process's CPU only, not the function's);
+#     (an invocation; the gateway process's CPU only, not the function's),
+#     each split into user and kernel time; and, as a reference measured
+#     the same way on the same CPUs, nginx's own CPU per `return 429` ÷ per
+#     request it proxies to the same upstream;
 #  4. accepted rate when clients send 2× a route's limit, ÷ the limit.
 # Every request carries the same x-api-key header, so baselines parse the
 # same bytes and only the key check and throttling differ.
@@ -65,6 +68,32 @@ http {
 }
 CONF
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
+
+# The reference for step 3: nginx on the gateway's CPU answering `return 429`
+# itself and proxying to the upstream above over kept-alive connections, so
+# the run also measures what a refusal costs against a proxied request in a
+# server with no access log and no pipeline: the kernel's share of both
+# (one socket exchange against two) is the same for any server.
+REF_PORT=$(free_port)
+mkdir -p "$WORK/ref"
+cat > "$WORK/ref/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/ref/nginx.pid;
+error_log $WORK/ref/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/ref; proxy_temp_path $WORK/ref;
+    fastcgi_temp_path $WORK/ref; uwsgi_temp_path $WORK/ref; scgi_temp_path $WORK/ref;
+    upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$REF_PORT;
+        location /refuse { default_type application/json; return 429 '{"message":"Too Many Requests"}'; }
+        location /proxy { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+CONF
 
 write_routes() { # $1 = file, $2 = extra top-level tables
     cat > "$1" <<TOML
@@ -155,7 +184,7 @@ wrk_run() { # $1 = url, extra args; prints "requests req/s"
     taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "$url" |
         awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {print n, r}'
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user, system
 
 if [ -n "$CALLGRIND" ]; then
     need valgrind || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
@@ -207,6 +236,9 @@ ROUTES
     exit 0
 fi
 
+taskset -c 0 nginx -p "$WORK/ref" -c "$WORK/ref/nginx.conf" & PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/ref/nginx.pid" ] && pgrep -P "$(cat "$WORK/ref/nginx.pid")" >/dev/null && break; sleep 0.1; done
+REF_PID=$(pgrep -P "$(cat "$WORK/ref/nginx.pid")" | head -1)
 read -r LPID LPORT < <(start "$WORK/local.toml"); PIDS+=("$LPID")
 read -r CPID CPORT < <(start "$WORK/cluster.toml"); PIDS+=("$CPID")
 L="http://127.0.0.1:$LPORT"; C="http://127.0.0.1:$CPORT"
@@ -219,11 +251,16 @@ rate() { # name url [wrk args]: req/s
     read -r _ r < <(wrk_run "$@")
     echo "$name $r" >>"$RESULTS"
 }
-cpu() { # name pid url [wrk args]: gateway CPU µs per request (all statuses)
+cpu() { # name pid url [wrk args]: CPU µs per request (all statuses), and its user and kernel parts
     local name=$1 pid=$2; shift 2
-    local t0 t1 n
-    t0=$(cpu_ticks "$pid"); read -r n _ < <(wrk_run "$@"); t1=$(cpu_ticks "$pid")
-    python3 -c "import sys; print('$name', ($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / $n)" >>"$RESULTS"
+    local u0 s0 u1 s1 n
+    read -r u0 s0 < <(cpu_ticks "$pid"); read -r n _ < <(wrk_run "$@"); read -r u1 s1 < <(cpu_ticks "$pid")
+    python3 - >>"$RESULTS" <<PY
+per = 1e6 / $(getconf CLK_TCK) / $n
+print("$name", ($u1 - $u0 + $s1 - $s0) * per)
+print("${name}_user", ($u1 - $u0) * per)
+print("${name}_sys", ($s1 - $s0) * per)
+PY
 }
 for round in $(seq "$ROUNDS"); do
     kill -STOP "$CPID"  # keep the idle node off the CPU
@@ -238,6 +275,8 @@ for round in $(seq "$ROUNDS"); do
     cpu cpu_ok_http "$LPID" "$L/up/open" -H "x-api-key: $KEY"
     cpu cpu_429_route "$LPID" "$L/tight" -H "x-api-key: $KEY"
     cpu cpu_429_key "$LPID" "$L/keyed" -H "x-api-key: $TIGHT_KEY"
+    cpu ref_ok_http "$REF_PID" "http://127.0.0.1:$REF_PORT/proxy" -H "x-api-key: $KEY"
+    cpu ref_429 "$REF_PID" "http://127.0.0.1:$REF_PORT/refuse" -H "x-api-key: $KEY"
     kill -CONT "$CPID"; kill -STOP "$LPID"
     rate c_open "$C/open" -H "x-api-key: $KEY"
     rate c_keyed "$C/keyed" -H "x-api-key: $KEY"
@@ -301,6 +340,10 @@ ratio("cluster (Redis), http route, key + plan throttle ÷ without", "c_up_keyed
 for refused, what in (("cpu_429_route", "route throttle"), ("cpu_429_key", "key plan throttle")):
     for ok, kind in (("cpu_ok_mock", "accepted mock request"), ("cpu_ok_http", "accepted http request"), ("cpu_ok_fn", "accepted function request")):
         ratio(f"CPU per 429 ({what}) ÷ per {kind}", refused, ok, "target <= 0.5", "us")
+ratio("reference: nginx's own CPU per `return 429` ÷ per request it proxies to the same upstream", "ref_429", "ref_ok_http", "the same target, for comparison", "us")
+for name, label in (("cpu_429_route", "gateway, 429 (route throttle)"), ("cpu_ok_http", "gateway, accepted http"),
+                    ("ref_429", "nginx, return 429"), ("ref_ok_http", "nginx, proxied")):
+    print(f"  CPU split, {label}: user {m[name + '_user']:.2f} + kernel {m[name + '_sys']:.2f} us per request")
 limit = 20 + 200 * dur
 print(f"2x the limit: {acc:.0f} accepted of {400*dur:.0f} offered, limit allows {limit:.0f} -> {acc/limit:.3f} (target 1 +- 0.02)")
 PY
