@@ -50,20 +50,7 @@ hello_function
 GW_PORT=$(free_port); HELPER_PORT=$(free_port); UP_PORT=$(free_port)
 
 # The `http` routes' upstream: a fixed small JSON body, access log off.
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
-    fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-    server { listen 127.0.0.1:$UP_PORT; location / { default_type application/json; return 200 '{"ok":true}'; } }
-}
-CONF
+nginx_conf nginx "server { listen 127.0.0.1:$UP_PORT; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 
 taskset -c 1 .venv/bin/python bench/auth_helper.py "$WORK" "$GW_PORT" "$HELPER_PORT" & PIDS+=($!)

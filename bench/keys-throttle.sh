@@ -53,20 +53,7 @@ hello_function
 PREFIX="lgbench_$$"
 UP_PORT=$(free_port)
 
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
-    fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-    server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 'ok'; } }
-}
-CONF
+nginx_conf nginx "server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 'ok'; } }"
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 
 # The reference for step 3: nginx on the gateway's CPU answering `return 429`
@@ -75,25 +62,12 @@ taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 # server with no access log and no pipeline: the kernel's share of both
 # (one socket exchange against two) is the same for any server.
 REF_PORT=$(free_port)
-mkdir -p "$WORK/ref"
-cat > "$WORK/ref/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $WORK/ref/nginx.pid;
-error_log $WORK/ref/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/ref; proxy_temp_path $WORK/ref;
-    fastcgi_temp_path $WORK/ref; uwsgi_temp_path $WORK/ref; scgi_temp_path $WORK/ref;
-    upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; }
+nginx_conf ref "upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$REF_PORT;
-        location /refuse { default_type application/json; return 429 '{"message":"Too Many Requests"}'; }
-        location /proxy { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-CONF
+        location /refuse { default_type application/json; return 429 '{\"message\":\"Too Many Requests\"}'; }
+        location /proxy { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    }"
 
 write_routes() { # $1 = file, $2 = extra top-level tables
     cat > "$1" <<TOML

@@ -1,5 +1,5 @@
 # Shared by the bench scripts; sourced after `cd` to the repository root.
-# Defines need, free_port, wait_port and hello_function, and makes $WORK
+# Defines need, free_port, wait_port, nginx_conf and hello_function, and makes $WORK
 # (a temporary folder) and $PIDS (processes to stop), both cleaned up on
 # exit.
 
@@ -17,6 +17,30 @@ wait_port() {
     echo "port $1 never opened" >&2
     if [ -n "${2:-}" ]; then cat "$2" >&2; fi
     exit 1
+}
+
+# nginx_conf NAME HTTP_BLOCK: writes $WORK/NAME/nginx.conf for an nginx run
+# with `-p "$WORK/NAME"`: one worker, no access log, its files under
+# $WORK/NAME, HTTP_BLOCK (servers, upstreams) inside `http { }`. Its worker's
+# pid: `pgrep -P "$(cat "$WORK/NAME/nginx.pid")"`.
+nginx_conf() {
+    mkdir -p "$WORK/$1/logs"
+    cat > "$WORK/$1/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/$1;
+    proxy_temp_path $WORK/$1;
+    fastcgi_temp_path $WORK/$1;
+    uwsgi_temp_path $WORK/$1;
+    scgi_temp_path $WORK/$1;
+    $2
+}
+CONF
 }
 
 # hello_function: builds the `hello` example function (release) into

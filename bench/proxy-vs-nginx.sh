@@ -29,26 +29,6 @@ BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 
 UP_PORT=$(free_port); NGX_PORT=$(free_port); GW_PORT=$(free_port)
 
-nginx_conf() { # name body
-    mkdir -p "$WORK/$1/logs"
-    cat > "$WORK/$1/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/$1;
-    proxy_temp_path $WORK/$1;
-    fastcgi_temp_path $WORK/$1;
-    uwsgi_temp_path $WORK/$1;
-    scgi_temp_path $WORK/$1;
-    $2
-}
-CONF
-}
-
 nginx_conf upstream "server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 'ok'; } }"
 nginx_conf proxy "upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; }
     server { listen 127.0.0.1:$NGX_PORT; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
