@@ -296,7 +296,8 @@ fn log_response(
             .and_then(|(_, v)| v.to_str().ok())
             .unwrap_or("");
         let route_key = route.map_or("-", |r| r.route_key.as_str());
-        let error = (res.extensions().get::<ErrorDetail>()).map(|e| &e.0 as &dyn std::fmt::Display);
+        let error: Option<&dyn std::fmt::Display> =
+            res.extensions().get::<ErrorDetail>().map(|e| &e.0 as _);
         // Bytes out: known exactly for buffered bodies; streamed ones log -1.
         let bytes_out = http_body::Body::size_hint(res.body())
             .exact()
