@@ -503,8 +503,8 @@ fn fixed_refusal(
         .get::<RequestInfo>()
         .and_then(|info| info.id_header.as_ref());
     let with_id = match id {
-        Some((name, _)) if std::ptr::eq(*name, &X_AMZN_REQUESTID) => 1,
-        Some((name, _)) if std::ptr::eq(*name, &APIGW_REQUESTID) => 2,
+        Some((name, _)) if **name == X_AMZN_REQUESTID => 1,
+        Some((name, _)) if **name == APIGW_REQUESTID => 2,
         _ => 0,
     };
     let mut headers = HeaderMap::clone(&template[with_id]);

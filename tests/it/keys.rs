@@ -411,6 +411,11 @@ mock = { status = 200, body = "ok" }
         res.headers()["x-amzn-errortype"],
         "TooManyRequestsException"
     );
+    // The request id once, filled in (the refusal's template has its slot).
+    let ids: Vec<_> = res.headers().get_all("apigw-requestid").iter().collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(ids[0].len(), 36, "{ids:?}");
+    assert!(res.headers().get("x-amzn-requestid").is_none());
     assert_eq!(
         res.json::<Value>().await.unwrap(),
         json!({"message": "Too Many Requests"})
@@ -770,9 +775,17 @@ api_key = true
         assert_eq!(identity["apiKeyId"], throttled_id.as_str(), "{identity}");
         assert_eq!(identity["apiKey"], throttled_key.as_str(), "{identity}");
     }
+    // A REST API's 429s carry its request id header, once, filled in.
+    let rest_id = |res: &reqwest::Response| {
+        let ids: Vec<_> = res.headers().get_all("x-amzn-requestid").iter().collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_eq!(ids[0].len(), 36, "{ids:?}");
+        assert!(res.headers().get("apigw-requestid").is_none());
+    };
     let res = call("tok-acme", None).await.unwrap();
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
+    rest_id(&res);
     assert_eq!(
         res.json::<Value>().await.unwrap(),
         json!({"message": "Too Many Requests"})
@@ -787,6 +800,7 @@ api_key = true
     }
     let res = call("tok-globex", None).await.unwrap();
     assert_eq!(res.status(), 429);
+    rest_id(&res);
     assert_eq!(
         res.json::<Value>().await.unwrap(),
         json!({"message": "Limit Exceeded"})
