@@ -196,14 +196,16 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
         .get(&X_AMZN_REQUESTID)
         .and_then(acceptable_id)
         .unwrap_or_else(new_request_id);
-    // An accepted or generated id is letters, digits, `-` and `_` only,
-    // always a valid header value; made now, before the id moves into the
-    // request's extensions.
-    let id_header = HeaderValue::from_str(&request_id).ok();
     let id_name = match state.config.gateway.flavor {
         Flavor::Rest => &X_AMZN_REQUESTID,
         Flavor::Http => &APIGW_REQUESTID,
     };
+    // An accepted or generated id is letters, digits, `-` and `_` only,
+    // always a valid header value; made now, before the id moves into the
+    // request's extensions.
+    let id_header = HeaderValue::from_str(&request_id)
+        .ok()
+        .map(|v| (id_name, v));
     // Taken, not read: the address lives on in `RequestInfo`, and one
     // entry fewer keeps the extension map from growing (a rehash) when
     // auth adds its context.
@@ -223,7 +225,7 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
     let count_body = !http_body::Body::is_end_stream(req.body());
     req.extensions_mut().insert(RequestInfo {
         request_id,
-        id_header: id_header.clone().map(|v| (id_name, v)),
+        id_header: id_header.clone(),
         received_at: SystemTime::now(),
         started,
         source_ip,
@@ -245,14 +247,7 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
         let res = rest.await;
         crate::metrics::in_flight(-1.0);
         log_response(
-            &state,
-            res,
-            id_header.map(|v| (id_name, v)),
-            source_ip,
-            &record,
-            started,
-            &method,
-            uri,
+            &state, res, id_header, source_ip, &record, started, &method, uri,
         )
     })
 }

@@ -102,25 +102,30 @@ fn spell(line: &mut String, event: &Event<'_>, stamp: &Stamp, json: bool) -> fmt
     Ok(())
 }
 
-/// Runs `f` on this thread's line buffer, emptied (a new one if that is
-/// in use: a field's `Display` that logs).
-fn with_line<R>(mut f: impl FnMut(&mut String) -> R) -> R {
+/// Runs `f` on the buffer in `slot`, emptied, and puts it back unless it
+/// grew past `keep` bytes: one allocation per thread instead of one per
+/// call. A call from inside `f` (a field's `Display` that logs) finds the
+/// slot empty and gets a buffer of its own.
+fn reused<R>(
+    slot: &'static std::thread::LocalKey<Cell<String>>,
+    keep: usize,
+    f: impl FnOnce(&mut String) -> R,
+) -> R {
+    let mut buf = slot.try_with(Cell::take).unwrap_or_default();
+    buf.clear();
+    let r = f(&mut buf);
+    if buf.capacity() <= keep {
+        let _ = slot.try_with(|cell| cell.set(buf));
+    }
+    r
+}
+
+/// Runs `f` on this thread's line buffer.
+fn with_line<R>(f: impl FnOnce(&mut String) -> R) -> R {
     thread_local! {
-        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        static LINE: Cell<String> = const { Cell::new(String::new()) };
     }
-    let pooled = LINE.try_with(|cell| {
-        let mut line = cell.try_borrow_mut().ok()?;
-        line.clear();
-        let r = f(&mut line);
-        if line.capacity() > 64 * 1024 {
-            *line = String::new();
-        }
-        Some(r)
-    });
-    match pooled {
-        Ok(Some(r)) => r,
-        _ => f(&mut String::new()),
-    }
+    reused(&LINE, 64 * 1024, f)
 }
 
 /// Runs `f` on `value` spelled by its `Display` (`""` for none), in a
@@ -132,16 +137,11 @@ pub fn with_text<R>(value: Option<&dyn fmt::Display>, f: impl FnOnce(&str) -> R)
     let Some(value) = value else {
         return f("");
     };
-    // Taken, not borrowed: a call from inside `f` finds an empty buffer.
-    let mut text = TEXT.try_with(Cell::take).unwrap_or_default();
-    text.clear();
-    // A `Display` that fails leaves what it wrote so far.
-    let _ = write!(text, "{value}");
-    let r = f(&text);
-    if text.capacity() <= 4096 {
-        let _ = TEXT.try_with(|cell| cell.set(text));
-    }
-    r
+    reused(&TEXT, 4096, |text| {
+        // A `Display` that fails leaves what it wrote so far.
+        let _ = write!(text, "{value}");
+        f(text)
+    })
 }
 
 /// An address as `IpAddr`'s `Display` spells it; an IPv4 address is
