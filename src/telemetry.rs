@@ -36,9 +36,10 @@ pub(crate) static APIGW_REQUESTID: HeaderName = HeaderName::from_static("apigw-r
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
     pub request_id: String,
-    /// The response header that carries the id (by flavor) and its value:
-    /// set on the way out, or by a refusal made from a template that has
-    /// room for it.
+    /// `request_id` as a header value, with the response header that
+    /// carries it (by flavor): set on the way out, or by a refusal made
+    /// from a template that has room for it; `None` if the id is not a
+    /// valid header value (accepted and generated ids always are).
     pub id_header: Option<(&'static HeaderName, HeaderValue)>,
     pub received_at: SystemTime,
     pub started: Instant,
