@@ -298,23 +298,25 @@ fn log_response(
         let bytes_out = http_body::Body::size_hint(res.body())
             .exact()
             .map_or(-1, |n| n as i64);
+        let key_id = record.key_id();
+        let principal = record.principal();
         line::with_text(error, |error| {
-            tracing::info!(
-                target: "lambdagate::access",
-                request_id = %request_id,
-                source_ip = %line::IpText(source_ip),
-                method = %method,
-                path = %uri.path(),
-                route = %route_key,
+            line::Access {
+                request_id,
+                source_ip,
+                method: method.as_str(),
+                path: uri.path(),
+                route: route_key,
                 status,
-                latency_us = latency.as_micros() as u64,
-                integration_latency_us = integration.map_or(-1, |d| d.as_micros() as i64),
-                key_id = record.key_id().as_deref().unwrap_or("-"),
-                principal = record.principal().as_deref().unwrap_or("-"),
-                bytes_in = record.bytes_in.load(Ordering::Relaxed),
+                latency_us: latency.as_micros() as u64,
+                integration_latency_us: integration.map_or(-1, |d| d.as_micros() as i64),
+                key_id: key_id.as_deref().unwrap_or("-"),
+                principal: principal.as_deref().unwrap_or("-"),
+                bytes_in: record.bytes_in.load(Ordering::Relaxed),
                 bytes_out,
                 error,
-            )
+            }
+            .log();
         });
     }
     res
@@ -356,6 +358,9 @@ pub fn init_logging(json: bool) {
             .try_init()
     };
     if installed.is_ok() {
+        if !ansi {
+            line::spell_directly(json);
+        }
         start_log_flusher();
     }
 }
@@ -364,6 +369,10 @@ pub fn init_logging(json: bool) {
 pub const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
 /// A batch this large is written at once.
 const ACCESS_LOG_BATCH: usize = 32 * 1024;
+
+/// Held by unit tests that read or flush [`LOG_BATCH`].
+#[cfg(test)]
+pub(crate) static BATCH_TEST: Mutex<()> = Mutex::new(());
 
 /// Access-log lines formatted and not yet written to stderr.
 static LOG_BATCH: Mutex<Vec<u8>> = Mutex::new(Vec::new());
@@ -416,6 +425,12 @@ impl std::io::Write for LogLine {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Adds an access-log line to the batch (written as [`LogSink`] writes
+/// one).
+fn append_access_line(line: &[u8]) {
+    let _ = std::io::Write::write_all(&mut LogLine { batched: true }, line);
 }
 
 /// Writes the batch to stderr and empties it (releasing a batch that grew
@@ -482,6 +497,7 @@ mod tests {
 
     #[test]
     fn access_lines_wait_in_the_batch_and_other_lines_take_it_along() {
+        let _serial = super::BATCH_TEST.lock().unwrap_or_else(|p| p.into_inner());
         let batched = |b: &[u8]| {
             let batch = super::LOG_BATCH.lock().unwrap();
             batch.windows(b.len()).any(|w| w == b)

@@ -52,12 +52,8 @@ pub fn resolve(
     } else {
         None
     };
-    let mut candidates = Vec::with_capacity(2);
-    if let Some(s) = stripped {
-        candidates.push((s, true));
-    }
-    candidates.push((raw_path, false));
-    for (path, prefixed) in candidates {
+    let candidates = [stripped.map(|s| (s, true)), Some((raw_path, false))];
+    for (path, prefixed) in candidates.into_iter().flatten() {
         if let RouteMatch::Found { route, params } = state.table.find(method, path) {
             return Ok(RouteContext {
                 route: state.routes[route].clone(),

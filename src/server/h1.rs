@@ -44,6 +44,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use http_body_util::BodyExt;
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -116,6 +117,10 @@ impl HeadError {
 /// not complete yet. On success the head's bytes are split off `buf` and the
 /// header values point into them.
 fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadError> {
+    // Between kept-alive requests: nothing to parse yet.
+    if buf.is_empty() {
+        return Ok(None);
+    }
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut slots) {
@@ -148,23 +153,25 @@ fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadEr
     let at = |s: &[u8]| s.as_ptr() as usize - base;
     let path = req.path.unwrap_or("").as_bytes();
     let target = (at(path), at(path) + path.len());
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    // On the stack for the usual few headers, without zeroing room for
+    // `MAX_HEADERS`.
+    let mut spans: SmallVec<[(u32, u32, u32, u32); 16]> = SmallVec::new();
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut has_te = false;
     let mut close = false;
     let mut keep_alive_token = false;
     let mut expect_continue = false;
-    for (i, h) in req.headers.iter().enumerate() {
+    for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
         // Offsets fit: a head is at most `max_buf` bytes.
-        spans[i] = (
+        spans.push((
             at(name) as u32,
             (at(name) + name.len()) as u32,
             at(value) as u32,
             (at(value) + value.len()) as u32,
-        );
+        ));
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 merge_content_length(value, &mut length).map_err(HeadError::Bad)?;
@@ -205,7 +212,7 @@ fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadEr
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
         .map_err(|_| HeadError::Bad("invalid request target"))?;
     let mut headers = HeaderMap::with_capacity(count);
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    for &(ns, ne, vs, ve) in &spans {
         let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
             .map_err(|_| HeadError::Bad("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))

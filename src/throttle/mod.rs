@@ -470,7 +470,8 @@ fn refusal_template(error_type: &'static str, id: Option<&HeaderName>) -> Header
 /// A throttle or quota 429 with its verdict, built from a template: the
 /// same status, headers (same order) and body as the error's own response
 /// with [`rate_limit_headers`] added, for a fraction of the work.
-/// `extensions` become the response's, with the error's detail added.
+/// `extensions` become the response's, with the error's detail added
+/// and the [`RequestInfo`] left out.
 fn fixed_refusal(
     e: GatewayError,
     v: &Verdict,
@@ -499,9 +500,11 @@ fn fixed_refusal(
         ),
         _ => return Err((e, extensions)),
     };
-    let id = extensions
-        .get::<RequestInfo>()
-        .and_then(|info| info.id_header.as_ref());
+    // Taken out: the way out has its own copy, and an entry fewer keeps
+    // the map from growing (a rehash) when the detail goes in beside an
+    // API key's `AuthContext`.
+    let info = extensions.remove::<RequestInfo>();
+    let id = info.as_ref().and_then(|info| info.id_header.as_ref());
     let with_id = match id {
         Some((name, _)) if **name == X_AMZN_REQUESTID => 1,
         Some((name, _)) if **name == APIGW_REQUESTID => 2,
