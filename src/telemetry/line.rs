@@ -608,6 +608,14 @@ mod tests {
         }
     }
 
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+        type Writer = Capture;
+
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
     impl Capture {
         fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
@@ -641,13 +649,9 @@ mod tests {
     fn both(json: bool, emit: &dyn Fn()) -> (String, String) {
         let run = |fast: bool| {
             let out = Capture::default();
-            let writer = {
-                let out = out.clone();
-                move || out.clone()
-            };
             let b = tracing_subscriber::fmt()
                 .with_ansi(false)
-                .with_writer(writer);
+                .with_writer(out.clone());
             let stock = tracing_subscriber::fmt::format();
             let left = Arc::new(AtomicUsize::new(0));
             let dispatch: tracing::Dispatch = match (json, fast) {
@@ -800,13 +804,9 @@ mod tests {
     fn access_lines_spelled_directly_are_the_stock_lines_of_the_event() {
         for json in [false, true] {
             let out = Capture::default();
-            let writer = {
-                let out = out.clone();
-                move || out.clone()
-            };
             let b = tracing_subscriber::fmt()
                 .with_ansi(false)
-                .with_writer(writer);
+                .with_writer(out.clone());
             let dispatch: tracing::Dispatch = if json {
                 b.json().finish().into()
             } else {
