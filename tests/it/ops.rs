@@ -80,6 +80,40 @@ async fn access_log_is_one_json_line_per_request_with_the_documented_fields() {
     assert_eq!(n, 1, "exactly one access-log line per request");
 }
 
+/// `RUST_LOG` turns the access line off by its target: the gateway writes
+/// it itself under its own subscriber, so the filter must still hold. A
+/// second gateway with the line on shows how long a line takes to appear.
+#[tokio::test]
+async fn access_log_can_be_turned_off_by_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = write_routes(&dir, MOCK_ROUTES);
+    let env = |filter: &str| HashMap::from([("RUST_LOG".to_string(), filter.to_string())]);
+    let off = spawn_binary(&routes, &[], &env("info,lambdagate::access=off")).await;
+    let on = spawn_binary(&routes, &[], &env("info")).await;
+    for (gw, id) in [(&off, "ops-access-off"), (&on, "ops-access-on")] {
+        let res = client()
+            .get(gw.url("/ping"))
+            .header("x-amzn-requestid", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let line = wait_for_log(&on.stderr_lines, |l| l.contains("ops-access-on")).await;
+    assert!(
+        line.contains(" INFO lambdagate::access: request_id=ops-access-on "),
+        "{line}"
+    );
+    // Three flush intervals more for the other gateway's batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = off.stderr_lines.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l.contains("ops-access-off")),
+        "access line written despite the filter:\n{}",
+        lines.join("\n")
+    );
+}
+
 /// Sends a Unix signal to a spawned gateway.
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
