@@ -37,8 +37,8 @@ pub(crate) static APIGW_REQUESTID: HeaderName = HeaderName::from_static("apigw-r
 pub struct RequestInfo {
     pub request_id: String,
     /// `request_id` as a header value, with the response header that
-    /// carries it (by flavor): set on the way out, or by a refusal made
-    /// from a template that has room for it; `None` if the id is not a
+    /// carries it (by flavor), set on the way out (in place when a
+    /// templated refusal has room for it); `None` if the id is not a
     /// valid header value (accepted and generated ids always are).
     pub id_header: Option<(&'static HeaderName, HeaderValue)>,
     pub received_at: SystemTime,

@@ -195,7 +195,6 @@ fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadEr
             _ => {}
         }
     }
-    let count = req.headers.len();
     let framing = match (has_te, length) {
         (true, Some(_)) => return Err(HeadError::Conflict),
         (true, None) if version == Version::HTTP_10 => {
@@ -211,7 +210,7 @@ fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadEr
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
         .map_err(|_| HeadError::Bad("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(spans.len());
     for &(ns, ne, vs, ve) in &spans {
         let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
             .map_err(|_| HeadError::Bad("invalid header name"))?;

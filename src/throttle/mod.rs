@@ -440,9 +440,10 @@ const RETRY_AFTER_AT: usize = 2;
 /// The response headers of a 429 carrying a verdict, in the order
 /// [`GatewayError::into_response`] and [`rate_limit_headers`] set them:
 /// `Content-Type`, `x-amzn-ErrorType`, `Retry-After`, `RateLimit-Limit`,
-/// `-Remaining`, `-Reset`, then the request id header named `id` if any
-/// (which the access-log phase would add, growing the map). Cloned per
-/// refusal (two allocations, no hashing) and the values written in place.
+/// `-Remaining`, `-Reset`, then the request id header named `id` if any,
+/// empty, for the access-log phase to fill in place (adding the header
+/// there would grow the map). Cloned per refusal (two allocations, no
+/// hashing) and the numbers written in place.
 fn refusal_template(error_type: &'static str, id: Option<&HeaderName>) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(8);
     h.insert(
@@ -503,9 +504,10 @@ fn fixed_refusal(
     // Taken out: the way out has its own copy, and an entry fewer keeps
     // the map from growing (a rehash) when the detail goes in beside an
     // API key's `AuthContext`.
+    // The template with room for the id's header, which the access-log
+    // phase fills in place on the way out.
     let info = extensions.remove::<RequestInfo>();
-    let id = info.as_ref().and_then(|info| info.id_header.as_ref());
-    let with_id = match id {
+    let with_id = match info.as_ref().and_then(|info| info.id_header.as_ref()) {
         Some((name, _)) if **name == X_AMZN_REQUESTID => 1,
         Some((name, _)) if **name == APIGW_REQUESTID => 2,
         _ => 0,
@@ -517,16 +519,8 @@ fn fixed_refusal(
         number(u64::from(v.remaining)),
         number(v.reset.as_secs_f64().ceil() as u64),
     ];
-    let mut slots = headers.values_mut().skip(RETRY_AFTER_AT);
-    for value in values {
-        if let Some(slot) = slots.next() {
-            *slot = value;
-        }
-    }
-    if with_id > 0
-        && let (Some(slot), Some((_, value))) = (slots.next(), id)
-    {
-        *slot = value.clone();
+    for (slot, value) in headers.values_mut().skip(RETRY_AFTER_AT).zip(values) {
+        *slot = value;
     }
     let mut res = Response::new(axum::body::Body::from(body));
     *res.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
