@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # API keys and throttling, as ratios measured in the same run (loopback only,
-# every step bounded by DURATION; ROUNDS interleaved rounds, medians; a ratio is
-# the median of the rounds' own ratios):
+# every step bounded by DURATION; ROUNDS interleaved rounds, each in the
+# reverse order of the one before; medians; a ratio is the median of the
+# rounds' own ratios):
 #  1. req/s of a route with api_key = true + a plan throttle (local limits)
 #     ÷ the same route without either, for a `mock` route, an `http` route
 #     (nginx upstream) and a function route (the `hello` example function on
@@ -14,7 +15,8 @@
 #     (an invocation; the gateway process's CPU only, not the function's),
 #     each split into user and kernel time; and, as a reference measured
 #     the same way on the same CPUs, nginx's own CPU per `return 429` ÷ per
-#     request it proxies to the same upstream;
+#     request it proxies to the same upstream, without and with an access
+#     log;
 #  4. requests accepted when clients send 2× a route's limit, ÷ what the limit
 #     allows over the same window (burst + rate × the seconds from the first
 #     request sent to the last).
@@ -61,14 +63,17 @@ taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 # The reference for step 3: nginx on the gateway's CPU answering `return 429`
 # itself and proxying to the upstream above over kept-alive connections, so
 # the run also measures what a refusal costs against a proxied request in a
-# server with no access log and no pipeline: the kernel's share of both
-# (one socket exchange against two) is the same for any server.
+# server with no pipeline, without an access log and with one (buffered, to
+# /dev/null, as the gateway's): the kernel's share of both (one socket
+# exchange against two) is the same for any server.
 REF_PORT=$(free_port)
 nginx_conf ref "upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$REF_PORT;
         location /refuse { default_type application/json; return 429 '{\"message\":\"Too Many Requests\"}'; }
         location /proxy { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+        location /logged/refuse { access_log /dev/null combined buffer=64k flush=1s; default_type application/json; return 429 '{\"message\":\"Too Many Requests\"}'; }
+        location /logged/proxy { access_log /dev/null combined buffer=64k flush=1s; proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
     }"
 
 write_routes() { # $1 = file, $2 = extra top-level tables
@@ -238,26 +243,48 @@ print("${name}_user", ($u1 - $u0) * per)
 print("${name}_sys", ($s1 - $s0) * per)
 PY
 }
+# Each round runs its measurements in order and the next round in reverse
+# (A B … B A): whatever drifts over a round (the VM's neighbours, caches
+# warmed by the step before) falls on both sides of every pair alike.
+LOCAL_STEPS=(
+    "rate open $L/open"
+    "rate keyed $L/keyed"
+    "rate up_open $L/up/open"
+    "rate up_keyed $L/up/keyed"
+    "rate fn_open $L/fn/open"
+    "rate fn_keyed $L/fn/keyed"
+    "cpu cpu_ok_fn $LPID $L/fn/open"
+    "cpu cpu_ok_mock $LPID $L/open"
+    "cpu cpu_ok_http $LPID $L/up/open"
+    "cpu cpu_429_route $LPID $L/tight"
+    "cpu cpu_429_key $LPID $L/keyed tight"
+    "cpu ref_ok_http $REF_PID http://127.0.0.1:$REF_PORT/proxy"
+    "cpu ref_429 $REF_PID http://127.0.0.1:$REF_PORT/refuse"
+    "cpu ref_log_ok_http $REF_PID http://127.0.0.1:$REF_PORT/logged/proxy"
+    "cpu ref_log_429 $REF_PID http://127.0.0.1:$REF_PORT/logged/refuse"
+)
+CLUSTER_STEPS=(
+    "rate c_open $C/open"
+    "rate c_keyed $C/keyed"
+    "rate c_up_open $C/up/open"
+    "rate c_up_keyed $C/up/keyed"
+)
+steps() { # round, steps…: runs them, reversed on even rounds
+    local round=$1; shift
+    local list=("$@") i step key
+    for i in "${!list[@]}"; do
+        [ $((round % 2)) -eq 0 ] && step=${list[$((${#list[@]} - 1 - i))]} || step=${list[$i]}
+        set -- $step
+        # A trailing "tight" sends the tight plan's key instead of the bench key.
+        key=$KEY; [ "${!#}" = tight ] && { key=$TIGHT_KEY; set -- "${@:1:$(($# - 1))}"; }
+        "$@" -H "x-api-key: $key"
+    done
+}
 for round in $(seq "$ROUNDS"); do
     kill -STOP "$CPID"  # keep the idle node off the CPU
-    rate open "$L/open" -H "x-api-key: $KEY"
-    rate keyed "$L/keyed" -H "x-api-key: $KEY"
-    rate up_open "$L/up/open" -H "x-api-key: $KEY"
-    rate up_keyed "$L/up/keyed" -H "x-api-key: $KEY"
-    rate fn_open "$L/fn/open" -H "x-api-key: $KEY"
-    rate fn_keyed "$L/fn/keyed" -H "x-api-key: $KEY"
-    cpu cpu_ok_fn "$LPID" "$L/fn/open" -H "x-api-key: $KEY"
-    cpu cpu_ok_mock "$LPID" "$L/open" -H "x-api-key: $KEY"
-    cpu cpu_ok_http "$LPID" "$L/up/open" -H "x-api-key: $KEY"
-    cpu cpu_429_route "$LPID" "$L/tight" -H "x-api-key: $KEY"
-    cpu cpu_429_key "$LPID" "$L/keyed" -H "x-api-key: $TIGHT_KEY"
-    cpu ref_ok_http "$REF_PID" "http://127.0.0.1:$REF_PORT/proxy" -H "x-api-key: $KEY"
-    cpu ref_429 "$REF_PID" "http://127.0.0.1:$REF_PORT/refuse" -H "x-api-key: $KEY"
+    steps "$round" "${LOCAL_STEPS[@]}"
     kill -CONT "$CPID"; kill -STOP "$LPID"
-    rate c_open "$C/open" -H "x-api-key: $KEY"
-    rate c_keyed "$C/keyed" -H "x-api-key: $KEY"
-    rate c_up_open "$C/up/open" -H "x-api-key: $KEY"
-    rate c_up_keyed "$C/up/keyed" -H "x-api-key: $KEY"
+    steps "$round" "${CLUSTER_STEPS[@]}"
     kill -CONT "$LPID"
     echo "round $round done" >&2
 done
@@ -324,8 +351,11 @@ for refused, what in (("cpu_429_route", "route throttle"), ("cpu_429_key", "key 
     for ok, kind in (("cpu_ok_mock", "accepted mock request"), ("cpu_ok_http", "accepted http request"), ("cpu_ok_fn", "accepted function request")):
         ratio(f"CPU per 429 ({what}) ÷ per {kind}", refused, ok, "target <= 0.5", "us")
 ratio("reference: nginx's own CPU per `return 429` ÷ per request it proxies to the same upstream", "ref_429", "ref_ok_http", "the same target, for comparison", "us")
-for name, label in (("cpu_429_route", "gateway, 429 (route throttle)"), ("cpu_ok_http", "gateway, accepted http"),
-                    ("ref_429", "nginx, return 429"), ("ref_ok_http", "nginx, proxied")):
+ratio("reference: the same with nginx's access log on (buffered, to /dev/null)", "ref_log_429", "ref_log_ok_http", "the same target, for comparison", "us")
+for name, label in (("cpu_429_route", "gateway, 429 (route throttle)"), ("cpu_ok_mock", "gateway, accepted mock"),
+                    ("cpu_ok_http", "gateway, accepted http"), ("cpu_ok_fn", "gateway, accepted function request"),
+                    ("ref_429", "nginx, return 429"), ("ref_ok_http", "nginx, proxied"),
+                    ("ref_log_429", "nginx with access log, return 429"), ("ref_log_ok_http", "nginx with access log, proxied")):
     print(f"  CPU split, {label}: user {m[name + '_user']:.2f} + kernel {m[name + '_sys']:.2f} us per request")
 limit = 20 + 200 * window
 print(f"2x the limit: {acc:.0f} accepted of {sent:.0f} sent in {window:.2f} s ({sent / window:.0f} req/s offered), "
