@@ -247,37 +247,36 @@ PY
 # (A B … B A): whatever drifts over a round (the VM's neighbours, caches
 # warmed by the step before) falls on both sides of every pair alike.
 LOCAL_STEPS=(
-    "rate open $L/open"
-    "rate keyed $L/keyed"
-    "rate up_open $L/up/open"
-    "rate up_keyed $L/up/keyed"
-    "rate fn_open $L/fn/open"
-    "rate fn_keyed $L/fn/keyed"
-    "cpu cpu_ok_fn $LPID $L/fn/open"
-    "cpu cpu_ok_mock $LPID $L/open"
-    "cpu cpu_ok_http $LPID $L/up/open"
-    "cpu cpu_429_route $LPID $L/tight"
-    "cpu cpu_429_key $LPID $L/keyed tight"
-    "cpu ref_ok_http $REF_PID http://127.0.0.1:$REF_PORT/proxy"
-    "cpu ref_429 $REF_PID http://127.0.0.1:$REF_PORT/refuse"
-    "cpu ref_log_ok_http $REF_PID http://127.0.0.1:$REF_PORT/logged/proxy"
-    "cpu ref_log_429 $REF_PID http://127.0.0.1:$REF_PORT/logged/refuse"
+    "rate open $L/open $KEY"
+    "rate keyed $L/keyed $KEY"
+    "rate up_open $L/up/open $KEY"
+    "rate up_keyed $L/up/keyed $KEY"
+    "rate fn_open $L/fn/open $KEY"
+    "rate fn_keyed $L/fn/keyed $KEY"
+    "cpu cpu_ok_fn $LPID $L/fn/open $KEY"
+    "cpu cpu_ok_mock $LPID $L/open $KEY"
+    "cpu cpu_ok_http $LPID $L/up/open $KEY"
+    "cpu cpu_429_route $LPID $L/tight $KEY"
+    "cpu cpu_429_key $LPID $L/keyed $TIGHT_KEY"
+    "cpu ref_ok_http $REF_PID http://127.0.0.1:$REF_PORT/proxy $KEY"
+    "cpu ref_429 $REF_PID http://127.0.0.1:$REF_PORT/refuse $KEY"
+    "cpu ref_log_ok_http $REF_PID http://127.0.0.1:$REF_PORT/logged/proxy $KEY"
+    "cpu ref_log_429 $REF_PID http://127.0.0.1:$REF_PORT/logged/refuse $KEY"
 )
 CLUSTER_STEPS=(
-    "rate c_open $C/open"
-    "rate c_keyed $C/keyed"
-    "rate c_up_open $C/up/open"
-    "rate c_up_keyed $C/up/keyed"
+    "rate c_open $C/open $KEY"
+    "rate c_keyed $C/keyed $KEY"
+    "rate c_up_open $C/up/open $KEY"
+    "rate c_up_keyed $C/up/keyed $KEY"
 )
-steps() { # round, steps…: runs them, reversed on even rounds
+steps() { # round, steps…: runs them, reversed on even rounds; a step's
+    # last word is the API key it sends
     local round=$1; shift
-    local list=("$@") i step key
+    local list=("$@") i step
     for i in "${!list[@]}"; do
         [ $((round % 2)) -eq 0 ] && step=${list[$((${#list[@]} - 1 - i))]} || step=${list[$i]}
         set -- $step
-        # A trailing "tight" sends the tight plan's key instead of the bench key.
-        key=$KEY; [ "${!#}" = tight ] && { key=$TIGHT_KEY; set -- "${@:1:$(($# - 1))}"; }
-        "$@" -H "x-api-key: $key"
+        "${@:1:$(($# - 1))}" -H "x-api-key: ${!#}"
     done
 }
 for round in $(seq "$ROUNDS"); do

@@ -504,9 +504,9 @@ fn fixed_refusal(
     // Taken out: the way out has its own copy, and an entry fewer keeps
     // the map from growing (a rehash) when the detail goes in beside an
     // API key's `AuthContext`.
+    let info = extensions.remove::<RequestInfo>();
     // The template with room for the id's header, which the access-log
     // phase fills in place on the way out.
-    let info = extensions.remove::<RequestInfo>();
     let with_id = match info.as_ref().and_then(|info| info.id_header.as_ref()) {
         Some((name, _)) if **name == X_AMZN_REQUESTID => 1,
         Some((name, _)) if **name == APIGW_REQUESTID => 2,
