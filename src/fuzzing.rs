@@ -156,14 +156,14 @@ pub fn proxy_response(data: &[u8]) {
 /// head parsed (any framing it declares), then the rest decoded as a
 /// chunked body; errors are reported, never a panic.
 pub fn upstream_response(data: &[u8]) {
-    crate::backend::h1::fuzz_response(data);
+    crate::http1::client::fuzz_response(data);
 }
 
 /// A client's HTTP/1.1 requests as the listener reads them: heads parsed
 /// one after another (pipelined), with the bodies they frame, under a tiny
 /// and a normal head-size limit; errors are refusals, never a panic.
 pub fn client_request(data: &[u8]) {
-    crate::server::fuzz_request(data);
+    crate::http1::fuzz_request(data);
 }
 
 /// Template rendering: line 1 is a template, the rest a JSON context (or a

@@ -28,6 +28,7 @@ pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+mod http1;
 pub mod integration;
 pub mod invoke_api;
 pub mod limits;

@@ -28,8 +28,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
-use super::h1::{self, Conn, Framing, list_tokens};
 use crate::error::GatewayError;
+use crate::http1::client::{self as h1, Conn, Framing};
+use crate::http1::fields::{is_hop_by_hop, list_tokens};
 use crate::telemetry::X_AMZN_REQUESTID;
 
 /// Idle connections kept per upstream; more are closed when they finish.
@@ -187,7 +188,7 @@ impl HttpUpstream {
                 client_length = true;
                 continue;
             }
-            if h1::is_hop_by_hop(k)
+            if is_hop_by_hop(k)
                 || *k == X_FORWARDED_PROTO
                 || *k == X_FORWARDED_HOST
                 || *k == X_AMZN_REQUESTID

@@ -6,7 +6,6 @@
 //! All function hosts implement [`FunctionBackend`] on gateway-owned types,
 //! so the integration phase never knows which one it is talking to.
 
-pub(crate) mod h1;
 pub mod http;
 pub mod lambda;
 pub mod local;

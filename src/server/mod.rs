@@ -35,10 +35,8 @@ use tokio::task::JoinSet;
 
 use crate::app::Gateway;
 use crate::config::Limits;
-use crate::error::GatewayError;
 
-mod h1;
-pub use h1::fuzz_request;
+use crate::http1::server as h1;
 
 /// One loaded config, ready to serve.
 struct Live {
@@ -67,6 +65,15 @@ impl Live {
             _retired: tx,
         };
         (Arc::new(live), rx)
+    }
+}
+
+impl h1::Handler for ArcSwap<Live> {
+    type Guard = Arc<Live>;
+
+    fn call(&self, req: axum::http::Request<Body>) -> (crate::pipeline::PhaseFuture, Arc<Live>) {
+        let live = self.load_full();
+        (live.pipeline.run(req), live)
     }
 }
 
@@ -327,7 +334,7 @@ async fn serve_io<IO>(
             idle_timeout: limits.idle_timeout,
             max_buf: (limits.max_header_bytes + 4096).max(8192),
         };
-        match h1::serve(io, peer, &live, drain.clone(), conn_limits).await {
+        match h1::serve(io, peer, &*live, drain.clone(), conn_limits).await {
             Some(switch) => switch,
             None => return,
         }
@@ -419,21 +426,6 @@ impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<IO> {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
-}
-
-/// `400` for a request framed two ways; `Connection: close` closes the
-/// connection after it, as RFC 9112 §6.1 requires.
-fn smuggling_refusal() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let mut res = GatewayError::BadRequest(
-        "Content-Length and Transfer-Encoding must not both be present".into(),
-    )
-    .into_response();
-    res.headers_mut().insert(
-        axum::http::header::CONNECTION,
-        axum::http::HeaderValue::from_static("close"),
-    );
-    res
 }
 
 /// Runs one connection until it ends, shutting it down gracefully (finish

@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
@@ -48,8 +47,8 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::Live;
-use crate::backend::h1::{ChunkDecoder, Decoded, list_tokens, merge_content_length, parse_length};
+use super::chunked::{ChunkDecoder, Decoded};
+use super::fields::{list_tokens, merge_content_length, parse_length};
 use crate::error::GatewayError;
 
 /// Header slots per request head: hyper's default limit.
@@ -58,6 +57,15 @@ const MAX_HEADERS: usize = 100;
 const COALESCE: usize = 64 * 1024;
 /// The HTTP/2 connection preface's first line.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// What a connection hands its requests to: the gateway's pipeline on the
+/// public listener, a `Router` on the admin, Invoke and Runtime API ones.
+pub(crate) trait Handler: Send + Sync {
+    /// Held from a request's arrival until its response has been written
+    /// (the public listener's live config, so a reload waits for it).
+    type Guard: Send;
+    fn call(&self, req: Request<Body>) -> (crate::pipeline::PhaseFuture, Self::Guard);
+}
 
 /// What one connection needs from the config it was accepted under.
 #[derive(Clone, Copy)]
@@ -103,7 +111,7 @@ enum HeadError {
 impl HeadError {
     fn response(&self) -> Response {
         match self {
-            HeadError::Conflict => super::smuggling_refusal(),
+            HeadError::Conflict => smuggling_refusal(),
             HeadError::TooLarge => GatewayError::HeadersTooLarge.into_response(),
             HeadError::Bad(m) => GatewayError::BadRequest((*m).to_string()).into_response(),
             HeadError::Http2 => {
@@ -235,10 +243,10 @@ fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadEr
 
 /// Serves HTTP/1 requests on `io` until the connection ends. Returns the
 /// connection and the bytes read so far if it opened with HTTP/2's preface.
-pub async fn serve<IO>(
+pub async fn serve<IO, H: Handler>(
     mut io: IO,
     peer: SocketAddr,
-    live: &ArcSwap<Live>,
+    handler: &H,
     drain: watch::Receiver<bool>,
     limits: ConnLimits,
 ) -> Option<(IO, BytesMut)>
@@ -317,7 +325,6 @@ where
         let head_request = head.method == Method::HEAD;
         let version = head.version;
         let mut keep_alive = head.keep_alive;
-        let live_now = live.load_full();
         let (body, feed) = request_body(&mut buf, head.framing, head.expect_continue);
         let mut req = Request::new(body);
         *req.method_mut() = head.method;
@@ -325,7 +332,7 @@ where
         *req.version_mut() = version;
         *req.headers_mut() = head.headers;
         req.extensions_mut().insert(ConnectInfo(peer));
-        let pending = live_now.pipeline.run(req);
+        let (pending, guard) = handler.call(req);
         let (res, body_done) = match feed {
             None => (pending.await, true),
             Some(feed) => {
@@ -346,7 +353,7 @@ where
             limits.idle_timeout,
         )
         .await;
-        drop(live_now);
+        drop(guard);
         match written {
             Ok(true) => {}
             Ok(false) | Err(_) => {
@@ -875,6 +882,20 @@ fn http_date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(text.as_bytes());
     });
+}
+
+/// `400` for a request framed two ways; `Connection: close` closes the
+/// connection after it, as RFC 9112 §6.1 requires.
+fn smuggling_refusal() -> Response {
+    let mut res = GatewayError::BadRequest(
+        "Content-Length and Transfer-Encoding must not both be present".into(),
+    )
+    .into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    res
 }
 
 /// What `fuzzing::client_request` drives: request heads and bodies parsed
