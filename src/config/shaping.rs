@@ -709,10 +709,10 @@ fn check_mapping(
             },
         };
         let status = *raw.status.get_ref();
-        if !(100..=599).contains(&status) {
+        if !(200..=599).contains(&status) {
             d.at(
                 raw.status.span(),
-                "`status` must be an HTTP status (100-599)",
+                "`status` must be a final HTTP status (200-599)",
             );
         }
         let mut headers = Vec::new();

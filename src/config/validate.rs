@@ -1093,8 +1093,13 @@ fn check_routes(
                 }
             },
             (None, None, Some(m)) => {
-                if !(100..=599).contains(&m.get_ref().status) {
-                    d.at(m.span(), "mock `status` must be an HTTP status (100-599)");
+                // A 1xx is an interim answer: a client would take the next
+                // response on its connection as this request's.
+                if !(200..=599).contains(&m.get_ref().status) {
+                    d.at(
+                        m.span(),
+                        "mock `status` must be a final HTTP status (200-599)",
+                    );
                 }
                 IntegrationConfig::Mock(m.get_ref().clone())
             }

@@ -158,6 +158,9 @@ pub fn from_response(payload: &[u8]) -> Result<Response<Body>, GatewayError> {
                 return Err(malformed("a multiValueHeaders value is not an array"));
             };
             let hn = header_name(name).ok_or_else(|| malformed("bad header name"))?;
+            if is_hop_by_hop(&hn) {
+                continue;
+            }
             seen.insert(hn.clone());
             for v in values {
                 headers.append(
@@ -173,7 +176,7 @@ pub fn from_response(payload: &[u8]) -> Result<Response<Body>, GatewayError> {
         };
         for (name, v) in h {
             let hn = header_name(name).ok_or_else(|| malformed("bad header name"))?;
-            if seen.contains(&hn) {
+            if seen.contains(&hn) || is_hop_by_hop(&hn) {
                 continue;
             }
             headers.insert(
@@ -205,6 +208,10 @@ pub fn from_response(payload: &[u8]) -> Result<Response<Body>, GatewayError> {
         .map_err(|e| malformed(&e.to_string()))
 }
 
+/// A proxy response's `statusCode`: a final status (200-599). A 1xx is
+/// refused too: written as the answer, a client would read it as an
+/// interim response and take the next response on its connection as this
+/// request's.
 pub(crate) fn status_code(v: Option<&Value>) -> Option<StatusCode> {
     let n = match v? {
         Value::Number(n) => n.as_u64()?,
@@ -213,8 +220,16 @@ pub(crate) fn status_code(v: Option<&Value>) -> Option<StatusCode> {
     };
     u16::try_from(n)
         .ok()
-        .filter(|n| (100..=599).contains(n))
+        .filter(|n| (200..=599).contains(n))
         .and_then(|n| StatusCode::from_u16(n).ok())
+}
+
+/// Whether a header a function returned is hop-by-hop (`Connection`,
+/// `Upgrade`, `Keep-Alive`, `TE`, `Trailer`, ...): such headers describe the
+/// gateway's own connection to the client and are dropped, as they are from
+/// `http` upstreams.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    crate::http1::fields::is_hop_by_hop(name)
 }
 
 pub(crate) fn header_name(name: &str) -> Option<HeaderName> {

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-use super::v1::{header_name, header_value, status_code};
+use super::v1::{header_name, header_value, is_hop_by_hop, status_code};
 use super::{EventInput, decode_base64_body};
 use crate::auth::AuthorizerOutput;
 use crate::config::PayloadVersion;
@@ -145,6 +145,9 @@ pub fn from_response(payload: &[u8]) -> Result<Response<Body>, GatewayError> {
         };
         for (name, v) in h {
             let hn = header_name(name).ok_or_else(|| malformed("bad header name"))?;
+            if is_hop_by_hop(&hn) {
+                continue;
+            }
             headers.insert(
                 hn,
                 header_value(v).ok_or_else(|| malformed("bad header value"))?,

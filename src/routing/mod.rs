@@ -42,6 +42,12 @@ pub fn resolve(
     method: &str,
     raw_path: &str,
 ) -> Result<RouteContext, GatewayError> {
+    // API Gateway routes these methods only; any other (`TRACE`, which
+    // would let an echoing backend reflect credentials, `CONNECT`, custom
+    // tokens) never reaches a route, `ANY` and `$default` included.
+    if !is_routable_method(method) {
+        return Err(GatewayError::RouteNotFound(state.config.gateway.flavor));
+    }
     let stage = &state.stage.name;
     let stripped = if state.config.gateway.stage_prefix && stage != "$default" {
         raw_path
@@ -65,6 +71,14 @@ pub fn resolve(
     }
     // Both flavors answer a known path with a wrong method like an unknown route.
     Err(GatewayError::RouteNotFound(state.config.gateway.flavor))
+}
+
+/// The methods API Gateway serves.
+pub(crate) fn is_routable_method(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS"
+    )
 }
 
 /// Route match phase. All of its work comes before the rest of the

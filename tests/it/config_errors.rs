@@ -247,3 +247,13 @@ backend = "legacy"
     assert_eq!(c.routes[0].route_key(), "GET /items/{id}");
     assert_eq!(c.base_dir, Path::new("dir"));
 }
+
+#[test]
+fn a_mock_or_integration_response_cannot_answer_with_an_interim_status() {
+    // A 1xx written as the answer would be read as an interim response,
+    // and the client would take the next response as this request's.
+    let src = "[[routes]]\nmethod = \"GET\"\npath = \"/a\"\nmock = { status = 101 }\n";
+    at(&one(src), 4, 8, "final HTTP status (200-599)");
+    let src = "[[routes]]\nmethod = \"GET\"\npath = \"/a\"\nmock = { status = 199 }\n";
+    at(&one(src), 4, 8, "final HTTP status (200-599)");
+}

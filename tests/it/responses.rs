@@ -227,3 +227,139 @@ async fn headers_over_the_limit_are_431() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Sends one raw request with `Connection: close` and returns every byte
+/// the gateway wrote before closing.
+async fn raw_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn an_interim_status_from_a_function_is_a_bad_response_not_the_answer() {
+    for status in [json!(100), json!(101), json!(103), json!("199")] {
+        let (_f, gw) = gateway_answering(Reply::json(json!({
+            "statusCode": status,
+            "body": "interim?"
+        })))
+        .await;
+        for path in ["/r", "/r1"] {
+            let raw = raw_get(&gw.url(""), path).await;
+            assert!(
+                raw.starts_with("HTTP/1.1 502 "),
+                "statusCode {status} on {path}: {raw}"
+            );
+            assert_eq!(
+                raw.matches("HTTP/1.1 ").count(),
+                1,
+                "exactly one response on the connection: {raw}"
+            );
+            assert!(
+                raw.ends_with(r#"{"message":"Internal server error"}"#),
+                "{raw}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_from_a_function_never_reach_the_client() {
+    let hop = json!({
+        "upgrade": "websocket",
+        "keep-alive": "timeout=1",
+        "te": "trailers",
+        "trailer": "x-t",
+        "proxy-connection": "keep-alive",
+        "transfer-encoding": "chunked",
+        "x-end-to-end": "kept"
+    });
+    let (_f, gw) = gateway_answering(Reply::json(json!({
+        "statusCode": 200,
+        "headers": hop,
+        "multiValueHeaders": {"upgrade": ["h2c"], "x-multi": ["a", "b"]},
+        "body": "ok"
+    })))
+    .await;
+    for path in ["/r", "/r1"] {
+        let raw = raw_get(&gw.url(""), path).await;
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a whole response");
+        assert!(head.starts_with("HTTP/1.1 200 "), "{raw}");
+        assert_eq!(body, "ok", "{raw}");
+        let names: Vec<String> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        for dropped in [
+            "upgrade",
+            "keep-alive",
+            "te",
+            "trailer",
+            "proxy-connection",
+            "transfer-encoding",
+        ] {
+            assert!(
+                !names.iter().any(|n| n == dropped),
+                "{dropped} reached the client on {path}: {head}"
+            );
+        }
+        assert!(names.iter().any(|n| n == "x-end-to-end"), "{head}");
+        assert!(names.iter().any(|n| n == "content-length"), "{head}");
+    }
+}
+
+#[tokio::test]
+async fn methods_api_gateway_does_not_serve_never_reach_a_function() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (fake, gw) = gateway_answering(Reply::json(json!({"statusCode": 200, "body": "ok"}))).await;
+    let addr = gw
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    for method in ["TRACE", "CONNECT", "PROPFIND", "FOO"] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let target = if method == "CONNECT" {
+            addr.clone()
+        } else {
+            "/r".into()
+        };
+        let req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nCookie: secret=1\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("the gateway closes the connection")
+            .unwrap();
+        let raw = String::from_utf8_lossy(&out);
+        assert!(raw.starts_with("HTTP/1.1 404 "), "{method}: {raw}");
+        assert!(
+            raw.ends_with(r#"{"message":"Not Found"}"#),
+            "{method}: {raw}"
+        );
+        assert!(
+            !raw.contains("secret"),
+            "{method} reflected the request: {raw}"
+        );
+    }
+    assert!(fake.calls().is_empty(), "no method reached the function");
+    // The methods API Gateway routes still do.
+    let res = client().get(gw.url("/r")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(fake.calls().len(), 1);
+}
