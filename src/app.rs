@@ -204,7 +204,7 @@ impl Gateway {
                     scopes: rc.scopes.clone(),
                 })
             });
-            let timeout = integration_timeout(rc, &integration, config.gateway.timeout);
+            let timeout = integration_timeout(rc, &integration, &config);
             let route_key = rc.route_key();
             routes.push(Arc::new(RouteRuntime {
                 metrics: crate::metrics::RouteMetrics::new(&route_key),
@@ -455,16 +455,29 @@ async fn build_authorizers(
     Ok(out)
 }
 
-/// The route's timeout (else the gateway's), shortened to the function's own
-/// timeout when the routes file sets one.
+/// The route's timeout (else the gateway's): how long a client waits.
+/// On a `lambda` backend it is shortened to the function's own timeout when
+/// the routes file sets one (Lambda ends the invocation there). On the
+/// `local` backend it is not: an invocation may wait in the function's
+/// queue, bounded by this timeout, and its `timeout` counts from when a
+/// process takes it, as Lambda counts execution only.
 fn integration_timeout(
     rc: &RouteConfig,
     integration: &RouteIntegration,
-    gateway: Duration,
+    config: &Config,
 ) -> Duration {
-    let route = rc.timeout.unwrap_or(gateway);
+    let route = rc.timeout.unwrap_or(config.gateway.timeout);
     match integration {
-        RouteIntegration::Proxy { function, .. } if function.timeout_configured => {
+        RouteIntegration::Proxy {
+            function,
+            backend_name,
+            ..
+        } if function.timeout_configured
+            && !matches!(
+                config.backends.get(backend_name),
+                Some(BackendConfig::Local { .. })
+            ) =>
+        {
             route.min(function.timeout)
         }
         _ => route,

@@ -105,6 +105,11 @@ impl LocalBackend {
                 req.function.key
             )));
         };
+        // The caller waits at most `req.timeout` in all: in the queue, for a
+        // cold start, and for the answer. The function's own `timeout` is
+        // counted from when its process takes the invocation (`run`).
+        let waits = req.timeout;
+        let deadline = tokio::time::Instant::now() + waits;
         let pool = self.pool(&req.function);
         let permit = pool
             .admit(&self.waiting, self.settings.max_queue, req.timeout)
@@ -131,8 +136,11 @@ impl LocalBackend {
             drop(permit);
             run_pool.record_gauges(&key);
         });
-        rx.await
-            .map_err(|_| BackendError::Failed("the invocation was abandoned".into()))?
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(BackendError::Failed("the invocation was abandoned".into())),
+            Err(_) => Err(BackendError::Timeout(waits)),
+        }
     }
 
     async fn stop_all(&self) {

@@ -3,7 +3,16 @@
 //! the gateway log prefixed with the function name and the request id being
 //! served, and the tail of each invocation's output kept for
 //! `X-Amz-Log-Type: Tail`. Stopping a process signals its whole group.
+//!
+//! Function process groups also end when the gateway dies without stopping
+//! them (SIGKILL, a crash): each group is registered with a small reaper
+//! process (`sh`, in a process group of its own) that holds the read end of
+//! a pipe only the gateway writes to. The kernel closes that pipe whatever
+//! ends the gateway; at end of file the reaper kills every group still
+//! registered. A parent-death signal would reach only each group's leader
+//! (and fires when the forking *thread* ends), so it is not used.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -143,6 +152,62 @@ fn push_tail(tail: &mut String, text: &str) {
     }
 }
 
+/// The reaper's script: `+ PGID` registers a group, `- PGID` forgets one
+/// that ended; at end of input (the gateway is gone) every group left is
+/// killed. Signals meant for the gateway (Ctrl-C, SIGTERM) are ignored:
+/// only the end of the pipe ends the reaper.
+const REAPER_SCRIPT: &str = r#"trap '' INT TERM HUP QUIT
+groups=" "
+while read -r op pgid; do
+  case "$pgid" in ''|*[!0-9]*) continue ;; esac
+  case "$op" in
+    +) groups="$groups$pgid " ;;
+    -) case "$groups" in *" $pgid "*) groups="${groups%% $pgid *} ${groups#* $pgid }" ;; esac ;;
+  esac
+done
+for g in $groups; do kill -9 "-$g" 2>/dev/null; done
+"#;
+
+/// The write end of the reaper's pipe, started with the first function
+/// process. `None` after a failure to start or write: function processes
+/// then still end with a graceful shutdown, and a warning says the rest.
+fn reaper() -> &'static Mutex<Option<std::process::ChildStdin>> {
+    static REAPER: std::sync::OnceLock<Mutex<Option<std::process::ChildStdin>>> =
+        std::sync::OnceLock::new();
+    REAPER.get_or_init(|| {
+        let started = std::process::Command::new("sh")
+            .args(["-c", REAPER_SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match started {
+            // The reaper is never waited for: it outlives the gateway by
+            // design, and exits only when the gateway has gone.
+            Ok(mut child) => Mutex::new(child.stdin.take()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the function reaper; function processes may outlive a killed gateway");
+                Mutex::new(None)
+            }
+        }
+    })
+}
+
+/// Tells the reaper that the group led by `pid` started (`+`) or ended (`-`).
+fn tell_reaper(op: char, pid: u32) {
+    use std::io::Write;
+    let mut guard = lock(reaper());
+    let Some(pipe) = guard.as_mut() else {
+        return;
+    };
+    // One short line: a single atomic write to the pipe.
+    if let Err(e) = pipe.write_all(format!("{op} {pid}\n").as_bytes()) {
+        tracing::warn!(error = %e, "the function reaper is gone; function processes may outlive a killed gateway");
+        *guard = None;
+    }
+}
+
 /// A running function process (the leader of its own process group).
 pub struct FunctionProcess {
     pid: u32,
@@ -163,6 +228,7 @@ impl FunctionProcess {
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
         let pid = child.id().unwrap_or_default();
+        tell_reaper('+', pid);
         if let Some(out) = child.stdout.take() {
             log.attach("stdout", out);
         }
@@ -177,6 +243,11 @@ impl FunctionProcess {
                 Err(e) => format!("unknown status ({e})"),
             };
             tracing::debug!(function = %function, pid, %status, "function process exited");
+            // What the leader left running in its group goes with it (as
+            // Lambda tears down an environment whose runtime exited); the
+            // group's number is still reserved while any member lives.
+            kill_group(pid);
+            tell_reaper('-', pid);
             let _ = tx.send(Some(status));
         });
         Ok(Self { pid, exit })
@@ -203,13 +274,7 @@ impl FunctionProcess {
 
     /// Sends `signal` to the process's whole group.
     fn signal(&self, signal: rustix::process::Signal) {
-        if let Some(pid) = i32::try_from(self.pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            // ESRCH (already gone) is fine.
-            let _ = rustix::process::kill_process_group(pid, signal);
-        }
+        signal_group(self.pid, signal);
     }
 
     /// Kills the group now.
@@ -237,6 +302,21 @@ impl Drop for FunctionProcess {
     }
 }
 
+/// Sends `signal` to the process group led by `pid`; ESRCH (already gone)
+/// is fine.
+fn signal_group(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+fn kill_group(pid: u32) {
+    signal_group(pid, rustix::process::Signal::KILL);
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -251,6 +331,44 @@ mod tests {
         push_tail(&mut t, &"é".repeat(3000));
         assert!(t.len() <= LOG_TAIL_BYTES);
         assert!(t.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn the_reaper_kills_the_groups_still_registered_when_its_pipe_ends() {
+        use std::io::Write;
+        let group = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let (mut kept, mut forgotten) = (group(), group());
+        let mut reaper = std::process::Command::new("sh")
+            .args(["-c", REAPER_SCRIPT])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = reaper.stdin.take().unwrap();
+        let lines = format!(
+            "+ {k}\n+ {f}\n+ junk\n- {f}\n",
+            k = kept.id(),
+            f = forgotten.id()
+        );
+        pipe.write_all(lines.as_bytes()).unwrap();
+        drop(pipe);
+        assert!(reaper.wait().unwrap().success());
+        let killed = kept.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&killed),
+            Some(9)
+        );
+        assert!(
+            forgotten.try_wait().unwrap().is_none(),
+            "a forgotten group is left alone"
+        );
+        forgotten.kill().unwrap();
+        forgotten.wait().unwrap();
     }
 
     #[tokio::test]

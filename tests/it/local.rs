@@ -515,6 +515,95 @@ function = "hello"
     assert!(all_dead(&pids).await, "orphans left: {pids:?}");
 }
 
+#[tokio::test]
+async fn a_killed_gateway_leaves_no_function_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bootstrap"), BOOTSTRAP).unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, bash_routes("")).unwrap();
+    let mut gw = spawn_binary(&routes, &[], &HashMap::new()).await;
+    // A warm bootstrap that left a child of its own running (same group).
+    let (status, _, body) = get(&gw.url("/bash/spawn")).await;
+    assert_eq!(status, 200, "{body}");
+    let pids = pids_in(dir.path());
+    assert_eq!(pids.len(), 2, "bootstrap and its sleep: {pids:?}");
+    assert!(pids.iter().all(|p| !is_dead(*p)), "{pids:?}");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = gw.child.wait().await;
+    // Within a second of the gateway's death, nothing of the function is left.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until && !pids.iter().all(|p| is_dead(*p)) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        pids.iter().all(|p| is_dead(*p)),
+        "alive a second after SIGKILL: {pids:?}"
+    );
+}
+
+/// Eight concurrent one-second invocations of a function with two
+/// processes and a two-second `timeout`: the statuses, sorted.
+async fn eight_slow_calls(queue: usize) -> Vec<u16> {
+    let routes = format!(
+        r#"
+[backends.local]
+kind = "local"
+
+[functions.bash]
+command = ["bash", "bootstrap"]
+timeout = "2s"
+concurrency = 2
+queue = {queue}
+
+[[routes]]
+method = "GET"
+path = "/bash/{{mode}}"
+function = "bash"
+"#
+    );
+    let gw = start_with(
+        &routes,
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    // Both processes warm, so every call costs only its one second.
+    let ok = gw.url("/bash/ok");
+    let warm = futures::future::join_all((0..2).map(|_| get(&ok))).await;
+    assert!(warm.iter().all(|r| r.0 == 200), "{warm:?}");
+    let url = gw.url("/bash/slow");
+    let results = futures::future::join_all((0..8).map(|_| get(&url))).await;
+    let mut statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    statuses.sort();
+    gw.stop().await;
+    statuses
+}
+
+#[tokio::test]
+async fn a_function_timeout_counts_from_when_a_process_takes_the_invocation() {
+    // Calls 5 to 8 wait two to three seconds in the queue, longer than the
+    // function's timeout; they run, since only running counts against it.
+    assert_eq!(eight_slow_calls(10).await, [200; 8]);
+}
+
+#[tokio::test]
+async fn queue_zero_throttles_at_once_as_lambda_does() {
+    let statuses = eight_slow_calls(0).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 2,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
 /// Gateway B: functions on the local backend, its Invoke API served on a free port.
 async fn invoke_api_gateway() -> (crate::common::TestGateway, crate::common::TestServer) {
     let extra = format!(
