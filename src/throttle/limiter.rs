@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
@@ -76,6 +77,13 @@ pub struct DirectLimiter {
     per_cell: Duration,
     limiter: Direct,
     clock: DefaultClock,
+    /// The clock reading `last_used` counts from.
+    epoch: <DefaultClock as Clock>::Instant,
+    /// When the bucket was last checked, in nanoseconds since `epoch`.
+    last_used: AtomicU64,
+    /// How long an unused bucket takes to refill completely, in
+    /// nanoseconds: past that it is indistinguishable from a new one.
+    refill: u64,
 }
 
 impl std::fmt::Debug for DirectLimiter {
@@ -92,12 +100,18 @@ impl DirectLimiter {
     }
 
     fn with_clock(config: ThrottleConfig, clock: &DefaultClock) -> Self {
+        let per_cell = per_cell(&config);
+        let epoch = clock.now();
         Self {
             limiter: RateLimiter::direct_with_clock(quota(&config), clock.clone())
                 .with_middleware::<StateInformationMiddleware>(),
-            per_cell: per_cell(&config),
+            refill: u64::try_from(per_cell.saturating_mul(config.burst.max(1)).as_nanos())
+                .unwrap_or(u64::MAX),
+            per_cell,
             config,
             clock: clock.clone(),
+            epoch,
+            last_used: AtomicU64::new(0),
         }
     }
 
@@ -106,12 +120,25 @@ impl DirectLimiter {
     }
 
     pub fn check(&self) -> Verdict {
+        self.last_used.store(self.since_epoch(), Ordering::Relaxed);
         verdict(
             &self.config,
             self.per_cell,
             self.limiter.check(),
             &self.clock,
         )
+    }
+
+    fn since_epoch(&self) -> u64 {
+        self.clock.now().duration_since(self.epoch).as_u64()
+    }
+
+    /// Whether the bucket has refilled completely since it was last
+    /// checked: dropping it then changes no answer.
+    fn is_full(&self) -> bool {
+        self.since_epoch()
+            .saturating_sub(self.last_used.load(Ordering::Relaxed))
+            >= self.refill
     }
 }
 
@@ -121,27 +148,60 @@ impl DirectLimiter {
 pub type KeyBucket = Arc<DirectLimiter>;
 
 /// A bucket per API key, for one plan (or one route within a plan).
+///
+/// Bounded by idle eviction: when the map has doubled since it was last
+/// swept, buckets that have refilled completely and that no cached key
+/// grant holds are dropped (a new bucket for the key answers exactly as the
+/// dropped one would have). So the map holds about twice the buckets in
+/// use, however many distinct keys were ever seen.
 struct KeyedLimiter {
     config: ThrottleConfig,
-    buckets: RwLock<HashMap<Arc<str>, KeyBucket, RandomState>>,
+    buckets: RwLock<Buckets>,
 }
+
+struct Buckets {
+    map: HashMap<Arc<str>, KeyBucket, RandomState>,
+    /// The size at which the next insertion sweeps first.
+    sweep_at: usize,
+}
+
+/// A keyed map is never swept below this many buckets.
+const MIN_SWEEP: usize = 1024;
 
 impl KeyedLimiter {
     fn new(config: ThrottleConfig) -> Self {
         Self {
             config,
-            buckets: RwLock::default(),
+            buckets: RwLock::new(Buckets {
+                map: HashMap::default(),
+                sweep_at: MIN_SWEEP,
+            }),
         }
     }
 
     fn bucket(&self, key_id: &Arc<str>, clock: &DefaultClock) -> KeyBucket {
-        if let Some(b) = read(&self.buckets).get(key_id) {
+        if let Some(b) = read(&self.buckets).map.get(key_id) {
             return b.clone();
         }
-        write(&self.buckets)
+        let mut buckets = write(&self.buckets);
+        if buckets.map.len() >= buckets.sweep_at && !buckets.map.contains_key(key_id) {
+            // One held only by this map, and full: nobody can tell it
+            // from a new one.
+            buckets
+                .map
+                .retain(|_, b| Arc::strong_count(b) > 1 || !b.is_full());
+            buckets.sweep_at = (buckets.map.len() * 2).max(MIN_SWEEP);
+        }
+        buckets
+            .map
             .entry(key_id.clone())
             .or_insert_with(|| Arc::new(DirectLimiter::with_clock(self.config, clock)))
             .clone()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        read(&self.buckets).map.len()
     }
 }
 
@@ -262,6 +322,48 @@ mod tests {
         assert!(!v.allowed);
         assert!(v.retry_after > Duration::from_millis(500));
         assert!(v.retry_after <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn idle_full_buckets_are_dropped_so_the_map_stays_bounded() {
+        let clock = DefaultClock::default();
+        // Refills in 1 ms.
+        let t = ThrottleConfig {
+            rate: 1000.0,
+            burst: 1,
+        };
+        let l = KeyedLimiter::new(t);
+        // A bucket a cached grant holds, emptied and kept busy.
+        let held_key: Arc<str> = "held".into();
+        let held = l.bucket(&held_key, &clock);
+        let mut peak = 0;
+        for i in 0..200_000u32 {
+            let key: Arc<str> = i.to_string().into();
+            assert!(l.bucket(&key, &clock).check().allowed);
+            peak = peak.max(l.len());
+            if i % 50_000 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert!(
+            peak < 120_000,
+            "200k distinct keys, the map peaked at {peak} buckets"
+        );
+        // The held bucket is never swept: it is the one the grant checks.
+        assert!(Arc::ptr_eq(&held, &l.bucket(&held_key, &clock)));
+        // A bucket in use keeps its state across sweeps: emptied, it is
+        // still refused right after.
+        let busy: Arc<str> = "busy".into();
+        let slow = KeyedLimiter::new(ThrottleConfig {
+            rate: 0.001,
+            burst: 1,
+        });
+        assert!(slow.bucket(&busy, &clock).check().allowed);
+        for i in 0..5_000u32 {
+            let key: Arc<str> = format!("k{i}").into();
+            slow.bucket(&key, &clock);
+        }
+        assert!(!slow.bucket(&busy, &clock).check().allowed);
     }
 
     #[test]

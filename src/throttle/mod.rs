@@ -215,12 +215,16 @@ impl Levels {
     ) -> Option<(Arc<Lease>, ThrottleConfig)> {
         key_level.map(|(g, (t, per_route))| {
             let route = per_route.then_some(route_key);
-            let lease = self
-                .key_leases
-                .get(&g.plan.name, route, &g.key_id, || match route {
+            let lease = self.key_leases.get(
+                &g.plan.name,
+                route,
+                &g.key_id,
+                || r.now_us(),
+                || match route {
                     Some(route) => r.key(&["k", &g.plan.name, route, &g.key_id]),
                     None => r.key(&["k", &g.plan.name, &g.key_id]),
-                });
+                },
+            );
             (lease, *t)
         })
     }

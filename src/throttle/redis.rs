@@ -153,17 +153,51 @@ pub struct KeyLeases {
 
 #[derive(Default)]
 struct PlanLeases {
-    whole: HashMap<Arc<str>, Arc<Lease>>,
+    whole: LeaseMap,
     /// By route key.
-    routes: HashMap<String, HashMap<Arc<str>, Arc<Lease>>>,
+    routes: HashMap<String, LeaseMap>,
 }
 
 impl PlanLeases {
-    fn get(&self, route: Option<&str>) -> Option<&HashMap<Arc<str>, Arc<Lease>>> {
+    fn get(&self, route: Option<&str>) -> Option<&LeaseMap> {
         match route {
             None => Some(&self.whole),
             Some(r) => self.routes.get(r),
         }
+    }
+}
+
+/// One bucket's leases by key id, bounded like the local keyed limiters:
+/// when the map has doubled since it was last swept, leases with no live
+/// cell that nobody else holds are dropped (a new lease on the same Redis
+/// bucket starts exactly as the dropped one would have).
+struct LeaseMap {
+    map: HashMap<Arc<str>, Arc<Lease>>,
+    sweep_at: usize,
+}
+
+/// A lease map is never swept below this many leases.
+const MIN_SWEEP: usize = 1024;
+
+impl Default for LeaseMap {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            sweep_at: MIN_SWEEP,
+        }
+    }
+}
+
+impl LeaseMap {
+    fn sweep(&mut self, now_us: i64) {
+        self.map.retain(|_, l| {
+            if Arc::strong_count(l) > 1 {
+                return true;
+            }
+            let s = l.lock();
+            s.refreshing || (s.cells > 0 && now_us < s.expires_us)
+        });
+        self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP);
     }
 }
 
@@ -175,6 +209,7 @@ impl KeyLeases {
         plan: &str,
         route: Option<&str>,
         key_id: &Arc<str>,
+        now_us: impl FnOnce() -> i64,
         redis_key: impl FnOnce() -> String,
     ) -> Arc<Lease> {
         {
@@ -185,7 +220,7 @@ impl KeyLeases {
             if let Some(l) = map
                 .get(plan)
                 .and_then(|p| p.get(route))
-                .and_then(|keys| keys.get(&**key_id))
+                .and_then(|keys| keys.map.get(&**key_id))
             {
                 return l.clone();
             }
@@ -199,7 +234,11 @@ impl KeyLeases {
             None => &mut plan.whole,
             Some(r) => plan.routes.entry(r.to_string()).or_default(),
         };
-        keys.entry(key_id.clone())
+        if keys.map.len() >= keys.sweep_at && !keys.map.contains_key(key_id) {
+            keys.sweep(now_us());
+        }
+        keys.map
+            .entry(key_id.clone())
             .or_insert_with(|| Arc::new(Lease::new(redis_key())))
             .clone()
     }
@@ -288,7 +327,7 @@ impl RedisGcra {
     }
 
     /// Microseconds since the client's epoch.
-    fn now_us(&self) -> i64 {
+    pub(crate) fn now_us(&self) -> i64 {
         self.epoch.elapsed().as_micros() as i64
     }
 
@@ -533,6 +572,34 @@ fn admitted(levels: &[Step<'_>], local: &[Local]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spent_leases_nobody_holds_are_dropped_so_the_map_stays_bounded() {
+        let leases = KeyLeases::default();
+        let now = 1_000_000;
+        let live: Arc<str> = "live".into();
+        {
+            let l = leases.get("gold", None, &live, || now, || "k:live".into());
+            let mut s = l.lock();
+            s.cells = 5;
+            s.expires_us = now + 10_000_000;
+        }
+        let held: Arc<str> = "held".into();
+        let held_lease = leases.get("gold", None, &held, || now, || "k:held".into());
+        for i in 0..100_000u32 {
+            let key: Arc<str> = i.to_string().into();
+            leases.get("gold", None, &key, || now, || format!("k:{i}"));
+        }
+        let len = leases.by_plan.read().unwrap()["gold"].whole.map.len();
+        assert!(len < 3 * MIN_SWEEP, "100k distinct keys left {len} leases");
+        // A lease with live cells, and one a check holds, are kept.
+        let again = leases.get("gold", None, &live, || now, || unreachable!());
+        assert_eq!(again.lock().cells, 5);
+        assert!(Arc::ptr_eq(
+            &held_lease,
+            &leases.get("gold", None, &held, || now, || unreachable!())
+        ));
+    }
 
     #[test]
     fn lease_size_follows_the_rate_within_a_tenth_of_the_burst() {
