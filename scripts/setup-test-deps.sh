@@ -23,6 +23,9 @@ PIP_PACKAGES=(
     dockerfile-parse
     # local backend: the Python Lambda runtime client (tests/it/local.rs)
     awslambdaric
+    # HTTP/1.1 differential test: llhttp as an independent request parser
+    # (tests/it/differential.rs)
+    httptools
 )
 if [ ${#PIP_PACKAGES[@]} -gt 0 ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"

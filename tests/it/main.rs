@@ -9,6 +9,7 @@ mod cli;
 mod config_errors;
 mod conformance;
 mod cors;
+mod differential;
 mod events;
 mod fuzz;
 mod hardening;
