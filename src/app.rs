@@ -349,7 +349,7 @@ impl Gateway {
 
     /// Stops every backend (local function processes, pools).
     pub async fn shutdown(&self) {
-        self.state.throttles.flush().await;
+        self.state.throttles.shutdown().await;
         for b in self.state.function_backends.values() {
             b.shutdown().await;
         }

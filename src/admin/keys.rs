@@ -376,7 +376,13 @@ pub async fn key_usage(
     let quota = match plan.as_ref().and_then(|p| p.quota) {
         Some(qc) => {
             let (start, end) = period_bounds(qc.period, now);
-            let used = store.quota_used(&id, start).await.map_err(store_error)?;
+            // What this node holds unspent is counted in the store but not
+            // used yet.
+            let used = store
+                .quota_used(&id, start)
+                .await
+                .map_err(store_error)?
+                .saturating_sub(state.gateway.throttles.unspent_quota(&id, start));
             Some(QuotaUsage {
                 limit: qc.limit,
                 period: api_key::period_name(qc.period).to_string(),

@@ -294,23 +294,47 @@ impl Store {
 
     // ---- usage ----
 
-    /// Counts one request against `key_id`'s quota period starting at
-    /// `period_start`, unless `limit` is already used up. Returns the count
-    /// including this request, or None when the quota is spent. One atomic
-    /// statement: concurrent callers on any node never over-admit.
-    pub async fn consume_quota(
+    /// Takes a block of up to `block` requests of `key_id`'s quota period
+    /// starting at `period_start`, never past `limit`: returns how many were
+    /// granted, 0 when the quota is spent. One atomic statement, so
+    /// concurrent callers on any node never take more than `limit` in all.
+    pub async fn lease_quota(
         &self,
         key_id: &str,
         period_start: i64,
         limit: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        const SQL: &str = "INSERT INTO quota_usage (key_id, period_start, used) VALUES ($1, $2, 1) \
-             ON CONFLICT (key_id, period_start) DO UPDATE SET used = quota_usage.used + 1 \
-             WHERE quota_usage.used < $3 RETURNING used";
+        block: u64,
+    ) -> Result<u64, StoreError> {
+        // Every SET expression reads the row as it was, so `last_grant` and
+        // `used` agree on the grant.
+        const SQL: &str = "INSERT INTO quota_usage (key_id, period_start, used, last_grant) \
+             VALUES ($1, $2, CASE WHEN $4 < $3 THEN $4 ELSE $3 END, CASE WHEN $4 < $3 THEN $4 ELSE $3 END) \
+             ON CONFLICT (key_id, period_start) DO UPDATE SET \
+             last_grant = CASE WHEN $3 - quota_usage.used < $4 THEN $3 - quota_usage.used ELSE $4 END, \
+             used = CASE WHEN $3 - quota_usage.used < $4 THEN $3 ELSE quota_usage.used + $4 END \
+             WHERE quota_usage.used < $3 RETURNING last_grant";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let block = i64::try_from(block.max(1)).unwrap_or(i64::MAX);
         let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(SQL)
-            .bind(key_id).bind(period_start).bind(limit).fetch_optional(p).await)?;
-        Ok(row.map(|(n,)| n.max(0) as u64))
+            .bind(key_id).bind(period_start).bind(limit).bind(block).fetch_optional(p).await)?;
+        Ok(row.map_or(0, |(n,)| n.max(0) as u64))
+    }
+
+    /// Gives back `unspent` requests of a block taken by [`Store::lease_quota`]
+    /// (a node shutting down with part of its block unused).
+    pub async fn return_quota(
+        &self,
+        key_id: &str,
+        period_start: i64,
+        unspent: u64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE quota_usage SET used = CASE WHEN used > $3 THEN used - $3 ELSE 0 END \
+             WHERE key_id = $1 AND period_start = $2";
+        let unspent = i64::try_from(unspent).unwrap_or(i64::MAX);
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(key_id).bind(period_start).bind(unspent).execute(p).await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Requests counted in a quota period so far.
@@ -404,15 +428,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn quota_stops_at_the_limit() {
+    async fn quota_blocks_stop_at_the_limit_and_come_back() {
         let (_d, s) = temp_store().await;
-        for i in 1..=3 {
-            assert_eq!(s.consume_quota("k", 0, 3).await.unwrap(), Some(i));
-        }
-        assert_eq!(s.consume_quota("k", 0, 3).await.unwrap(), None);
-        assert_eq!(s.quota_used("k", 0).await.unwrap(), 3);
+        assert_eq!(s.lease_quota("k", 0, 10, 4).await.unwrap(), 4);
+        assert_eq!(s.lease_quota("k", 0, 10, 4).await.unwrap(), 4);
+        // Only what is left of the limit.
+        assert_eq!(s.lease_quota("k", 0, 10, 4).await.unwrap(), 2);
+        assert_eq!(s.lease_quota("k", 0, 10, 4).await.unwrap(), 0);
+        assert_eq!(s.quota_used("k", 0).await.unwrap(), 10);
+        // Unspent requests given back can be taken again.
+        s.return_quota("k", 0, 3).await.unwrap();
+        assert_eq!(s.quota_used("k", 0).await.unwrap(), 7);
+        assert_eq!(s.lease_quota("k", 0, 10, 1).await.unwrap(), 1);
+        // A block larger than the limit takes the limit.
+        assert_eq!(s.lease_quota("k", 100, 3, 1000).await.unwrap(), 3);
         // A new period starts from zero.
-        assert_eq!(s.consume_quota("k", 100, 3).await.unwrap(), Some(1));
+        assert_eq!(s.lease_quota("k", 200, 3, 1).await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ use crate::store::Store;
 use crate::telemetry::RequestInfo;
 
 use limiter::{DirectLimiter, KeyLimiters};
-use quota::UsageRecorder;
+use quota::{QuotaError, QuotaLeases, UsageRecorder};
 use redis::{KeyLeases, Lease, RedisGcra, Step};
 
 /// One limiter's decision.
@@ -86,7 +86,8 @@ struct Levels {
     /// Cluster mode: leases on the per-key buckets.
     key_leases: KeyLeases,
     fail_closed: bool,
-    store: Option<Store>,
+    /// This node's blocks of each key's quota (with the store).
+    quotas: Option<QuotaLeases>,
     usage: Option<Arc<UsageRecorder>>,
     /// `throttled_total` by scope: key, route, stage, global.
     throttled: [metrics::Counter; 4],
@@ -119,6 +120,24 @@ impl Throttles {
             Some(u) => u.flush().await,
             None => 0,
         }
+    }
+
+    /// On shutdown (or when a reload replaces these limits): writes pending
+    /// usage counts and gives the quota this node holds unspent back.
+    pub async fn shutdown(&self) {
+        self.flush().await;
+        if let Some(q) = &self.0.quotas {
+            q.release().await;
+        }
+    }
+
+    /// Requests of `key_id`'s quota period this node holds unspent: the
+    /// store counts them as used.
+    pub fn unspent_quota(&self, key_id: &str, period_start: i64) -> u64 {
+        self.0
+            .quotas
+            .as_ref()
+            .map_or(0, |q| q.unspent(key_id, period_start))
     }
 }
 
@@ -154,7 +173,7 @@ impl Levels {
             usage: store
                 .clone()
                 .map(|s| UsageRecorder::start(s, config.api_keys.usage_flush_interval)),
-            store,
+            quotas: store.map(QuotaLeases::new),
             throttled: SCOPES.map(crate::metrics::throttled_counter),
         })
     }
@@ -349,20 +368,22 @@ impl Levels {
         let Some(q) = grant.plan.quota else {
             return Ok(());
         };
-        let Some(store) = &self.store else {
+        let Some(quotas) = &self.quotas else {
             return Err(GatewayError::Internal("a quota needs the store".into()));
         };
         let now = time::OffsetDateTime::now_utc();
         let (start, end) = quota::period_bounds(q.period, now);
-        match store.consume_quota(&grant.key_id, start, q.limit).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => {
+        match quotas.consume(&grant.key_id, start, q.limit).await {
+            Ok(()) => Ok(()),
+            Err(QuotaError::Spent) => {
                 crate::metrics::quota_exceeded(&grant.plan.name);
                 Err(GatewayError::LimitExceeded {
                     retry_after_secs: (end - now.unix_timestamp()).max(1) as u64,
                 })
             }
-            Err(e) => Err(GatewayError::Internal(format!("quota count failed: {e}"))),
+            Err(QuotaError::Store(e)) => {
+                Err(GatewayError::Internal(format!("quota count failed: {e}")))
+            }
         }
     }
 }

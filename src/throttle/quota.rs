@@ -1,7 +1,12 @@
 //! Quotas: a plan's `limit` requests per UTC day, week (from Monday) or
-//! month, counted durably in the store (one atomic conditional upsert per
-//! request, so a quota survives restarts and is shared by every node), and
-//! the batched per-day usage counts the admin API reports.
+//! month, counted durably in the store and shared by every node, and the
+//! batched per-day usage counts the admin API reports.
+//!
+//! A node does not write to the store per request: it takes a block of the
+//! quota at a time ([`QuotaLeases`], one atomic conditional upsert per
+//! block) and admits from it locally. The store never grants more than the
+//! limit in all, so no node over-admits; what a node holds unspent is given
+//! back on graceful shutdown and lost (counted as used) only if it dies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +53,170 @@ fn day_of_epoch(day: i64) -> String {
     OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400))
         .map(day_string)
         .unwrap_or_else(|_| "1970-01-01".to_string())
+}
+
+/// How many requests one block takes: a hundredth of the limit, at least
+/// one (an exact count for small quotas), at most 1,000. A node holds at
+/// most one block per key, so quota a node holds unspent, which another
+/// node cannot admit and a killed node loses, is at most one block per node.
+pub fn block_size(limit: u64) -> u64 {
+    (limit / 100).clamp(1, 1000)
+}
+
+/// One key's block of its quota on this node.
+#[derive(Debug, Default)]
+pub struct QuotaLease {
+    state: Mutex<LeaseState>,
+    /// Held while a block is taken, so a node's requests for one key wait
+    /// for one store round trip instead of each taking a block.
+    refill: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LeaseState {
+    /// The period the cells belong to (Unix seconds of its start).
+    period_start: i64,
+    /// Requests still to admit.
+    cells: u64,
+}
+
+/// Why a request could not be counted against its quota.
+#[derive(Debug)]
+pub enum QuotaError {
+    /// The period's quota is spent.
+    Spent,
+    Store(crate::store::StoreError),
+}
+
+/// This node's blocks of quota, by key id. Bounded as the throttle's keyed
+/// maps are: when the map has doubled since it was last swept, leases with
+/// no cell left that no request holds are dropped.
+pub struct QuotaLeases {
+    store: Store,
+    leases: Mutex<LeaseMap>,
+}
+
+struct LeaseMap {
+    map: HashMap<Arc<str>, Arc<QuotaLease>>,
+    sweep_at: usize,
+}
+
+/// A lease map is never swept below this many leases.
+const MIN_SWEEP: usize = 1024;
+
+impl QuotaLeases {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            leases: Mutex::new(LeaseMap {
+                map: HashMap::new(),
+                sweep_at: MIN_SWEEP,
+            }),
+        }
+    }
+
+    fn lease(&self, key_id: &Arc<str>) -> Arc<QuotaLease> {
+        let mut m = lock(&self.leases);
+        if let Some(l) = m.map.get(key_id) {
+            return l.clone();
+        }
+        if m.map.len() >= m.sweep_at {
+            m.map
+                .retain(|_, l| Arc::strong_count(l) > 1 || lock(&l.state).cells > 0);
+            m.sweep_at = (m.map.len() * 2).max(MIN_SWEEP);
+        }
+        m.map.entry(key_id.clone()).or_default().clone()
+    }
+
+    /// Counts one request of `key_id` against a quota of `limit` for the
+    /// period starting at `period_start`.
+    pub async fn consume(
+        &self,
+        key_id: &Arc<str>,
+        period_start: i64,
+        limit: u64,
+    ) -> Result<(), QuotaError> {
+        let lease = self.lease(key_id);
+        if lease.take(period_start) {
+            return Ok(());
+        }
+        let _refilling = lease.refill.lock().await;
+        // Another request may have taken a block meanwhile.
+        if lease.take(period_start) {
+            return Ok(());
+        }
+        let granted = self
+            .store
+            .lease_quota(key_id, period_start, limit, block_size(limit))
+            .await
+            .map_err(QuotaError::Store)?;
+        if granted == 0 {
+            return Err(QuotaError::Spent);
+        }
+        // A block of an earlier period is worth nothing now.
+        *lock(&lease.state) = LeaseState {
+            period_start,
+            cells: granted - 1,
+        };
+        Ok(())
+    }
+
+    /// Requests this node holds unspent for `key_id` in the period starting
+    /// at `period_start` (counted as used in the store).
+    pub fn unspent(&self, key_id: &str, period_start: i64) -> u64 {
+        lock(&self.leases).map.get(key_id).map_or(0, |l| {
+            let s = *lock(&l.state);
+            if s.period_start == period_start {
+                s.cells
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Gives every unspent cell back to the store (graceful shutdown, or a
+    /// reload that replaces this node's limits). Returns how many.
+    pub async fn release(&self) -> u64 {
+        let held: Vec<(Arc<str>, LeaseState)> = {
+            let m = lock(&self.leases);
+            m.map
+                .iter()
+                .map(|(k, l)| {
+                    let mut s = lock(&l.state);
+                    let taken = *s;
+                    s.cells = 0;
+                    (k.clone(), taken)
+                })
+                .filter(|(_, s)| s.cells > 0)
+                .collect()
+        };
+        let mut returned = 0;
+        for (key, s) in held {
+            match self.store.return_quota(&key, s.period_start, s.cells).await {
+                Ok(()) => returned += s.cells,
+                Err(e) => {
+                    tracing::warn!(error = %e, key_id = %key, unspent = s.cells, "cannot give back unspent quota; it stays counted as used");
+                }
+            }
+        }
+        returned
+    }
+}
+
+impl QuotaLease {
+    /// Takes one cell of the block, if it has one for this period.
+    fn take(&self, period_start: i64) -> bool {
+        let mut s = lock(&self.state);
+        if s.period_start == period_start && s.cells > 0 {
+            s.cells -= 1;
+            return true;
+        }
+        false
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// By key id: (day since the epoch, requests), oldest day first.
@@ -213,6 +382,45 @@ impl UsageRecorder {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn blocks_are_a_hundredth_of_the_limit_within_bounds() {
+        assert_eq!(block_size(1), 1);
+        assert_eq!(block_size(100), 1);
+        assert_eq!(block_size(10_000), 100);
+        assert_eq!(block_size(u64::MAX), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_node_admits_exactly_the_limit_and_gives_back_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::config::StoreConfig::Sqlite {
+            path: dir.path().join("q.db"),
+        })
+        .await
+        .unwrap();
+        let leases = QuotaLeases::new(store.clone());
+        let key: Arc<str> = "k".into();
+        // 250 in blocks of 2: exactly 250 admitted.
+        let mut admitted = 0;
+        for _ in 0..300 {
+            match leases.consume(&key, 0, 250).await {
+                Ok(()) => admitted += 1,
+                Err(QuotaError::Spent) => {}
+                Err(QuotaError::Store(e)) => panic!("{e}"),
+            }
+        }
+        assert_eq!(admitted, 250);
+        assert_eq!(store.quota_used("k", 0).await.unwrap(), 250);
+        // A fresh period: one request takes a block of 2, one is unspent
+        // until released.
+        leases.consume(&key, 86_400, 250).await.unwrap();
+        assert_eq!(store.quota_used("k", 86_400).await.unwrap(), 2);
+        assert_eq!(leases.unspent("k", 86_400), 1);
+        assert_eq!(leases.release().await, 1);
+        assert_eq!(store.quota_used("k", 86_400).await.unwrap(), 1);
+        assert_eq!(leases.unspent("k", 86_400), 0);
+    }
 
     #[test]
     fn utc_periods() {

@@ -1456,6 +1456,103 @@ async fn quota_is_exact_under_concurrency_across_nodes() {
     shared.cleanup().await;
 }
 
+/// The store's count of `key_id`'s quota (every period).
+async fn quota_in_store(shared: &Shared, key_id: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(PG_URL).await.unwrap();
+    let n: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT SUM(used)::BIGINT FROM \"{}\".quota_usage WHERE key_id = $1",
+        shared.name
+    )))
+    .bind(key_id)
+    .fetch_optional(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    n.map_or(0, |(n,)| n)
+}
+
+#[tokio::test]
+async fn quota_is_leased_in_blocks_and_what_a_node_holds_comes_back_or_stays_bounded() {
+    const ROUTES: &str = r#"
+[plans.big]
+quota = { limit = 10000, period = "day" }
+
+[[routes]]
+method = "GET"
+path = "/items"
+api_key = true
+mock = { status = 200, body = "ok" }
+"#;
+    // Blocks of a hundredth of the limit: 100 requests per store write.
+    const BLOCK: i64 = 100;
+    let shared = Shared::new();
+    let mut a = shared.node(&shared.routes("a.toml", ROUTES)).await;
+    let mut b = shared.node(&shared.routes("b.toml", ROUTES)).await;
+    let (id, key) = create_key(&admin_base(&a), "acme", "big").await;
+    let c = client();
+    let mut admitted = 0i64;
+    // 290 requests: not a whole number of blocks.
+    for round in 0..29 {
+        let mut calls = Vec::new();
+        for i in 0..10 {
+            let url = if (round + i) % 2 == 0 {
+                a.url("/items")
+            } else {
+                b.url("/items")
+            };
+            let (c, key) = (c.clone(), key.clone());
+            calls.push(async move {
+                c.get(&url)
+                    .header("x-api-key", &key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            });
+        }
+        for status in futures::future::join_all(calls).await {
+            assert_eq!(status, 200);
+            admitted += 1;
+        }
+    }
+    // Each node took whole blocks: the store counts what was admitted plus
+    // at most one unspent block per node, never less.
+    let counted = quota_in_store(&shared, &id).await;
+    assert!(
+        (admitted..=admitted + 2 * BLOCK).contains(&counted),
+        "admitted {admitted}, counted {counted}"
+    );
+    assert!(counted % BLOCK == 0, "whole blocks were taken: {counted}");
+    // The admin API of a node reports usage without that node's unspent
+    // block.
+    let (_, usage) = admin(&admin_base(&a), "GET", &format!("/keys/{id}/usage"), None).await;
+    let reported = usage["quota"]["used"].as_i64().unwrap();
+    assert!((admitted..=admitted + BLOCK).contains(&reported), "{usage}");
+    // A graceful stop gives A's unspent block back.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), a.child.wait())
+        .await
+        .expect("node A exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success());
+    let counted = quota_in_store(&shared, &id).await;
+    assert!(
+        (admitted..=admitted + BLOCK).contains(&counted),
+        "after A's graceful stop: admitted {admitted}, counted {counted}"
+    );
+    // A killed node loses at most its one block: counted as used, never
+    // admitted twice.
+    b.child.kill().await.unwrap();
+    let after_kill = quota_in_store(&shared, &id).await;
+    assert_eq!(after_kill, counted);
+    drop((a, b));
+    shared.cleanup().await;
+}
+
 #[tokio::test]
 async fn quota_survives_a_restart() {
     let shared = Shared::new();
