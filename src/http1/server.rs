@@ -754,7 +754,11 @@ where
     } else if status == StatusCode::NOT_MODIFIED {
         declared
     } else if head_request {
-        declared.or(exact)
+        // As given, else the size of a body the answer carries anyway (a
+        // function's answer to HEAD). An empty body (an upstream's answer
+        // to HEAD) says nothing about the size of the GET's body: no length
+        // is invented for it.
+        declared.or(exact.filter(|_| !http_body::Body::is_end_stream(&body)))
     } else {
         length
     };
