@@ -74,6 +74,9 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// Buffered head bytes past which the head is refused with `431`.
     pub max_buf: usize,
+    /// TLS was terminated on this connection: its requests carry
+    /// [`super::TlsTerminated`].
+    pub tls: bool,
 }
 
 /// How a request's body is framed on the wire.
@@ -332,6 +335,9 @@ where
         *req.version_mut() = version;
         *req.headers_mut() = head.headers;
         req.extensions_mut().insert(ConnectInfo(peer));
+        if limits.tls {
+            req.extensions_mut().insert(super::TlsTerminated);
+        }
         let (pending, guard) = handler.call(req);
         let (res, body_done) = match feed {
             None => (pending.await, true),

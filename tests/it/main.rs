@@ -10,6 +10,7 @@ mod config_errors;
 mod conformance;
 mod cors;
 mod events;
+mod forwarding;
 mod fuzz;
 mod hardening;
 mod http1;
