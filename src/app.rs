@@ -166,6 +166,7 @@ impl Gateway {
                             &url,
                             timeout.unwrap_or(config.gateway.timeout),
                             &headers,
+                            config.gateway.trusted_proxies.as_slice().into(),
                         )
                         .map_err(BuildError)?,
                     );

@@ -25,8 +25,10 @@ pub fn header_bytes(req: &Request) -> usize {
 }
 
 /// Path policy (docs/routes.md, "Paths"): a `.` or `..` segment — sent
-/// plainly, percent-encoded (`%2e%2e`) or hidden behind an encoded slash or
-/// backslash (`a%2f..`) — and a NUL byte are refused with `400`, because an
+/// plainly, percent-encoded (`%2e%2e`), hidden behind an encoded slash or
+/// backslash (`a%2f..`), or followed by a `;` path parameter (`..;`,
+/// `..;jsessionid=x`, `%2e%2e%3b`: servlet containers drop the parameter and
+/// then climb) — and a NUL byte are refused with `400`, because an
 /// `http` upstream that normalises them would let `/{proxy+}` escape its
 /// base path. Other paths are matched as sent: `//` is an empty segment that
 /// no `{param}` or literal matches (it may sit inside a `{proxy+}`), and an
@@ -41,11 +43,20 @@ pub fn check_path(raw_path: &str) -> Result<(), GatewayError> {
     let bad = decoded.contains(&0)
         || decoded
             .split(|b| *b == b'/' || *b == b'\\')
-            .any(|seg| seg == b"." || seg == b"..");
+            .any(is_dot_segment);
     if bad {
         return Err(GatewayError::BadRequest("Invalid request path".into()));
     }
     Ok(())
+}
+
+/// `.` or `..`, with or without a `;` parameter after it.
+fn is_dot_segment(seg: &[u8]) -> bool {
+    let name = match seg.iter().position(|b| *b == b';') {
+        Some(at) => &seg[..at],
+        None => seg,
+    };
+    name == b"." || name == b".."
 }
 
 /// Limits phase. All of its work comes before the rest of the pipeline, so
@@ -78,24 +89,28 @@ pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
 
 /// Reads a (limited) body whole; an overflow is a 413.
 pub async fn collect_body(body: Body, max: usize) -> Result<bytes::Bytes, GatewayError> {
-    match axum::body::to_bytes(body, max).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = source {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return Err(GatewayError::PayloadTooLarge);
-                }
-                source = s.source();
-            }
-            if e.to_string().contains("length limit") {
-                return Err(GatewayError::PayloadTooLarge);
-            }
-            Err(GatewayError::BadRequest(
-                "could not read the request body".into(),
-            ))
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|e| body_error(&e))
+}
+
+/// What the client is answered when its request body could not be read: a
+/// body over `max_body` (the cap this phase puts on the stream) is a 413;
+/// anything else (broken chunked framing, a connection that ended or
+/// stalled mid-body) is the client's fault too, a 400. Never a backend
+/// failure, whichever integration was reading.
+pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> GatewayError {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return GatewayError::PayloadTooLarge;
         }
+        source = s.source();
     }
+    if e.to_string().contains("length limit") {
+        return GatewayError::PayloadTooLarge;
+    }
+    GatewayError::BadRequest("could not read the request body".into())
 }
 
 #[cfg(test)]
@@ -114,6 +129,14 @@ mod tests {
             "/a/b%2f..%2fc",
             "/a/b%5c..%5cc",
             "/a/%00",
+            "/a/..;/b",
+            "/a/..;jsessionid=x/b",
+            "/a/.;/b",
+            "/a/%2e%2e%3b/b",
+            "/a/%2E%2E%3Bx=1",
+            "/a/.%2e;/b",
+            "/a/%2e.;",
+            "/a/b%2f..;%2fc",
         ] {
             assert!(check_path(p).is_err(), "{p} should be refused");
         }
@@ -125,6 +148,10 @@ mod tests {
             "/a/%2e%2ea",
             "/a/b%2fc",
             "/.well-known/x",
+            "/a/b;c",
+            "/a/..x;y",
+            "/a/;../b",
+            "/a/...;/b",
         ] {
             assert!(check_path(p).is_ok(), "{p} should pass");
         }

@@ -1,8 +1,11 @@
 //! `http` integration: forwards the request to an upstream over pooled
 //! HTTP/1.1 keep-alive connections (API Gateway's HTTP proxy integration).
-//! Hop-by-hop headers are stripped both ways and `X-Forwarded-*` added. A
-//! connect failure or a bad response is a 502, an upstream that does not
-//! answer in time a 504.
+//! Hop-by-hop headers are stripped both ways and `X-Forwarded-*` added;
+//! forwarding headers from a peer outside `trusted_proxies` are dropped,
+//! not passed on. A connect failure or a bad response is a 502, an upstream
+//! that does not answer in time a 504; a request body the client could not
+//! deliver (broken chunked framing, over `max_body`, cut short) is the
+//! client's 400 or 413, not an upstream failure.
 //!
 //! The request's own task does the exchange (the wire format is in
 //! [`super::h1`]): a connection is taken from the pool, the request head
@@ -12,8 +15,12 @@
 //! response goes on; a longer one streams from the connection, which goes
 //! back when the body has been read to its end. A connection the upstream
 //! closed while idle is noticed when it is taken out; a request it refused
-//! before any byte was written is sent again on another connection, never
-//! one that may have reached the upstream.
+//! before any byte was written is sent again on another connection. One
+//! that a kept-alive connection may have carried (the upstream closed or
+//! reset it before any byte of an answer, as servers with a short
+//! keep-alive timeout do) is sent once more on a new connection only if it
+//! is idempotent and went out whole in its first write, so the same bytes
+//! can be replayed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -29,7 +36,8 @@ use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
 use crate::error::GatewayError;
-use crate::http1::client::{self as h1, Conn, Framing};
+use crate::http1::TlsTerminated;
+use crate::http1::client::{self as h1, Conn, Framing, HeadError};
 use crate::http1::fields::{is_hop_by_hop, list_tokens};
 use crate::telemetry::X_AMZN_REQUESTID;
 
@@ -56,6 +64,9 @@ pub struct HttpUpstream {
     base_query: Option<String>,
     timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Peers whose forwarding headers are passed on (`[gateway]
+    /// trusted_proxies`).
+    trusted_proxies: Arc<[ipnet::IpNet]>,
     pool: Arc<Pool>,
 }
 
@@ -73,6 +84,7 @@ impl HttpUpstream {
         url: &str,
         timeout: Duration,
         headers: &BTreeMap<String, String>,
+        trusted_proxies: Arc<[ipnet::IpNet]>,
     ) -> Result<Self, String> {
         let base: Uri = url
             .parse()
@@ -109,6 +121,7 @@ impl HttpUpstream {
             base_query: base.query().map(str::to_string),
             timeout,
             headers: hs,
+            trusted_proxies,
             pool: Arc::new(Pool::default()),
         })
     }
@@ -119,13 +132,21 @@ impl HttpUpstream {
 
     /// Appends the upstream request target (origin form) for a request
     /// path: the base URL's path joined with it, the base URL's query
-    /// before the request's.
+    /// before the request's. A target never starts with `//`: many servers
+    /// and frameworks read `//host/x` as a URL on another host, so the
+    /// leading slashes of a joined target (an empty base path and a
+    /// `{proxy+}` remainder such as `//evil.example/x`) collapse to one.
     fn push_target(&self, out: &mut Vec<u8>, path: &str, query: &str) {
+        let start = out.len();
         out.extend_from_slice(self.base_path.as_bytes());
         if !path.starts_with('/') {
             out.push(b'/');
         }
         out.extend_from_slice(path.as_bytes());
+        let slashes = out[start..].iter().take_while(|b| **b == b'/').count();
+        if slashes > 1 {
+            out.drain(start..start + slashes - 1);
+        }
         if let Some(bq) = &self.base_query {
             out.push(b'?');
             out.extend_from_slice(bq.as_bytes());
@@ -139,11 +160,25 @@ impl HttpUpstream {
         }
     }
 
+    /// Whether a peer's forwarding headers are believed.
+    fn trusts(&self, peer: IpAddr) -> bool {
+        if self.trusted_proxies.is_empty() {
+            return false;
+        }
+        // An IPv4 client on a dual-stack listener arrives as `::ffff:a.b.c.d`.
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
     /// Writes the request head the upstream receives: the client's
     /// end-to-end headers, `Host` set to the upstream's, `X-Forwarded-*`
     /// and the request id added, the backend's own headers last (they
-    /// replace the client's of the same name). Returns whether the client
-    /// sent a `Content-Length`.
+    /// replace the client's of the same name). From a peer outside
+    /// `trusted_proxies`, the client's forwarding headers are dropped and
+    /// `X-Forwarded-For` starts at the peer; from a trusted one they pass
+    /// and the peer is appended. Several `Cookie` fields (HTTP/2 sends one
+    /// per cookie) go out as one, joined with `; ` (RFC 9113 §8.2.3).
+    /// Returns whether the client sent a `Content-Length`.
     fn write_head(
         &self,
         out: &mut Vec<u8>,
@@ -172,46 +207,75 @@ impl HttpUpstream {
                     !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive")
                 })
         });
+        let trusted = self.trusts(info.source_ip);
         let mut client_length = false;
         let mut xff_seen = false;
+        let mut cookie_written = false;
         let mut original_host: Option<&HeaderValue> = None;
+        let mut client_proto: Option<&HeaderValue> = None;
+        let mut client_forwarded_host: Option<&HeaderValue> = None;
         for (k, v) in headers {
             if *k == header::HOST {
                 original_host = Some(v);
-                continue;
-            }
-            if *k == X_FORWARDED_FOR {
-                xff_seen = true;
                 continue;
             }
             if *k == header::CONTENT_LENGTH {
                 client_length = true;
                 continue;
             }
+            // The ones the gateway writes itself below, from what it saw or
+            // (trusted peers only) from what the client said.
+            if *k == X_FORWARDED_FOR {
+                xff_seen = true;
+                continue;
+            }
+            if *k == X_FORWARDED_PROTO {
+                client_proto = client_proto.or(Some(v));
+                continue;
+            }
+            if *k == X_FORWARDED_HOST {
+                client_forwarded_host = client_forwarded_host.or(Some(v));
+                continue;
+            }
             if is_hop_by_hop(k)
-                || *k == X_FORWARDED_PROTO
-                || *k == X_FORWARDED_HOST
                 || *k == X_AMZN_REQUESTID
+                || (!trusted && is_forwarding_header(k))
                 || self.headers.iter().any(|(n, _)| n == k)
                 || (connection_named && named_by_connection(headers, k))
             {
                 continue;
             }
+            if *k == header::COOKIE {
+                if !cookie_written {
+                    cookie_written = true;
+                    push_cookies(out, headers);
+                }
+                continue;
+            }
             push_header(out, k.as_str().as_bytes(), v.as_bytes());
         }
-        // The client's X-Forwarded-For (all its lines, in order), then
-        // the client's own address.
+        // A trusted peer's X-Forwarded-For (all its lines, in order), then
+        // the peer's own address.
         out.extend_from_slice(b"x-forwarded-for: ");
-        if xff_seen {
+        if xff_seen && trusted {
             for v in headers.get_all(&X_FORWARDED_FOR) {
                 out.extend_from_slice(v.as_bytes());
                 out.extend_from_slice(b", ");
             }
         }
         push_ip(out, info.source_ip);
-        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
-        if let Some(h) = original_host {
-            push_header(out, b"x-forwarded-host", h.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        match client_proto {
+            Some(p) if trusted => push_header(out, b"x-forwarded-proto", p.as_bytes()),
+            _ if req.extensions.get::<TlsTerminated>().is_some() => {
+                out.extend_from_slice(b"x-forwarded-proto: https\r\n");
+            }
+            _ => out.extend_from_slice(b"x-forwarded-proto: http\r\n"),
+        }
+        match (client_forwarded_host, original_host) {
+            (Some(h), _) if trusted => push_header(out, b"x-forwarded-host", h.as_bytes()),
+            (_, Some(h)) => push_header(out, b"x-forwarded-host", h.as_bytes()),
+            _ => {}
         }
         // Written only if it is a valid header value (no control bytes).
         if info
@@ -241,12 +305,19 @@ impl HttpUpstream {
         timeout: Duration,
     ) -> Result<Response<Body>, GatewayError> {
         let head_request = parts.method == Method::HEAD;
+        let idempotent = is_idempotent(&parts.method);
         let mut out = Vec::with_capacity(512);
         let client_length = self.write_head(&mut out, parts, &info)?;
         let mut body = Outgoing::new(body, &parts.method, client_length);
-        match tokio::time::timeout(timeout, self.exchange(out, &mut body, head_request)).await {
+        let exchange = self.exchange(out, &mut body, head_request, idempotent);
+        match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(GatewayError::IntegrationTimeout),
-            Ok(Err(e)) => {
+            // The client's answer; the upstream did nothing wrong.
+            Ok(Err(ExchangeError::Client(e))) => {
+                tracing::debug!(backend = %self.name, error = %e, "request body not delivered");
+                Err(e)
+            }
+            Ok(Err(ExchangeError::Upstream(e))) => {
                 tracing::warn!(backend = %self.name, error = %e, "upstream request failed");
                 Err(GatewayError::Integration(format!(
                     "upstream `{}` failed: {e}",
@@ -264,27 +335,46 @@ impl HttpUpstream {
         mut out: Vec<u8>,
         body: &mut Outgoing,
         head_request: bool,
-    ) -> Result<Response<Body>, String> {
+        idempotent: bool,
+    ) -> Result<Response<Body>, ExchangeError> {
         body.frame_head(&mut out).await?;
+        // The whole request is in `out`: it can be replayed byte for byte.
+        let replayable = idempotent && body.done;
+        let mut replayed = false;
         let (mut conn, head) = loop {
-            let (mut conn, reused) = match self.pool.checkout() {
+            // A replay always goes on a new connection: another pooled one
+            // may be as stale as the first.
+            let pooled = if replayed { None } else { self.pool.checkout() };
+            let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 // Boxed: a new connection is the rare case, and its
                 // future would otherwise make every exchange's larger.
                 None => (Box::pin(self.connect()).await?, false),
             };
+            // A kept-alive connection the upstream closed or reset before
+            // answering (its keep-alive timeout raced this request).
+            let stale = reused && replayable && !replayed;
             match conn.write_all(&out).await {
                 Ok(()) => {}
                 // Refused before a byte was written (the upstream closed
                 // the idle connection as we took it): safe to send again.
                 Err((false, _)) if reused => continue,
-                Err((_, e)) => return Err(e.to_string()),
+                Err(_) if stale => {
+                    replayed = true;
+                    continue;
+                }
+                Err((_, e)) => return Err(ExchangeError::Upstream(e.to_string())),
             }
             body.send_rest(&mut conn, &mut out).await?;
             match conn.read_head(head_request).await {
                 Ok(Some(head)) => break (conn, head),
-                Ok(None) => return Err("connection closed before the response".into()),
-                Err(e) => return Err(e.to_string()),
+                Ok(None) | Err(HeadError::Io(_)) if stale => replayed = true,
+                Ok(None) => {
+                    return Err(ExchangeError::Upstream(
+                        "connection closed before the response".into(),
+                    ));
+                }
+                Err(e) => return Err(ExchangeError::Upstream(e.to_string())),
             }
         };
         let h1::Head {
@@ -316,12 +406,13 @@ impl HttpUpstream {
         Ok(res)
     }
 
-    async fn connect(&self) -> Result<Box<Conn>, String> {
+    async fn connect(&self) -> Result<Box<Conn>, ExchangeError> {
         let connect_timeout = self.timeout.min(MAX_CONNECT_TIMEOUT);
+        let failed = |why: String| ExchangeError::Upstream(why);
         let stream =
             match tokio::time::timeout(connect_timeout, TcpStream::connect(&self.address)).await {
-                Err(_) => return Err(format!("connect to {} timed out", self.address)),
-                Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.address)),
+                Err(_) => return Err(failed(format!("connect to {} timed out", self.address))),
+                Ok(Err(e)) => return Err(failed(format!("connect to {}: {e}", self.address))),
                 Ok(Ok(s)) => s,
             };
         let _ = stream.set_nodelay(true);
@@ -329,9 +420,54 @@ impl HttpUpstream {
     }
 }
 
+/// Why an exchange failed, by who failed: the answer and whether it counts
+/// as an upstream failure follow from it.
+enum ExchangeError {
+    /// The client's request body could not be read (over `max_body`,
+    /// broken framing, cut short): the client's 413 or 400.
+    Client(GatewayError),
+    /// Connecting, writing or the response failed: a 502.
+    Upstream(String),
+}
+
+/// RFC 9110 §9.2.2: a request that may be sent twice with the same effect.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that tell an upstream who the client is or what it asked for,
+/// besides `X-Forwarded-For`/`-Proto`/`-Host` (written by the gateway):
+/// believed by many frameworks, so passed on only from a trusted proxy.
+fn is_forwarding_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "forwarded"
+            | "x-real-ip"
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-forwarded-port"
+            | "x-forwarded-prefix"
+    )
+}
+
+/// Writes every `Cookie` field of the request as one field, in order.
+fn push_cookies(out: &mut Vec<u8>, headers: &axum::http::HeaderMap) {
+    out.extend_from_slice(b"cookie: ");
+    for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -387,7 +523,7 @@ impl Outgoing {
 
     /// Ends the head with the body's framing header and gathers as much of
     /// the body as fits the first write.
-    async fn frame_head(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+    async fn frame_head(&mut self, out: &mut Vec<u8>) -> Result<(), ExchangeError> {
         use http_body::Body as _;
         if self.body.is_end_stream() {
             if self.empty_says_length {
@@ -417,29 +553,37 @@ impl Outgoing {
     }
 
     /// Writes whatever of the body did not fit the first write.
-    async fn send_rest(&mut self, conn: &mut Conn, out: &mut Vec<u8>) -> Result<(), String> {
+    async fn send_rest(&mut self, conn: &mut Conn, out: &mut Vec<u8>) -> Result<(), ExchangeError> {
         while !self.done {
             out.clear();
             while !self.done && out.len() < BUFFERED_BODY {
                 self.take_frame(out).await?;
             }
-            conn.write_all(out).await.map_err(|(_, e)| e.to_string())?;
+            conn.write_all(out)
+                .await
+                .map_err(|(_, e)| ExchangeError::Upstream(e.to_string()))?;
         }
         Ok(())
     }
 
-    /// Appends the body's next data (framed) to `out`, or its end.
-    async fn take_frame(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+    /// Appends the body's next data (framed) to `out`, or its end. A body
+    /// that fails or does not match its length is the client's.
+    async fn take_frame(&mut self, out: &mut Vec<u8>) -> Result<(), ExchangeError> {
+        let short = || {
+            ExchangeError::Client(GatewayError::BadRequest(
+                "could not read the request body".into(),
+            ))
+        };
         match self.body.frame().await {
             None => {
                 self.done = true;
                 if self.chunked {
                     out.extend_from_slice(b"0\r\n\r\n");
                 } else if self.taken != self.length {
-                    return Err("the request body was shorter than its Content-Length".into());
+                    return Err(short());
                 }
             }
-            Some(Err(e)) => return Err(format!("reading the request body: {e}")),
+            Some(Err(e)) => return Err(ExchangeError::Client(crate::limits::body_error(&e))),
             // Request trailers are not forwarded.
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
@@ -457,7 +601,7 @@ impl Outgoing {
                     out.extend_from_slice(&data);
                     out.extend_from_slice(b"\r\n");
                 } else if self.taken > self.length {
-                    return Err("the request body was longer than its Content-Length".into());
+                    return Err(short());
                 } else {
                     out.extend_from_slice(&data);
                 }
@@ -638,14 +782,21 @@ mod tests {
     }
 
     fn head_for(req: Request<()>, path: &str) -> Result<String, GatewayError> {
+        head_via("http://10.0.0.9:8080/base/?b=1", &[], req, path)
+    }
+
+    /// The head sent to `url` for `req` from 192.0.2.7, with `trusted`
+    /// as `trusted_proxies`.
+    fn head_via(
+        url: &str,
+        trusted: &[&str],
+        req: Request<()>,
+        path: &str,
+    ) -> Result<String, GatewayError> {
         let statics = BTreeMap::from([("x-static".to_string(), "from-config".to_string())]);
-        let up = HttpUpstream::new(
-            "up",
-            "http://10.0.0.9:8080/base/?b=1",
-            Duration::from_secs(1),
-            &statics,
-        )
-        .unwrap();
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|n| n.parse().unwrap()).collect();
+        let up =
+            HttpUpstream::new("up", url, Duration::from_secs(1), &statics, trusted.into()).unwrap();
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
         up.write_head(
@@ -688,12 +839,118 @@ mod tests {
              host: 10.0.0.9:8080\r\n\
              x-keep: 1\r\n\
              x-keep: 2\r\n\
-             x-forwarded-for: 203.0.113.1, 198.51.100.2, 192.0.2.7\r\n\
+             x-forwarded-for: 192.0.2.7\r\n\
              x-forwarded-proto: http\r\n\
              x-forwarded-host: api.example.com\r\n\
              x-amzn-requestid: rid-1\r\n\
              x-static: from-config\r\n"
         );
+    }
+
+    fn spoofing_request() -> Request<()> {
+        Request::builder()
+            .uri("/x")
+            .header("host", "api.example.com")
+            .header("forwarded", "for=1.2.3.4;proto=https")
+            .header("x-real-ip", "1.2.3.4")
+            .header("x-original-url", "/admin")
+            .header("X-Rewrite-URL", "/admin")
+            .header("x-forwarded-port", "443")
+            .header("x-forwarded-prefix", "/evil")
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-for", "203.0.113.1")
+            .header("x-keep", "1")
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn forwarding_headers_pass_only_from_trusted_proxies() {
+        let url = "http://10.0.0.9:8080";
+        let head = head_via(url, &["10.0.0.0/8"], spoofing_request(), "/x").unwrap();
+        assert_eq!(
+            head,
+            "GET /x HTTP/1.1\r\n\
+             host: 10.0.0.9:8080\r\n\
+             x-keep: 1\r\n\
+             x-forwarded-for: 192.0.2.7\r\n\
+             x-forwarded-proto: http\r\n\
+             x-forwarded-host: api.example.com\r\n\
+             x-amzn-requestid: rid-1\r\n\
+             x-static: from-config\r\n",
+            "192.0.2.7 is not in 10.0.0.0/8"
+        );
+        for trusted in ["192.0.2.0/24", "192.0.2.7/32"] {
+            let head = head_via(url, &[trusted], spoofing_request(), "/x").unwrap();
+            assert!(
+                head.contains("forwarded: for=1.2.3.4;proto=https\r\n")
+                    && head.contains("x-real-ip: 1.2.3.4\r\n")
+                    && head.contains("x-original-url: /admin\r\n")
+                    && head.contains("x-rewrite-url: /admin\r\n")
+                    && head.contains("x-forwarded-port: 443\r\n")
+                    && head.contains("x-forwarded-prefix: /evil\r\n")
+                    && head.contains("x-forwarded-for: 203.0.113.1, 192.0.2.7\r\n")
+                    && head.contains("x-forwarded-proto: https\r\n")
+                    && head.contains("x-forwarded-host: evil.example\r\n"),
+                "{trusted}: {head}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ipv4_peer_on_a_dual_stack_socket_is_matched_as_ipv4() {
+        let nets: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let up = HttpUpstream::new(
+            "up",
+            "http://u",
+            Duration::from_secs(1),
+            &BTreeMap::new(),
+            nets.into(),
+        )
+        .unwrap();
+        assert!(up.trusts("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(up.trusts("127.9.9.9".parse().unwrap()));
+        assert!(!up.trusts("::1".parse().unwrap()));
+        assert!(!up.trusts("128.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn tls_says_https_and_cookie_fields_are_joined() {
+        let mut req = Request::builder()
+            .uri("/x")
+            .header("cookie", "a=1")
+            .header("x-mid", "m")
+            .header("cookie", "b=2")
+            .header("cookie", "c=3")
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(TlsTerminated);
+        let head = head_via("http://u", &[], req, "/x").unwrap();
+        assert!(
+            head.starts_with("GET /x HTTP/1.1\r\nhost: u\r\ncookie: a=1; b=2; c=3\r\nx-mid: m\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
+        assert_eq!(head.matches("cookie").count(), 1, "{head}");
+    }
+
+    #[test]
+    fn a_target_never_starts_with_two_slashes() {
+        for (url, path, target) in [
+            ("http://u", "//evil.example/x", "/evil.example/x"),
+            ("http://u/", "///evil.example/x", "/evil.example/x"),
+            ("http://u", "/a//b", "/a//b"),
+            ("http://u", "/", "/"),
+            ("http://u/base", "//x", "/base//x"),
+        ] {
+            let req = Request::builder().uri("/").body(()).unwrap();
+            let head = head_via(url, &[], req, path).unwrap();
+            assert!(
+                head.starts_with(&format!("GET {target} HTTP/1.1\r\n")),
+                "{url} + {path}: {head}"
+            );
+        }
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct GatewaySettings {
     pub tls: Option<crate::tls::TlsSettings>,
     /// How long shutdown waits for in-flight requests before cutting them.
     pub drain_timeout: Duration,
+    /// Peers whose `Forwarded`, `X-Forwarded-*` and `X-Real-IP` headers
+    /// reach `http` upstreams; from any other peer they are dropped (and
+    /// `X-Forwarded-For` restarts at the peer's address).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Copy)]

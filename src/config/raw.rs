@@ -61,6 +61,8 @@ pub struct RawGateway {
     pub tls: Option<Spanned<RawTls>>,
     /// How long shutdown waits for in-flight requests (default "30s").
     pub drain_timeout: Option<Str>,
+    /// Peers (CIDRs) whose forwarding headers are believed (default none).
+    pub trusted_proxies: Option<Vec<Str>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -209,7 +209,40 @@ fn check_gateway(g: &RawGateway, d: &mut Diagnostics<'_>) -> GatewaySettings {
             .as_ref()
             .and_then(|t| duration(t, d))
             .unwrap_or(Duration::from_secs(30)),
+        trusted_proxies: g
+            .trusted_proxies
+            .as_ref()
+            .map(|v| trusted_proxies(v, d))
+            .unwrap_or_default(),
     }
+}
+
+/// `[gateway] trusted_proxies`: CIDRs (`10.0.0.0/8`, `::1/128`), each
+/// with its prefix length and no host bits set, so a typo cannot trust
+/// more than was meant.
+fn trusted_proxies(v: &[Str], d: &mut Diagnostics<'_>) -> Vec<ipnet::IpNet> {
+    let mut nets = Vec::with_capacity(v.len());
+    for s in v {
+        match s.get_ref().parse::<ipnet::IpNet>() {
+            Ok(net) if net.trunc() == net => nets.push(net),
+            Ok(net) => d.at(
+                s.span(),
+                format!(
+                    "`{}` has host bits set past its prefix (did you mean `{}`?)",
+                    s.get_ref(),
+                    net.trunc()
+                ),
+            ),
+            Err(_) => d.at(
+                s.span(),
+                format!(
+                    "`{}` is not a CIDR such as \"10.0.0.0/8\" or \"::1/128\"",
+                    s.get_ref()
+                ),
+            ),
+        }
+    }
+    nets
 }
 
 fn nonzero_duration(v: &Str, d: &mut Diagnostics<'_>) -> Option<Duration> {

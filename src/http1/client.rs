@@ -282,7 +282,12 @@ fn parse_head_with<const N: usize>(
     if len > MAX_HEAD {
         return Err(bad("response head too large"));
     }
+    // Three digits from 100 to 599 (RFC 9110 §15): `http` would take up to
+    // 999, but no client knows what a 600 or 999 means.
     let code = res.code.unwrap_or(0);
+    if !(100..=599).contains(&code) {
+        return Err(bad("status code outside 100-599"));
+    }
     let status = StatusCode::from_u16(code).map_err(|_| bad("bad status code"))?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(bad("unexpected 101 Switching Protocols"));
@@ -361,6 +366,12 @@ fn parse_head_with<const N: usize>(
         Version::HTTP_10 => connection_keep_alive && !connection_close,
         _ => !connection_close,
     };
+    // An HTTP/1.0 message has no Transfer-Encoding: one that carries it is
+    // faulty framing (RFC 9112 §6.1). Its body is read as the coding says
+    // (chunked, else to the end), and the connection closed after it.
+    if version == Version::HTTP_10 && (chunked || other_coding) {
+        keep_alive = false;
+    }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Empty
@@ -467,6 +478,17 @@ mod tests {
         assert!(!h.keep_alive && h.version == Version::HTTP_10);
         let h = parsed("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
         assert!(h.keep_alive);
+        // Transfer-Encoding in HTTP/1.0 is faulty framing: read as the
+        // coding says, never reused, whatever `Connection` says.
+        let h = parsed(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert!(matches!(h.framing, Framing::Chunked(_)) && !h.keep_alive);
+        let h = parsed(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: gzip\r\nContent-Length: 4\r\n\r\n",
+        );
+        assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
+        assert!(!h.headers.contains_key("content-length"));
 
         let h = parsed("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n");
         assert!(matches!(h.framing, Framing::Empty) && h.keep_alive);
@@ -510,6 +532,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "HTTP/1.1 999 Whatever\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 600 Beyond\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 099 Early\r\nContent-Length: 0\r\n\r\n",
             "SMTP ready\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n",
         ] {

@@ -10,3 +10,9 @@ pub(crate) mod fields;
 pub(crate) mod server;
 
 pub use server::fuzz_request;
+
+/// Request extension: the listener terminated TLS on the connection the
+/// request came in on (absent on plain connections). The `http`
+/// integration reads it to say `X-Forwarded-Proto: https`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsTerminated;

@@ -74,6 +74,9 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// Buffered head bytes past which the head is refused with `431`.
     pub max_buf: usize,
+    /// TLS was terminated on this connection: its requests carry
+    /// [`super::TlsTerminated`].
+    pub tls: bool,
 }
 
 /// How a request's body is framed on the wire.
@@ -332,6 +335,9 @@ where
         *req.version_mut() = version;
         *req.headers_mut() = head.headers;
         req.extensions_mut().insert(ConnectInfo(peer));
+        if limits.tls {
+            req.extensions_mut().insert(super::TlsTerminated);
+        }
         let (pending, guard) = handler.call(req);
         let (res, body_done) = match feed {
             None => (pending.await, true),
@@ -754,7 +760,11 @@ where
     } else if status == StatusCode::NOT_MODIFIED {
         declared
     } else if head_request {
-        declared.or(exact)
+        // As given, else the size of a body the answer carries anyway (a
+        // function's answer to HEAD). An empty body (an upstream's answer
+        // to HEAD) says nothing about the size of the GET's body: no length
+        // is invented for it.
+        declared.or(exact.filter(|_| !http_body::Body::is_end_stream(&body)))
     } else {
         length
     };

@@ -291,7 +291,7 @@ async fn serve_connection(
     drop(at_accept);
 
     match tls {
-        None => serve_io(stream, false, peer, live, drain, limits).await,
+        None => serve_io(stream, false, false, peer, live, drain, limits).await,
         Some(acceptor) => {
             // The handshake counts against the header read timeout.
             let tls_stream =
@@ -309,15 +309,16 @@ async fn serve_connection(
                     }
                 };
             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            serve_io(tls_stream, h2, peer, live, drain, limits).await;
+            serve_io(tls_stream, true, h2, peer, live, drain, limits).await;
         }
     }
 }
 
 /// Serves one connection: HTTP/1.1 unless ALPN chose HTTP/2 or the client
-/// opens with HTTP/2's preface.
+/// opens with HTTP/2's preface. `tls`: the connection is a TLS one.
 async fn serve_io<IO>(
     io: IO,
+    tls: bool,
     h2: bool,
     peer: SocketAddr,
     live: Arc<ArcSwap<Live>>,
@@ -333,6 +334,7 @@ async fn serve_io<IO>(
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             max_buf: (limits.max_header_bytes + 4096).max(8192),
+            tls,
         };
         match h1::serve(io, peer, &*live, drain.clone(), conn_limits).await {
             Some(switch) => switch,
@@ -350,6 +352,9 @@ async fn serve_io<IO>(
             async move {
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(ConnectInfo(peer));
+                if tls {
+                    req.extensions_mut().insert(crate::http1::TlsTerminated);
+                }
                 let res = live.pipeline.run(req).await;
                 drop(live);
                 activity.end();

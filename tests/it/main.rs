@@ -11,6 +11,7 @@ mod conformance;
 mod cors;
 mod differential;
 mod events;
+mod forwarding;
 mod fuzz;
 mod hardening;
 mod http1;
