@@ -1,6 +1,11 @@
 //! Local GCRA limiters (governor): one per route, stage and the gateway, and
 //! per plan (and plan route) a bucket per API key.
 //! Used alone on one node, and as the fallback when Redis is unreachable.
+//!
+//! A request passes several levels, and one refused at a later level must
+//! not have spent a cell at an earlier one. governor decides each level;
+//! its state lives in [`UndoableState`], which remembers the last change it
+//! made on this thread so that [`check_all`] can take a cell back.
 
 use std::collections::HashMap;
 
@@ -10,16 +15,78 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use std::cell::Cell;
+
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
+use governor::nanos::Nanos;
+use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
 use crate::config::ThrottleConfig;
 
 use super::Verdict;
 
-type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+type Direct = RateLimiter<NotKeyed, UndoableState, DefaultClock, StateInformationMiddleware>;
+
+/// A bucket's GCRA state (its theoretical arrival time, in nanoseconds from
+/// the limiter's start; 0 for a bucket never used), updated as governor's
+/// own in-memory state is, by compare-and-swap. Each successful update is
+/// also noted for the calling thread, so that the cell it spent can be
+/// taken back.
+#[derive(Debug, Default, Clone)]
+pub struct UndoableState(Arc<AtomicU64>);
+
+thread_local! {
+    /// The last update an [`UndoableState`] made on this thread: (before, after).
+    static LAST_UPDATE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+impl StateStore for UndoableState {
+    type Key = NotKeyed;
+
+    fn measure_and_replace<T, F, E>(&self, _key: &NotKeyed, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let stored = |v: u64| (v != 0).then(|| Nanos::from(v));
+        let mut prev = self.0.load(Ordering::Acquire);
+        loop {
+            let (result, next) = f(stored(prev))?;
+            let next = next.as_u64();
+            match self
+                .0
+                .compare_exchange_weak(prev, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    LAST_UPDATE.with(|l| l.set((prev, next)));
+                    return Ok(result);
+                }
+                Err(now) => prev = now,
+            }
+        }
+    }
+}
+
+impl UndoableState {
+    /// Takes back one cell spent by the update `(before, after)`: restores
+    /// `before` if nothing changed since, else moves the arrival time back
+    /// by the cell's `interval` (arrival times add up, so this leaves the
+    /// bucket as if only the later updates had happened).
+    fn undo(&self, (before, after): (u64, u64), interval: u64) {
+        if self
+            .0
+            .compare_exchange(after, before, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            let _ = self
+                .0
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(interval))
+                });
+        }
+    }
+}
 
 /// governor's quota for a validated throttle (rate > 0, burst ≥ 1).
 pub fn quota(t: &ThrottleConfig) -> Quota {
@@ -76,6 +143,8 @@ pub struct DirectLimiter {
     config: ThrottleConfig,
     per_cell: Duration,
     limiter: Direct,
+    /// The limiter's state, shared with it, for [`DirectLimiter::undo`].
+    state: UndoableState,
     clock: DefaultClock,
     /// The clock reading `last_used` counts from.
     epoch: <DefaultClock as Clock>::Instant,
@@ -102,9 +171,10 @@ impl DirectLimiter {
     fn with_clock(config: ThrottleConfig, clock: &DefaultClock) -> Self {
         let per_cell = per_cell(&config);
         let epoch = clock.now();
+        let state = UndoableState::default();
         Self {
-            limiter: RateLimiter::direct_with_clock(quota(&config), clock.clone())
-                .with_middleware::<StateInformationMiddleware>(),
+            limiter: Direct::new(quota(&config), state.clone(), clock.clone()),
+            state,
             refill: u64::try_from(per_cell.saturating_mul(config.burst.max(1)).as_nanos())
                 .unwrap_or(u64::MAX),
             per_cell,
@@ -129,6 +199,21 @@ impl DirectLimiter {
         )
     }
 
+    /// Checks like [`DirectLimiter::check`]; an admitted check also returns
+    /// what it changed, for [`DirectLimiter::undo`].
+    fn check_undoable(&self) -> (Verdict, (u64, u64)) {
+        LAST_UPDATE.with(|l| l.set((0, 0)));
+        let v = self.check();
+        (v, LAST_UPDATE.with(Cell::get))
+    }
+
+    /// Takes back the cell an admitted [`DirectLimiter::check_undoable`] spent.
+    fn undo(&self, update: (u64, u64)) {
+        let interval = u64::try_from(self.per_cell.max(Duration::from_nanos(1)).as_nanos())
+            .unwrap_or(u64::MAX);
+        self.state.undo(update, interval);
+    }
+
     fn since_epoch(&self) -> u64 {
         self.clock.now().duration_since(self.epoch).as_u64()
     }
@@ -140,6 +225,30 @@ impl DirectLimiter {
             .saturating_sub(self.last_used.load(Ordering::Relaxed))
             >= self.refill
     }
+}
+
+/// Checks a request against every level it passes, in order, all or
+/// nothing: admitted, it spent one cell at each level and gets each level's
+/// verdict; refused at level `i`, the cells it took at the levels before
+/// `i` are given back, so a refusal spends nothing anywhere.
+pub fn check_all<'a>(
+    levels: impl IntoIterator<Item = &'a DirectLimiter>,
+    mut admitted: impl FnMut(usize, Verdict),
+) -> Result<(), (usize, Verdict)> {
+    let mut taken: smallvec::SmallVec<[(&DirectLimiter, (u64, u64)); 4]> =
+        smallvec::SmallVec::new();
+    for (i, level) in levels.into_iter().enumerate() {
+        let (v, update) = level.check_undoable();
+        if !v.allowed {
+            for (l, update) in taken {
+                l.undo(update);
+            }
+            return Err((i, v));
+        }
+        taken.push((level, update));
+        admitted(i, v);
+    }
+    Ok(())
 }
 
 /// One API key's bucket of a plan (or of a plan's route). A key's cached
@@ -322,6 +431,84 @@ mod tests {
         assert!(!v.allowed);
         assert!(v.retry_after > Duration::from_millis(500));
         assert!(v.retry_after <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_refusal_at_a_later_level_spends_nothing_at_an_earlier_one() {
+        let slow = |burst| ThrottleConfig { rate: 0.001, burst };
+        let key = DirectLimiter::new(slow(3));
+        let route = DirectLimiter::new(slow(1));
+        assert!(check_all([&key, &route], |_, _| {}).is_ok());
+        for _ in 0..5 {
+            let (at, v) = check_all([&key, &route], |_, _| {}).unwrap_err();
+            assert_eq!(at, 1, "the route refuses");
+            assert!(!v.allowed);
+        }
+        // The key spent one cell, for the one admitted request.
+        let mut seen = Vec::new();
+        assert!(check_all([&key], |_, v| seen.push(v.remaining)).is_ok());
+        assert_eq!(seen, [1]);
+        assert!(key.check().allowed);
+        assert!(!key.check().allowed);
+    }
+
+    #[test]
+    fn the_undoable_state_decides_as_governors_own() {
+        use governor::clock::FakeRelativeClock;
+        type Ours = RateLimiter<
+            NotKeyed,
+            UndoableState,
+            FakeRelativeClock,
+            governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
+        >;
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for burst in [1, 2, 5, 50] {
+            let t = ThrottleConfig { rate: 100.0, burst };
+            let clock = FakeRelativeClock::default();
+            let ours = Ours::new(quota(&t), UndoableState::default(), clock.clone());
+            let theirs = RateLimiter::direct_with_clock(quota(&t), clock.clone());
+            for step in 0..5_000 {
+                clock.advance(Duration::from_micros(next() % 25_000));
+                assert_eq!(
+                    ours.check().is_ok(),
+                    theirs.check().is_ok(),
+                    "burst {burst}, step {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_undone_check_leaves_the_bucket_as_it_was() {
+        let t = ThrottleConfig {
+            rate: 0.001,
+            burst: 4,
+        };
+        let (a, b) = (DirectLimiter::new(t), DirectLimiter::new(t));
+        for _ in 0..2 {
+            assert!(a.check().allowed);
+            assert!(b.check().allowed);
+        }
+        // `a` takes and gives back a cell; `b` does nothing.
+        let (v, update) = a.check_undoable();
+        assert!(v.allowed);
+        a.undo(update);
+        // Given back after another check moved the state too.
+        let (v, first) = a.check_undoable();
+        assert!(v.allowed);
+        assert!(a.check().allowed);
+        a.undo(first);
+        assert!(b.check().allowed);
+        for _ in 0..2 {
+            assert_eq!(a.check().allowed, b.check().allowed);
+        }
+        assert!(!a.check().allowed && !b.check().allowed);
     }
 
     #[test]

@@ -315,52 +315,53 @@ impl Levels {
         self.check_local(key_level.as_ref(), route, route_key)
     }
 
-    /// Every level on this node's own limiters.
+    /// Every level on this node's own limiters, all or nothing: a request
+    /// refused at one level spends no cell at any other.
     fn check_local(
         &self,
         key_level: Option<&(&KeyGrant, (ThrottleConfig, bool))>,
         route: Option<&Level>,
         route_key: &str,
     ) -> Result<Option<Verdict>, Refusal> {
-        let mut tightest: Option<Verdict> = None;
-        let mut take = |scope: &'static str, v: Verdict| -> Result<(), Refusal> {
-            if !v.allowed {
-                self.count_throttled(scope);
-                return Err((too_many(v.retry_after), Some(v)));
-            }
-            if tightest.is_none_or(|t| v.remaining < t.remaining) {
-                tightest = Some(v);
-            }
-            Ok(())
-        };
-        if let Some((g, (t, per_route))) = key_level {
-            let v = if *per_route {
-                self.keys.check(&g.plan.name, Some(route_key), t, &g.key_id)
+        let key_bucket: Option<Arc<DirectLimiter>> = key_level.map(|(g, (t, per_route))| {
+            if *per_route {
+                self.keys
+                    .bucket(&g.plan.name, Some(route_key), t, &g.key_id)
             } else {
                 // The bucket the key's cached grant found before, unless the
                 // plan's limits changed since.
                 match g.bucket.get().filter(|b| b.config() == t) {
-                    Some(b) => b.check(),
+                    Some(b) => b.clone(),
                     None => {
                         let b = self.keys.bucket(&g.plan.name, None, t, &g.key_id);
-                        let v = b.check();
-                        let _ = g.bucket.set(b);
-                        v
+                        let _ = g.bucket.set(b.clone());
+                        b
                     }
                 }
-            };
-            take("key", v)?;
+            }
+        });
+        let levels: smallvec::SmallVec<[(&'static str, &DirectLimiter); 4]> = [
+            key_bucket.as_deref().map(|b| ("key", b)),
+            route.map(|l| ("route", &l.local)),
+            self.stage.as_ref().map(|l| ("stage", &l.local)),
+            self.global.as_ref().map(|l| ("global", &l.local)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut tightest: Option<Verdict> = None;
+        let outcome = limiter::check_all(levels.iter().map(|(_, l)| *l), |_, v| {
+            if tightest.is_none_or(|t| v.remaining < t.remaining) {
+                tightest = Some(v);
+            }
+        });
+        match outcome {
+            Ok(()) => Ok(tightest),
+            Err((i, v)) => {
+                self.count_throttled(levels.get(i).map_or("global", |(scope, _)| scope));
+                Err((too_many(v.retry_after), Some(v)))
+            }
         }
-        if let Some(l) = route {
-            take("route", l.local.check())?;
-        }
-        if let Some(l) = &self.stage {
-            take("stage", l.local.check())?;
-        }
-        if let Some(l) = &self.global {
-            take("global", l.local.check())?;
-        }
-        Ok(tightest)
     }
 
     /// Counts the request against the key's quota; Err when it is spent.

@@ -565,6 +565,77 @@ mock = { status = 200, body = "items" }
     assert_eq!(usage["quota"]["period"], "month");
 }
 
+/// Routes where a key's plan allows 3 requests in all and `/tight` lets
+/// one through: requests `/tight` refuses must leave the key's bucket alone.
+const KEY_AND_ROUTE_THROTTLES: &str = r#"
+[plans.three]
+throttle = { rate = 0.001, burst = 3 }
+
+[[routes]]
+method = "GET"
+path = "/tight"
+api_key = true
+throttle = { rate = 0.001, burst = 1 }
+mock = { status = 200 }
+
+[[routes]]
+method = "GET"
+path = "/open"
+api_key = true
+mock = { status = 200 }
+"#;
+
+/// Spends `/tight`'s one request, has it refuse five more, then shows the
+/// key still has its other two.
+async fn a_route_refusal_leaves_the_key_bucket(tight: &str, open: &str, key: &str) {
+    assert_eq!(get_with_key(tight, key).await.status(), 200);
+    for _ in 0..5 {
+        let res = get_with_key(tight, key).await;
+        assert_eq!(res.status(), 429);
+        assert_eq!(
+            res.json::<Value>().await.unwrap(),
+            json!({"message": "Too Many Requests"})
+        );
+    }
+    for n in 0..2 {
+        assert_eq!(
+            get_with_key(open, key).await.status(),
+            200,
+            "request {n} on the key's own cells"
+        );
+    }
+    assert_eq!(
+        get_with_key(open, key).await.status(),
+        429,
+        "the key's 3 are spent"
+    );
+}
+
+#[tokio::test]
+async fn a_request_refused_at_one_level_spends_nothing_at_another() {
+    let gw = start_with(
+        &admin_routes(KEY_AND_ROUTE_THROTTLES),
+        &[("admin.token", TOKEN.as_bytes())],
+        Default::default(),
+    )
+    .await;
+    let base = format!("http://{}", gw.admin_addr.unwrap());
+    let (_, key) = create_key(&base, "acme", "three").await;
+    a_route_refusal_leaves_the_key_bucket(&gw.url("/tight"), &gw.url("/open"), &key).await;
+}
+
+#[tokio::test]
+async fn a_request_refused_at_one_level_spends_nothing_at_another_in_cluster_mode() {
+    let shared = Shared::new();
+    let a = shared
+        .node(&shared.routes("a.toml", KEY_AND_ROUTE_THROTTLES))
+        .await;
+    let (_, key) = create_key(&admin_base(&a), "acme", "three").await;
+    a_route_refusal_leaves_the_key_bucket(&a.url("/tight"), &a.url("/open"), &key).await;
+    drop(a);
+    shared.cleanup().await;
+}
+
 #[tokio::test]
 async fn custom_header_and_api_key_authorizer() {
     let gw = start_with(
