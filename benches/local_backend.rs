@@ -45,6 +45,7 @@ fn backend() -> LocalBackend {
         region: "us-east-1".into(),
         account_id: "123456789012".into(),
         max_queue: None,
+        limits: Default::default(),
     })
 }
 
@@ -74,7 +75,9 @@ struct Direct {
 impl Direct {
     async fn start(bin: &str) -> Self {
         let env = Arc::new(EnvironmentState::new("hello"));
-        let server = RuntimeApiServer::start(env.clone()).await.unwrap();
+        let server = RuntimeApiServer::start(env.clone(), Default::default())
+            .await
+            .unwrap();
         let spec = SpawnSpec {
             function: "hello".into(),
             program: bin.into(),

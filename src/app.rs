@@ -331,7 +331,8 @@ impl Gateway {
                 "[admin] is not configured",
             )
         })?;
-        crate::admin::serve(listener, router, shutdown).await
+        let policy = crate::server::ListenerPolicy::of(&self.state.config.gateway);
+        crate::admin::serve(listener, router, policy, shutdown).await
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight
@@ -542,6 +543,7 @@ async fn create_function_backend(
                 region: config.gateway.region.clone(),
                 account_id: config.gateway.account_id.clone(),
                 max_queue: *max_queue,
+                limits: config.gateway.limits,
             })))
         }
         Some(BackendConfig::Http { .. }) => Err(BuildError(format!(

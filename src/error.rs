@@ -33,6 +33,9 @@ pub enum GatewayError {
     PayloadTooLarge,
     #[error("request headers too large")]
     HeadersTooLarge,
+    /// The request's body did not arrive within `body_timeout`.
+    #[error("request body timed out")]
+    RequestTimeout,
     #[error("bad request: {0}")]
     BadRequest(String),
     /// Request validation failed; the message lists the problems.
@@ -64,6 +67,7 @@ impl GatewayError {
             }
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BadRequest(_)
             | GatewayError::InvalidRequest(_)
             | GatewayError::InvalidBody(_) => StatusCode::BAD_REQUEST,
@@ -86,6 +90,7 @@ impl GatewayError {
             GatewayError::LimitExceeded { .. } => "LimitExceededException",
             GatewayError::PayloadTooLarge => "RequestEntityTooLargeException",
             GatewayError::HeadersTooLarge => "RequestHeaderFieldsTooLargeException",
+            GatewayError::RequestTimeout => "RequestTimeoutException",
             GatewayError::BadRequest(_)
             | GatewayError::InvalidRequest(_)
             | GatewayError::InvalidBody(_) => "BadRequestException",
@@ -110,6 +115,7 @@ impl GatewayError {
             GatewayError::LimitExceeded { .. } => "Limit Exceeded".into(),
             GatewayError::PayloadTooLarge => "Request Entity Too Large".into(),
             GatewayError::HeadersTooLarge => "Request Header Fields Too Large".into(),
+            GatewayError::RequestTimeout => "Request Timeout".into(),
             GatewayError::BadRequest(m) => m.clone(),
             GatewayError::InvalidRequest(m) => m.clone(),
             GatewayError::InvalidBody(_) => "Invalid request body".into(),

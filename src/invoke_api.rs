@@ -57,15 +57,23 @@ pub fn router(current: CurrentGateway) -> Router {
         .with_state(current)
 }
 
-/// Serves the Invoke API on `listener` until `shutdown` completes.
+/// Serves the Invoke API on `listener` until `shutdown` completes, under
+/// the same listener policy as the API ([`crate::server::serve_router`],
+/// the gateway's `[gateway.limits]` at start); a request body is capped at
+/// Lambda's payload limit (or `max_function_payload`, if larger), which
+/// the route refuses in Lambda's words.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     current: CurrentGateway,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(current))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let policy = {
+        let gateway = current();
+        let settings = &gateway.state().config.gateway;
+        let max_body = settings.limits.max_function_payload.max(MAX_REQUEST_BYTES);
+        crate::server::ListenerPolicy::of(settings).with_max_body(max_body)
+    };
+    crate::server::serve_router(listener, router(current), policy, shutdown).await
 }
 
 /// An AWS-style error: JSON body, `x-amzn-ErrorType`, request id.

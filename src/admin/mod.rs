@@ -237,15 +237,16 @@ pub async fn require_token(State(state): State<AdminState>, req: Request, next: 
     }
 }
 
-/// Serves the admin router on `listener` until `shutdown` completes.
+/// Serves the admin router on `listener` until `shutdown` completes, under
+/// the same listener policy as the API ([`crate::server::serve_router`]);
+/// a request body is capped at the gateway's `max_body`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    policy: crate::server::ListenerPolicy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::server::serve_router(listener, router, policy, shutdown).await
 }
 
 /// The admin router of whichever gateway is live, rebuilt once per hot

@@ -40,6 +40,8 @@ pub struct LocalSettings {
     pub account_id: String,
     /// Invocations allowed to wait across all functions of this backend.
     pub max_queue: Option<usize>,
+    /// `[gateway.limits]`, which each Runtime API listener applies too.
+    pub limits: crate::config::Limits,
 }
 
 /// Counters of one function's pool (also exported as metrics).
@@ -183,6 +185,7 @@ struct FunctionPool {
     arn: String,
     base_dir: PathBuf,
     region: String,
+    limits: crate::config::Limits,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     idle: Mutex<Vec<Arc<Environment>>>,
@@ -210,6 +213,7 @@ impl FunctionPool {
             ),
             base_dir: s.base_dir.clone(),
             region: s.region.clone(),
+            limits: s.limits,
             permits: Arc::new(Semaphore::new(function.concurrency.max(1))),
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
@@ -286,9 +290,11 @@ impl FunctionPool {
         let f = &self.function;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(EnvironmentState::new(&f.key));
-        let server = RuntimeApiServer::start(state.clone()).await.map_err(|e| {
-            BackendError::Failed(format!("cannot open a Runtime API listener: {e}"))
-        })?;
+        let server = RuntimeApiServer::start(state.clone(), self.limits)
+            .await
+            .map_err(|e| {
+                BackendError::Failed(format!("cannot open a Runtime API listener: {e}"))
+            })?;
         let spec = self.spawn_spec(command, &server.addr().to_string(), id);
         let process = FunctionProcess::spawn(&spec, &state.log).map_err(|e| {
             tracing::error!(

@@ -140,7 +140,8 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
         "lambdagate listening on {scheme}://{local} ({}){invoke_note}{admin_note}",
         gateway.summary()
     );
-    // One shutdown signal stops both listeners.
+    // One shutdown signal stops every listener at once, so they drain
+    // together.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let invoke_task = invoke_listener.map(|l| {
         let s = server.clone();
@@ -160,18 +161,27 @@ async fn serve(config_path: &Path, args: ServeArgs) -> ExitCode {
         // goes to the live gateway's admin router (token, plans, store).
         let s = server.clone();
         let live = crate::admin::LiveAdmin::new(Arc::new(move || s.current()));
-        let mut rx = stop_rx;
+        let mut rx = stop_rx.clone();
+        // The policy at start: a listener's limits do not move on reload.
+        let policy = crate::server::ListenerPolicy::of(&config.gateway);
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = crate::admin::serve(l, live.into_router(), stopped).await {
+            if let Err(e) = crate::admin::serve(l, live.into_router(), policy, stopped).await {
                 tracing::error!(error = %e, "admin API stopped");
             }
         })
     });
-    let result = server.serve(listener, shutdown_signal()).await;
-    let _ = stop_tx.send(true);
+    let mut rx = stop_rx;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let result = server.serve(listener, stopped).await;
     if let Some(t) = invoke_task {
         let _ = t.await;
     }

@@ -97,6 +97,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// A request's whole body must have arrived this long after its head
+    /// (`408` and, on HTTP/1, the connection closed otherwise).
+    pub body_timeout: Duration,
     /// Client connections open at once; more are closed on accept.
     pub max_connections: usize,
 }
@@ -109,6 +112,7 @@ impl Default for Limits {
             max_function_payload: 6 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(20),
             max_connections: 10_000,
         }
     }

@@ -85,6 +85,8 @@ pub struct RawLimits {
     pub header_read_timeout: Option<Str>,
     /// A connection with no request in flight this long is closed (default "60s").
     pub idle_timeout: Option<Str>,
+    /// Time a request's whole body gets, from the end of its head (default "20s").
+    pub body_timeout: Option<Str>,
     /// Client connections open at once; more are closed at once (default 10000).
     pub max_connections: Option<Spanned<i64>>,
 }

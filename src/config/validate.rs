@@ -179,6 +179,11 @@ fn check_gateway(g: &RawGateway, d: &mut Diagnostics<'_>) -> GatewaySettings {
         {
             limits.idle_timeout = t;
         }
+        if let Some(v) = &l.body_timeout
+            && let Some(t) = nonzero_duration(v, d)
+        {
+            limits.body_timeout = t;
+        }
         if let Some(v) = &l.max_connections {
             match count(v, "max_connections", d) {
                 Some(0) => d.at(v.span(), "`max_connections` must be at least 1"),

@@ -72,6 +72,8 @@ pub(crate) trait Handler: Send + Sync {
 pub struct ConnLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A request's whole body must have arrived this long after its head.
+    pub body_timeout: Duration,
     /// Buffered head bytes past which the head is refused with `431`.
     pub max_buf: usize,
     /// TLS was terminated on this connection: its requests carry
@@ -291,7 +293,7 @@ where
                         limits.idle_timeout,
                     )
                     .await;
-                    close(&mut io).await;
+                    linger(&mut io).await;
                     return None;
                 }
             }
@@ -339,13 +341,20 @@ where
             req.extensions_mut().insert(super::TlsTerminated);
         }
         let (pending, guard) = handler.call(req);
-        let (res, body_done) = match feed {
-            None => (pending.await, true),
+        let (mut res, body) = match feed {
+            None => (pending.await, BodyRead::Complete),
             Some(feed) => {
-                run_with_body(&mut io, &mut buf, pending, feed, limits.idle_timeout).await
+                // The body's deadline counts from the end of its head.
+                let deadline = Instant::now() + limits.body_timeout;
+                run_with_body(&mut io, &mut buf, pending, feed, &limits, deadline).await
             }
         };
-        keep_alive &= body_done;
+        if body == BodyRead::TimedOut {
+            // Whatever the pipeline made of a body cut short, the client is
+            // told why: `408`, and the connection closes.
+            res = GatewayError::RequestTimeout.into_response();
+        }
+        keep_alive &= body == BodyRead::Complete;
         if *drain.borrow() {
             keep_alive = false;
         }
@@ -362,6 +371,11 @@ where
         drop(guard);
         match written {
             Ok(true) => {}
+            // The client may still be sending a body nobody read.
+            Ok(false) if body != BodyRead::Complete => {
+                linger(&mut io).await;
+                return None;
+            }
             Ok(false) | Err(_) => {
                 close(&mut io).await;
                 return None;
@@ -466,35 +480,58 @@ fn request_body(
     )
 }
 
+/// How reading a request body off the connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyRead {
+    /// Read to its end: the connection may carry another request.
+    Complete,
+    /// Not read to its end (unread, broken, or the client went away).
+    Incomplete,
+    /// The client took longer than `body_timeout` for all of it, or sent
+    /// nothing for `idle_timeout`.
+    TimedOut,
+}
+
 /// Runs the pipeline while feeding it the request body from the connection.
-/// Returns the response and whether the body was read to its end (else the
-/// connection cannot carry another request).
+/// Returns the response and how the body's reading ended (a body not read
+/// to its end leaves the connection unable to carry another request).
 async fn run_with_body<IO>(
     io: &mut IO,
     buf: &mut BytesMut,
     pending: crate::pipeline::PhaseFuture,
     feed: Feed,
-    stall: Duration,
-) -> (Response, bool)
+    limits: &ConnLimits,
+    deadline: Instant,
+) -> (Response, BodyRead)
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut pending = pending;
-    let feeding = feed_body(io, buf, feed, stall);
+    let feeding = feed_body(io, buf, feed, limits, deadline);
     tokio::pin!(feeding);
-    let mut fed: Option<bool> = None;
+    // The feed ends (and says why) before the pipeline can see the error it
+    // hands over: both run in this task, and the feed returns in the same
+    // poll that passes the error on.
+    let mut fed: Option<BodyRead> = None;
     loop {
         tokio::select! {
             biased;
-            res = &mut pending => return (res, fed == Some(true)),
+            res = &mut pending => return (res, fed.unwrap_or(BodyRead::Incomplete)),
             done = &mut feeding, if fed.is_none() => fed = Some(done),
         }
     }
 }
 
 /// Reads the body off the connection into the request's body stream, once
-/// the pipeline first asks for it. Returns whether the body ended cleanly.
-async fn feed_body<IO>(io: &mut IO, buf: &mut BytesMut, feed: Feed, stall: Duration) -> bool
+/// the pipeline first asks for it, until `deadline` (moved to
+/// `body_timeout` after a `100 Continue`, since the client waited for it).
+async fn feed_body<IO>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    feed: Feed,
+    limits: &ConnLimits,
+    mut deadline: Instant,
+) -> BodyRead
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -505,7 +542,7 @@ where
         expect_continue,
     } = feed;
     if matches!(framing, FeedFraming::Failed) {
-        return false;
+        return BodyRead::Incomplete;
     }
     // Nothing is read (and no `100 Continue` sent) until the pipeline asks
     // for the body; if it drops the body unread, the connection closes
@@ -514,27 +551,28 @@ where
     tokio::select! {
         biased;
         () = wait => {}
-        () = tx.closed() => return false,
+        () = tx.closed() => return BodyRead::Incomplete,
     }
-    if expect_continue
-        && (io
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if expect_continue {
+        let stall = limits.idle_timeout;
+        if send(io, b"HTTP/1.1 100 Continue\r\n\r\n", stall)
             .await
             .is_err()
-            || io.flush().await.is_err())
-    {
-        return false;
+            || flush(io, stall).await.is_err()
+        {
+            return BodyRead::Incomplete;
+        }
+        deadline = Instant::now() + limits.body_timeout;
     }
     loop {
         let chunk = match &mut framing {
-            FeedFraming::Failed => return false,
-            FeedFraming::Length(0) => return true,
+            FeedFraming::Failed => return BodyRead::Incomplete,
+            FeedFraming::Length(0) => return BodyRead::Complete,
             FeedFraming::Length(left) => {
                 if buf.is_empty()
-                    && let Err(e) = fill(io, buf, stall).await
+                    && let Err(e) = fill(io, buf, limits.idle_timeout, deadline).await
                 {
-                    let _ = tx.send(Err(e)).await;
-                    return false;
+                    return read_failed(&tx, e).await;
                 }
                 let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 *left -= n as u64;
@@ -542,42 +580,64 @@ where
             }
             FeedFraming::Chunked(decoder) => match decoder.decode(buf) {
                 Ok(Decoded::Data(b)) => b,
-                Ok(Decoded::End) => return true,
+                Ok(Decoded::End) => return BodyRead::Complete,
                 Ok(Decoded::NeedMore) => {
-                    if let Err(e) = fill(io, buf, stall).await {
-                        let _ = tx.send(Err(e)).await;
-                        return false;
+                    if let Err(e) = fill(io, buf, limits.idle_timeout, deadline).await {
+                        return read_failed(&tx, e).await;
                     }
                     continue;
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
-                    return false;
+                    return BodyRead::Incomplete;
                 }
             },
         };
         if tx.send(Ok(chunk)).await.is_err() {
-            return false;
+            return BodyRead::Incomplete;
         }
+    }
+}
+
+/// Hands a failed read to the pipeline as the body's error; says how the
+/// body's reading ended.
+async fn read_failed(tx: &mpsc::Sender<io::Result<Bytes>>, e: io::Error) -> BodyRead {
+    let timed_out = e.kind() == io::ErrorKind::TimedOut;
+    let _ = tx.send(Err(e)).await;
+    if timed_out {
+        BodyRead::TimedOut
+    } else {
+        BodyRead::Incomplete
     }
 }
 
 /// Reads more bytes into `buf`. A client that sends nothing for `stall`
 /// while its body is being read is cut off, as one that stops reading its
-/// answer is in [`send`]: a request being served arms no timer otherwise.
+/// answer is in [`send`], and so is one whose body is not all there by
+/// `deadline` (one byte per `stall` would otherwise hold the connection
+/// for ever): a request being served arms no timer otherwise. Both are
+/// `TimedOut` errors, which the connection answers with `408`.
 async fn fill<IO: AsyncRead + Unpin>(
     io: &mut IO,
     buf: &mut BytesMut,
     stall: Duration,
+    deadline: Instant,
 ) -> io::Result<()> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(64 * 1024);
     }
-    match tokio::time::timeout(stall, io.read_buf(buf)).await {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (limit, why) = if left < stall {
+        (left, "the request body took longer than body_timeout")
+    } else {
+        (stall, "the client stopped sending its request body")
+    };
+    // A zero limit still takes bytes that are already there.
+    match tokio::time::timeout(limit, io.read_buf(buf)).await {
         Ok(Ok(0)) => Err(unexpected_eof()),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(stalled("the client stopped sending its request body")),
+        Err(_) => Err(stalled(why)),
     }
 }
 
@@ -617,6 +677,36 @@ async fn flush<IO: AsyncWrite + Unpin>(io: &mut IO, stall: Duration) -> io::Resu
 /// client that reads nothing cannot hold it open.
 async fn close<IO: AsyncWrite + Unpin>(io: &mut IO) {
     let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+}
+
+/// The longest a lingering close reads what the client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// A lingering close ends sooner once the client has sent nothing for this
+/// long (it finished its body and is reading the answer).
+const LINGER_QUIET: Duration = Duration::from_millis(500);
+
+/// Ends a connection whose client may still be sending (a body refused or
+/// left unread, a broken head), as nginx's lingering close does. The answer
+/// is out and the write side shut (the client sees the end of the answer),
+/// but closing the socket now would make the kernel answer the client's
+/// next bytes with a reset, and a client still uploading fails on it
+/// before it ever reads the answer. So what still arrives is read and
+/// thrown away until the client closes its side, sends nothing for
+/// [`LINGER_QUIET`], or [`LINGER_TIME`] has passed; only then is the
+/// socket closed. The time bounds the cost: a refused upload holds its
+/// connection at most that long.
+async fn linger<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO) {
+    let until = tokio::time::Instant::now() + LINGER_TIME;
+    close(io).await;
+    let mut scratch = vec![0u8; 16 * 1024];
+    loop {
+        let quiet = (tokio::time::Instant::now() + LINGER_QUIET).min(until);
+        match tokio::time::timeout_at(quiet, io.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            // The client finished (or reset), went quiet, or time is up.
+            _ => return,
+        }
+    }
 }
 
 fn stalled(what: &str) -> io::Error {

@@ -19,6 +19,8 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::config::Limits;
+use crate::server::ListenerPolicy;
 use process::ProcessLog;
 use queue::InvocationQueue;
 
@@ -43,6 +45,11 @@ impl EnvironmentState {
     }
 }
 
+/// Room past the payload limit on a Runtime API listener's body cap, so
+/// an oversized function response is refused by its route, in the Runtime
+/// API's words and failing its invocation, rather than cut by the cap.
+const BODY_HEADROOM: usize = 64 * 1024;
+
 /// One environment's Runtime API endpoint, served until dropped.
 pub struct RuntimeApiServer {
     addr: SocketAddr,
@@ -50,13 +57,28 @@ pub struct RuntimeApiServer {
 }
 
 impl RuntimeApiServer {
-    /// Serves the Runtime API for `env` on a free loopback port.
-    pub async fn start(env: Arc<EnvironmentState>) -> std::io::Result<Self> {
+    /// Serves the Runtime API for `env` on a free loopback port, under the
+    /// same listener policy as the API (`limits`, the gateway's
+    /// `[gateway.limits]`, see [`crate::server::serve_router`]). A request
+    /// being served arms no timer, so a `/next` long poll waits as long as
+    /// it takes; the idle timeout runs only between requests.
+    pub async fn start(env: Arc<EnvironmentState>, limits: Limits) -> std::io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let app = handlers::router(env);
+        let max_body = limits
+            .max_function_payload
+            .max(handlers::MAX_RESPONSE_BYTES)
+            + BODY_HEADROOM;
+        let policy = ListenerPolicy {
+            limits,
+            ..ListenerPolicy::default()
+        }
+        .with_max_body(max_body);
+        // Stopped by dropping the server (the task is aborted), never drained.
+        let forever = std::future::pending::<()>();
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = crate::server::serve_router(listener, app, policy, forever).await {
                 tracing::warn!(error = %e, "Runtime API listener stopped");
             }
         });

@@ -1,42 +1,79 @@
-//! The listener: accepts connections, terminates TLS, speaks HTTP/1.1 and
-//! HTTP/2 (ALPN on TLS, prior-knowledge h2c on plain sockets) and hands each
-//! request to the pipeline of the config that is live when it arrives. Not a
+//! The listeners: accept connections, terminate TLS, speak HTTP/1.1 and
+//! HTTP/2 (ALPN on TLS, prior-knowledge h2c on plain sockets) and hand each
+//! request to what the listener serves — the pipeline of the config that is
+//! live when it arrives on the public listener, an axum `Router` on the
+//! admin, Invoke and Runtime API listeners ([`serve_router`]). Not a
 //! pipeline phase: everything here happens before a request exists or after
 //! the last one finished.
 //!
+//! - **One policy for every listener**: the same accept loop (a cap on open
+//!   connections), the same HTTP/1.1 codec ([`h1`]: header read, idle and
+//!   body timeouts, framing rules, lingering close) and the same HTTP/2
+//!   settings and timers ([`h2`]) serve them all, from `[gateway.limits]`.
 //! - **Hot reload**: the live gateway sits in an `ArcSwap`; [`Server::reload`]
 //!   swaps in a fully built new one. Each request holds the gateway it
 //!   started on until its response head is out, and a retired gateway's
 //!   backends are stopped only once its last request finished.
-//! - **HTTP/1.1** is served by [`h1`] (parsing, framing, persistence,
-//!   timeouts); HTTP/2 by hyper, chosen by ALPN on TLS or by the client's
-//!   connection preface on plain sockets.
-//! - **Hardening**: a header read timeout (slowloris), an idle timeout, a cap
-//!   on open connections, a cap on buffered header bytes, and rejection of
-//!   requests framed with both `Content-Length` and `Transfer-Encoding`.
 //! - **Graceful shutdown**: stop accepting, let in-flight requests finish up
-//!   to `[gateway] drain_timeout`, cut the rest, stop every backend.
+//!   to `[gateway] drain_timeout`, cut the rest (and, on the public
+//!   listener, stop every backend).
+
+mod h2;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use axum::Router;
 use axum::body::Body;
-use axum::extract::connect_info::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulConnection;
+use axum::http::Request;
+use axum::response::IntoResponse;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 use crate::app::Gateway;
-use crate::config::Limits;
-
+use crate::config::{GatewaySettings, Limits};
+use crate::error::GatewayError;
 use crate::http1::server as h1;
+use crate::pipeline::PhaseFuture;
+
+/// What a listener enforces on its connections, whoever it serves: the
+/// gateway's `[gateway.limits]` (with `limits.max_body` as this listener's
+/// body cap) and how long a shutdown waits for requests in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerPolicy {
+    pub limits: Limits,
+    pub drain_timeout: Duration,
+}
+
+impl ListenerPolicy {
+    /// `[gateway.limits]` and `[gateway] drain_timeout`.
+    pub fn of(gateway: &GatewaySettings) -> Self {
+        Self {
+            limits: gateway.limits,
+            drain_timeout: gateway.drain_timeout,
+        }
+    }
+
+    /// The same policy with `max` bytes as the cap on a request body.
+    pub fn with_max_body(mut self, max: usize) -> Self {
+        self.limits.max_body = max;
+        self
+    }
+}
+
+impl Default for ListenerPolicy {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// One loaded config, ready to serve.
 struct Live {
@@ -71,9 +108,44 @@ impl Live {
 impl h1::Handler for ArcSwap<Live> {
     type Guard = Arc<Live>;
 
-    fn call(&self, req: axum::http::Request<Body>) -> (crate::pipeline::PhaseFuture, Arc<Live>) {
+    fn call(&self, req: Request<Body>) -> (PhaseFuture, Arc<Live>) {
         let live = self.load_full();
         (live.pipeline.run(req), live)
+    }
+}
+
+/// An axum `Router` behind a listener, with the part of the public
+/// pipeline's limits phase that any API needs: the header-byte cap (`431`)
+/// and a cap on the body stream (the router's handlers refuse more in their
+/// own API's words; the cap stops one that would read without a bound).
+struct RouterHandler {
+    router: Router,
+    max_header_bytes: usize,
+    max_body: usize,
+}
+
+impl h1::Handler for RouterHandler {
+    type Guard = ();
+
+    fn call(&self, req: Request<Body>) -> (PhaseFuture, ()) {
+        if crate::limits::header_bytes(&req) > self.max_header_bytes {
+            let refusal = GatewayError::HeadersTooLarge.into_response();
+            return (Box::pin(std::future::ready(refusal)), ());
+        }
+        let req = if http_body::Body::is_end_stream(req.body()) {
+            req
+        } else {
+            let max = self.max_body;
+            req.map(|b| Body::new(http_body_util::Limited::new(b, max)))
+        };
+        let router = self.router.clone();
+        let answer = async move {
+            match router.oneshot(req).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            }
+        };
+        (Box::pin(answer), ())
     }
 }
 
@@ -133,66 +205,43 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        let max = self.live.load().limits.max_connections;
-        let slots = Arc::new(Semaphore::new(max));
-        let (drain_tx, drain_rx) = watch::channel(false);
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = &mut shutdown => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Per-connection failures (reset before accept) and
-                        // fd exhaustion: log, back off briefly, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                crate::metrics::connection_refused();
-                tracing::warn!(%peer, max, "max_connections reached; closing new connection");
-                drop(stream);
-                continue;
-            };
-            let live = self.live.clone();
-            let drain = drain_rx.clone();
-            connections.spawn(async move {
-                serve_connection(stream, peer, live, drain).await;
-                drop(slot);
-            });
-        }
-        drop(listener);
-        let _ = drain_tx.send(true);
-        let drain_timeout = self
-            .live
-            .load()
-            .gateway
-            .state()
-            .config
-            .gateway
-            .drain_timeout;
-        let open = connections.len();
-        tracing::info!(
-            open,
-            ?drain_timeout,
-            "stopped accepting; draining connections"
-        );
-        let drained = tokio::time::timeout(drain_timeout, async {
-            while connections.join_next().await.is_some() {}
-        })
+        let accepting = Accepting {
+            max_connections: self.live.load().limits.max_connections,
+            metered: true,
+        };
+        let live = self.live.clone();
+        // The config live at the end decides how long the drain may take.
+        let drain_timeout = || {
+            self.live
+                .load()
+                .gateway
+                .state()
+                .config
+                .gateway
+                .drain_timeout
+        };
+        accept_loop(
+            listener,
+            accepting,
+            shutdown,
+            drain_timeout,
+            move |stream, peer, drain| {
+                // The config live at accept sets the connection's limits.
+                let at_accept = live.load_full();
+                let limits = at_accept.limits;
+                let tls = at_accept.tls.clone();
+                drop(at_accept);
+                Box::pin(serve_connection(
+                    stream,
+                    peer,
+                    live.clone(),
+                    limits,
+                    tls,
+                    drain,
+                ))
+            },
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                cut = connections.len(),
-                "drain timeout reached; closing the remaining connections"
-            );
-            connections.shutdown().await;
-        }
         self.stop_backends().await;
         Ok(())
     }
@@ -210,58 +259,131 @@ impl Server {
     }
 }
 
-/// Requests in flight on one HTTP/2 connection, for the idle timeout. A
-/// request costs two atomic updates and a clock read; nothing is woken per
-/// request. The idle timer fires at most once per `idle` and, if the
-/// connection was busy meanwhile, re-arms itself for the moment it will have
-/// been idle long enough.
-struct Activity {
-    in_flight: AtomicUsize,
-    /// When the last request ended, in milliseconds since `epoch`.
-    last_end_ms: AtomicU64,
-    epoch: Instant,
+/// Serves `router` on `listener` (plain HTTP/1.1 and prior-knowledge h2c)
+/// under `policy`, exactly as the public listener serves the pipeline: the
+/// same codec, timeouts and caps. Until `shutdown` completes; then stops
+/// accepting and lets requests in flight finish for up to the drain timeout.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    policy: ListenerPolicy,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let limits = policy.limits;
+    let handler = Arc::new(RouterHandler {
+        router,
+        max_header_bytes: limits.max_header_bytes,
+        max_body: limits.max_body,
+    });
+    let accepting = Accepting {
+        max_connections: limits.max_connections,
+        metered: false,
+    };
+    accept_loop(
+        listener,
+        accepting,
+        shutdown,
+        || policy.drain_timeout,
+        move |stream, peer, drain| {
+            Box::pin(serve_connection(
+                stream,
+                peer,
+                handler.clone(),
+                limits,
+                None,
+                drain,
+            ))
+        },
+    )
+    .await;
+    Ok(())
 }
 
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            in_flight: AtomicUsize::new(0),
-            last_end_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
+/// How a listener takes connections.
+struct Accepting {
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    max_connections: usize,
+    /// Counted in the connection metrics (the public listener only).
+    metered: bool,
+}
 
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-    }
+/// One connection's whole life, boxed where it is made: its type holds
+/// borrows that a generic `Send` bound cannot see through.
+type ConnectionFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-    fn end(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_end_ms.fetch_max(now, Ordering::SeqCst);
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Completes once no request has been in flight for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        let mut deadline = self.epoch + idle;
-        loop {
-            tokio::time::sleep_until(deadline.into()).await;
-            if self.in_flight.load(Ordering::SeqCst) > 0 {
-                // Busy: look again one `idle` from now at the earliest.
-                deadline = Instant::now() + idle;
-                continue;
+/// Accepts connections until `shutdown` completes, each served by
+/// `serve(stream, peer, drain)` in its own task; then stops accepting,
+/// signals `drain` and waits up to `drain_timeout()` for the open
+/// connections, cutting the rest.
+async fn accept_loop<F>(
+    listener: TcpListener,
+    accepting: Accepting,
+    shutdown: impl Future<Output = ()> + Send,
+    drain_timeout: impl FnOnce() -> Duration,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> ConnectionFuture,
+{
+    let max = accepting.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Per-connection failures (reset before accept) and
+                    // fd exhaustion: log, back off briefly, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if accepting.metered {
+                crate::metrics::connection_refused();
             }
-            let last_end =
-                self.epoch + Duration::from_millis(self.last_end_ms.load(Ordering::SeqCst));
-            let idle_until = last_end + idle;
-            if Instant::now() >= idle_until {
-                return;
-            }
-            deadline = idle_until;
-        }
+            tracing::warn!(%peer, max, "max_connections reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let open = accepting.metered.then(OpenConnection::new);
+        let connection = serve(stream, peer, drain_rx.clone());
+        connections.spawn(async move {
+            connection.await;
+            drop(open);
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = drain_tx.send(true);
+    let drain_timeout = drain_timeout();
+    let open = connections.len();
+    tracing::info!(
+        open,
+        ?drain_timeout,
+        "stopped accepting; draining connections"
+    );
+    let drained = tokio::time::timeout(drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            cut = connections.len(),
+            "drain timeout reached; closing the remaining connections"
+        );
+        connections.shutdown().await;
     }
 }
 
+/// Counts an open connection in `lambdagate_connections` while it lives.
 struct OpenConnection;
 
 impl OpenConnection {
@@ -277,21 +399,21 @@ impl Drop for OpenConnection {
     }
 }
 
-async fn serve_connection(
+/// Serves one accepted connection: the TLS handshake if the listener has
+/// TLS, then HTTP/1.1 or HTTP/2.
+async fn serve_connection<H>(
     stream: TcpStream,
     peer: SocketAddr,
-    live: Arc<ArcSwap<Live>>,
+    handler: Arc<H>,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     drain: watch::Receiver<bool>,
-) {
-    let _open = OpenConnection::new();
-    let _ = stream.set_nodelay(true);
-    let at_accept = live.load_full();
-    let limits = at_accept.limits;
-    let tls = at_accept.tls.clone();
-    drop(at_accept);
-
+) where
+    H: h1::Handler + 'static,
+    H::Guard: 'static,
+{
     match tls {
-        None => serve_io(stream, false, false, peer, live, drain, limits).await,
+        None => serve_io(stream, false, false, peer, handler, drain, limits).await,
         Some(acceptor) => {
             // The handshake counts against the header read timeout.
             let tls_stream =
@@ -309,164 +431,41 @@ async fn serve_connection(
                     }
                 };
             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            serve_io(tls_stream, true, h2, peer, live, drain, limits).await;
+            serve_io(tls_stream, true, h2, peer, handler, drain, limits).await;
         }
     }
 }
 
 /// Serves one connection: HTTP/1.1 unless ALPN chose HTTP/2 or the client
 /// opens with HTTP/2's preface. `tls`: the connection is a TLS one.
-async fn serve_io<IO>(
+async fn serve_io<IO, H>(
     io: IO,
     tls: bool,
     h2: bool,
     peer: SocketAddr,
-    live: Arc<ArcSwap<Live>>,
+    handler: Arc<H>,
     drain: watch::Receiver<bool>,
     limits: Limits,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: h1::Handler + 'static,
+    H::Guard: 'static,
 {
+    let opened = Instant::now();
     let (io, read) = if h2 {
         (io, bytes::BytesMut::new())
     } else {
         let conn_limits = h1::ConnLimits {
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
+            body_timeout: limits.body_timeout,
             max_buf: (limits.max_header_bytes + 4096).max(8192),
             tls,
         };
-        match h1::serve(io, peer, &*live, drain.clone(), conn_limits).await {
+        match h1::serve(io, peer, &*handler, drain.clone(), conn_limits).await {
             Some(switch) => switch,
             None => return,
         }
     };
-    let activity = Arc::new(Activity::new());
-    let service = {
-        let activity = activity.clone();
-        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            // The config live when the request arrives serves all of it.
-            let live = live.load_full();
-            let activity = activity.clone();
-            activity.begin();
-            async move {
-                let mut req = req.map(Body::new);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                if tls {
-                    req.extensions_mut().insert(crate::http1::TlsTerminated);
-                }
-                let res = live.pipeline.run(req).await;
-                drop(live);
-                activity.end();
-                Ok::<_, std::convert::Infallible>(res)
-            }
-        })
-    };
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes + 4096).unwrap_or(u32::MAX));
-    let io = Prefixed {
-        read: read.freeze(),
-        io,
-    };
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    drive(conn, drain, &activity, limits.idle_timeout).await;
-}
-
-/// A connection with bytes already read from it in front of what is still
-/// to come.
-struct Prefixed<IO> {
-    read: bytes::Bytes,
-    io: IO,
-}
-
-impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<IO> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if !self.read.is_empty() {
-            let n = self.read.len().min(buf.remaining());
-            let taken = self.read.split_to(n);
-            buf.put_slice(&taken);
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<IO> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// Runs one connection until it ends, shutting it down gracefully (finish
-/// the request in progress, accept no more) on drain or when idle.
-async fn drive<C: GracefulConnection>(
-    conn: C,
-    mut drain: watch::Receiver<bool>,
-    activity: &Activity,
-    idle_timeout: Duration,
-) where
-    C::Error: std::fmt::Display,
-{
-    tokio::pin!(conn);
-    let idle = activity.idle_for(idle_timeout);
-    tokio::pin!(idle);
-    let mut closing = false;
-    if *drain.borrow() {
-        closing = true;
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = drain.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut idle, if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
+    h2::serve(io, read.freeze(), peer, tls, handler, drain, &limits, opened).await;
 }

@@ -18,6 +18,7 @@ mod http1;
 mod http_backend;
 mod keys;
 mod lambda_backend;
+mod listeners;
 mod local;
 mod openapi;
 mod ops;

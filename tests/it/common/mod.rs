@@ -97,7 +97,8 @@ pub async fn start_with(
             let l = tokio::net::TcpListener::bind(a.listen).await.unwrap();
             let admin_addr = l.local_addr().unwrap();
             let (atx, arx) = oneshot::channel::<()>();
-            tokio::spawn(lambdagate::admin::serve(l, router, async {
+            let policy = lambdagate::server::ListenerPolicy::of(&gateway.state().config.gateway);
+            tokio::spawn(lambdagate::admin::serve(l, router, policy, async {
                 let _ = arx.await;
             }));
             (Some(admin_addr), Some(atx))
