@@ -68,8 +68,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(super) async fn serve<IO, H>(
     io: IO,
     read: Bytes,
-    peer: SocketAddr,
-    tls: bool,
+    (peer, tls): (SocketAddr, bool),
     handler: Arc<H>,
     drain: watch::Receiver<bool>,
     limits: &Limits,

@@ -467,5 +467,14 @@ async fn serve_io<IO, H>(
             None => return,
         }
     };
-    h2::serve(io, read.freeze(), peer, tls, handler, drain, &limits, opened).await;
+    h2::serve(
+        io,
+        read.freeze(),
+        (peer, tls),
+        handler,
+        drain,
+        &limits,
+        opened,
+    )
+    .await;
 }
