@@ -36,6 +36,15 @@ pub enum GatewayError {
     /// The request's body did not arrive within `body_timeout`.
     #[error("request body timed out")]
     RequestTimeout,
+    /// A request line longer than the head's byte budget: `414`.
+    #[error("request line too long")]
+    UriTooLong,
+    /// A transfer coding the gateway cannot decode (only `chunked` is): `501`.
+    #[error("transfer coding not implemented")]
+    NotImplemented,
+    /// An HTTP version other than 1.x in an HTTP/1 request line: `505`.
+    #[error("HTTP version not supported")]
+    HttpVersionNotSupported,
     #[error("bad request: {0}")]
     BadRequest(String),
     /// Request validation failed; the message lists the problems.
@@ -68,6 +77,9 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
+            GatewayError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            GatewayError::HttpVersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             GatewayError::BadRequest(_)
             | GatewayError::InvalidRequest(_)
             | GatewayError::InvalidBody(_) => StatusCode::BAD_REQUEST,
@@ -91,6 +103,9 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => "RequestEntityTooLargeException",
             GatewayError::HeadersTooLarge => "RequestHeaderFieldsTooLargeException",
             GatewayError::RequestTimeout => "RequestTimeoutException",
+            GatewayError::UriTooLong => "RequestUriTooLongException",
+            GatewayError::NotImplemented => "NotImplementedException",
+            GatewayError::HttpVersionNotSupported => "HttpVersionNotSupportedException",
             GatewayError::BadRequest(_)
             | GatewayError::InvalidRequest(_)
             | GatewayError::InvalidBody(_) => "BadRequestException",
@@ -116,6 +131,9 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => "Request Entity Too Large".into(),
             GatewayError::HeadersTooLarge => "Request Header Fields Too Large".into(),
             GatewayError::RequestTimeout => "Request Timeout".into(),
+            GatewayError::UriTooLong => "Request-URI Too Long".into(),
+            GatewayError::NotImplemented => "Not Implemented".into(),
+            GatewayError::HttpVersionNotSupported => "HTTP Version Not Supported".into(),
             GatewayError::BadRequest(m) => m.clone(),
             GatewayError::InvalidRequest(m) => m.clone(),
             GatewayError::InvalidBody(_) => "Invalid request body".into(),
@@ -141,6 +159,9 @@ impl GatewayError {
             GatewayError::Forbidden(_) => r#"{"message":"Forbidden"}"#,
             GatewayError::TooManyRequests { .. } => r#"{"message":"Too Many Requests"}"#,
             GatewayError::LimitExceeded { .. } => r#"{"message":"Limit Exceeded"}"#,
+            GatewayError::UriTooLong => r#"{"message":"Request-URI Too Long"}"#,
+            GatewayError::NotImplemented => r#"{"message":"Not Implemented"}"#,
+            GatewayError::HttpVersionNotSupported => r#"{"message":"HTTP Version Not Supported"}"#,
             _ => return None,
         })
     }
@@ -219,6 +240,9 @@ mod tests {
             GatewayError::LimitExceeded {
                 retry_after_secs: 1,
             },
+            GatewayError::UriTooLong,
+            GatewayError::NotImplemented,
+            GatewayError::HttpVersionNotSupported,
         ];
         for e in fixed {
             let rendered = serde_json::json!({ "message": e.public_message() }).to_string();

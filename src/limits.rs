@@ -12,16 +12,19 @@ use axum::response::IntoResponse;
 use crate::app::GatewayState;
 use crate::error::GatewayError;
 
+/// Bytes of the request line (`METHOD target HTTP/1.1` and its CRLF).
+pub fn request_line_bytes(req: &Request) -> usize {
+    req.method().as_str().len() + req.uri().path_and_query().map_or(1, |p| p.as_str().len()) + 12
+}
+
 /// Bytes of the request line and headers, counted as they appear on the wire.
 pub fn header_bytes(req: &Request) -> usize {
-    let line = req.method().as_str().len()
-        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
-        + 12;
-    line + req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
+    request_line_bytes(req)
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 /// Path policy (docs/routes.md, "Paths"): a `.` or `..` segment — sent
@@ -66,6 +69,11 @@ pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
     // Before route match, so a dot segment never selects a route.
     if let Err(e) = check_path(req.uri().path()) {
         return answer(e.into_response());
+    }
+    // A request line that alone exceeds the head's budget is a target too
+    // long (414), not too many header bytes (431).
+    if request_line_bytes(&req) > limits.max_header_bytes {
+        return answer(GatewayError::UriTooLong.into_response());
     }
     if header_bytes(&req) > limits.max_header_bytes {
         return answer(GatewayError::HeadersTooLarge.into_response());

@@ -23,7 +23,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 pub(crate) use super::chunked::{ChunkDecoder, Decoded};
-use super::fields::{is_hop_by_hop_raw, list_tokens, merge_content_length};
+use super::fields::{is_hop_by_hop_raw, list_tokens};
+pub(crate) use super::head::HeadError;
+use super::head::{self, FramingFields};
 
 /// Headers a response head may carry; more is a bad response.
 const MAX_HEADERS: usize = 100;
@@ -113,15 +115,15 @@ impl Conn {
                     Parsed::Partial => {}
                 }
                 if self.read.len() > MAX_HEAD {
-                    return Err(HeadError::Invalid("response head too large".into()));
+                    return Err(HeadError::TooLarge);
                 }
             }
             match self.fill().await {
                 Ok(0) if !received_any => return Ok(None),
-                Ok(0) => return Err(HeadError::Invalid("connection closed mid-head".into())),
+                Ok(0) => return Err(bad("connection closed mid-head")),
                 Ok(_) => {}
                 Err(e) if !received_any => return Err(HeadError::Io(e)),
-                Err(e) => return Err(HeadError::Invalid(e.to_string())),
+                Err(e) => return Err(HeadError::Cut(e)),
             }
         }
     }
@@ -202,28 +204,8 @@ impl Conn {
     }
 }
 
-/// Why a response head could not be read.
-#[derive(Debug)]
-pub enum HeadError {
-    /// The connection failed before any of the response arrived.
-    Io(io::Error),
-    /// The upstream sent something that is not an HTTP/1.1 response head.
-    Invalid(String),
-    /// More than `MAX_HEADERS` headers.
-    TooManyHeaders,
-}
-
-impl std::fmt::Display for HeadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HeadError::Io(e) => write!(f, "{e}"),
-            HeadError::Invalid(m) => write!(f, "bad response: {m}"),
-            HeadError::TooManyHeaders => write!(f, "bad response: too many headers"),
-        }
-    }
-}
-
-/// How a response body is delimited, and how much of it is left.
+/// How much of a response body is left, as its framing
+/// ([`head::Framing`]) said it is delimited.
 #[derive(Debug)]
 pub enum Framing {
     /// No body (or all of it read).
@@ -254,15 +236,15 @@ enum Parsed {
     Partial,
 }
 
-fn bad(m: &str) -> HeadError {
-    HeadError::Invalid(m.to_string())
+fn bad(m: &'static str) -> HeadError {
+    HeadError::Bad(m)
 }
 
 /// Parses a response head at the start of `buf`, consuming it when
 /// complete. Header values are sliced from the head's bytes (no copy).
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, HeadError> {
     match parse_head_with::<USUAL_HEADERS>(buf, head_request) {
-        Err(HeadError::TooManyHeaders) => parse_head_with::<MAX_HEADERS>(buf, head_request),
+        Err(HeadError::TooLarge) => parse_head_with::<MAX_HEADERS>(buf, head_request),
         other => other,
     }
 }
@@ -276,11 +258,12 @@ fn parse_head_with<const N: usize>(
     let len = match res.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-        Err(e) => return Err(HeadError::Invalid(e.to_string())),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(_) => return Err(bad("not an HTTP/1.1 response head")),
     };
     if len > MAX_HEAD {
-        return Err(bad("response head too large"));
+        return Err(HeadError::TooLarge);
     }
     // Three digits from 100 to 599 (RFC 9110 §15): `http` would take up to
     // 999, but no client knows what a 600 or 999 means.
@@ -309,9 +292,7 @@ fn parse_head_with<const N: usize>(
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut connection_names = false;
-    let mut chunked = false;
-    let mut other_coding = false;
-    let mut length: Option<u64> = None;
+    let mut fields = FramingFields::default();
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
@@ -326,17 +307,10 @@ fn parse_head_with<const N: usize>(
             }
             continue;
         }
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only the last coding decides the framing.
-            for coding in list_tokens(h.value) {
-                chunked = coding.eq_ignore_ascii_case(b"chunked");
-                other_coding = !chunked;
-            }
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            merge_content_length(h.value, &mut length).map_err(bad)?;
-        } else if is_hop_by_hop_raw(name) {
+        // Both framing fields are read; `Content-Length` is kept,
+        // `Transfer-Encoding` is hop-by-hop and left out.
+        fields.fold(name, h.value)?;
+        if is_hop_by_hop_raw(name) {
             continue;
         }
         // Offsets fit: a head is at most `MAX_HEAD` bytes past what was read.
@@ -366,34 +340,23 @@ fn parse_head_with<const N: usize>(
         Version::HTTP_10 => connection_keep_alive && !connection_close,
         _ => !connection_close,
     };
+    let decided = fields.response(status, head_request);
+    if decided.drop_length {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    keep_alive &= decided.reusable;
     // An HTTP/1.0 message has no Transfer-Encoding: one that carries it is
     // faulty framing (RFC 9112 §6.1). Its body is read as the coding says
     // (chunked, else to the end), and the connection closed after it.
-    if version == Version::HTTP_10 && (chunked || other_coding) {
+    if version == Version::HTTP_10 && fields.transfer_coded() {
         keep_alive = false;
     }
-    let framing =
-        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            Framing::Empty
-        } else if chunked || other_coding {
-            // Transfer-Encoding wins over Content-Length; a message with both
-            // may be a smuggling attempt, so its connection is not reused.
-            if length.is_some() {
-                headers.remove(header::CONTENT_LENGTH);
-                keep_alive = false;
-            }
-            if other_coding {
-                keep_alive = false;
-                Framing::Close
-            } else {
-                Framing::Chunked(ChunkDecoder::default())
-            }
-        } else if let Some(l) = length {
-            Framing::Length(l)
-        } else {
-            keep_alive = false;
-            Framing::Close
-        };
+    let framing = match decided.framing {
+        head::Framing::None => Framing::Empty,
+        head::Framing::Length(n) => Framing::Length(n),
+        head::Framing::Chunked => Framing::Chunked(ChunkDecoder::default()),
+        head::Framing::UntilClose => Framing::Close,
+    };
     Ok(Parsed::Head(Head {
         status,
         version,

@@ -7,12 +7,13 @@
 //! every request) cost a third of a proxied request's CPU.
 //!
 //! What this module answers for, per RFC 9112:
-//! - **Framing** (§6): `Content-Length` (several equal values allowed,
-//!   different ones refused), `Transfer-Encoding` with `chunked` last
-//!   (another final coding is refused), both at once refused as a smuggling
-//!   attempt (`400`, connection closed); bodies that arrived with their head
-//!   are handed over whole, others stream as the pipeline reads them, with
-//!   `100 Continue` sent when it first asks for them (§9.3 of RFC 9110).
+//! - **The head** ([`super::request`]): version (§2.3), `Host` (§3.2), the
+//!   request-target's form (§3.2), and the framing decided in
+//!   [`super::head`] (§6): every refusal is answered and the connection
+//!   closed ([`HeadError::response`]). Bodies that arrived with their head
+//!   are handed over whole (a malformed chunked one refused at once),
+//!   others stream as the pipeline reads them, with `100 Continue` sent
+//!   when it first asks for them (§9.3 of RFC 9110).
 //! - **Persistence** (§9): keep-alive by version and `Connection`, pipelined
 //!   requests answered in order, the connection closed after a response
 //!   whose request body was not read to its end.
@@ -29,7 +30,6 @@
 //! caller, with the bytes read so far, for hyper's HTTP/2 server.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,25 +38,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use axum::http::{Method, Request, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use http_body_util::BodyExt;
-use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::chunked::{ChunkDecoder, Decoded};
-use super::fields::{list_tokens, merge_content_length, parse_length};
+use super::fields::{list_tokens, parse_length};
+use super::head::{Framing, HeadError};
+use super::request::{Head, parse_head};
 use crate::error::GatewayError;
 
-/// Header slots per request head: hyper's default limit.
-const MAX_HEADERS: usize = 100;
 /// Response bodies up to this size are sent in the same write as the head.
 const COALESCE: usize = 64 * 1024;
-/// The HTTP/2 connection preface's first line.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// What a connection hands its requests to: the gateway's pipeline on the
 /// public listener, a `Router` on the admin, Invoke and Runtime API ones.
@@ -81,169 +78,23 @@ pub struct ConnLimits {
     pub tls: bool,
 }
 
-/// How a request's body is framed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Framing {
-    None,
-    Length(u64),
-    Chunked,
+/// A request as the codec hands it on: its head, and its body, whole or
+/// still to be fed from the connection.
+struct Incoming {
+    head: Head,
+    body: Body,
+    feed: Option<Feed>,
 }
 
-/// A parsed request head.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    framing: Framing,
-    keep_alive: bool,
-    expect_continue: bool,
-}
-
-/// Why a head could not become a request.
-#[derive(Debug)]
-enum HeadError {
-    /// Malformed; the message says how.
-    Bad(&'static str),
-    /// Both `Content-Length` and `Transfer-Encoding`.
-    Conflict,
-    /// Too many header bytes or lines.
-    TooLarge,
-    /// The HTTP/2 preface.
-    Http2,
-}
-
-impl HeadError {
-    fn response(&self) -> Response {
-        match self {
-            HeadError::Conflict => smuggling_refusal(),
-            HeadError::TooLarge => GatewayError::HeadersTooLarge.into_response(),
-            HeadError::Bad(m) => GatewayError::BadRequest((*m).to_string()).into_response(),
-            HeadError::Http2 => {
-                GatewayError::BadRequest("unexpected HTTP/2 preface".into()).into_response()
-            }
-        }
-    }
-}
-
-/// Parses one request head from the front of `buf`: `Ok(None)` if it is
-/// not complete yet. On success the head's bytes are split off `buf` and the
-/// header values point into them.
-fn parse_head(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Head>, HeadError> {
-    // Between kept-alive requests: nothing to parse yet.
-    if buf.is_empty() {
+/// The next request at the front of `buf`, head and body: `Ok(None)` if its
+/// head is not complete yet. A chunked body whose bytes arrived with the
+/// head and are malformed is refused here, before any route sees it.
+fn next_request(buf: &mut BytesMut, max_buf: usize) -> Result<Option<Incoming>, HeadError> {
+    let Some(head) = parse_head(buf, max_buf)? else {
         return Ok(None);
-    }
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() >= max_buf {
-                return Err(HeadError::TooLarge);
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(httparse::Error::Version) if buf.starts_with(H2_PREFACE) => {
-            return Err(HeadError::Http2);
-        }
-        Err(_) => return Err(HeadError::Bad("malformed request head")),
     };
-    if len > max_buf {
-        return Err(HeadError::TooLarge);
-    }
-    let version = if req.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| HeadError::Bad("invalid method"))?;
-    let base = buf.as_ptr() as usize;
-    // Where the target, each name and each value sit in the head, so the
-    // head can be frozen and sliced.
-    let at = |s: &[u8]| s.as_ptr() as usize - base;
-    let path = req.path.unwrap_or("").as_bytes();
-    let target = (at(path), at(path) + path.len());
-    // On the stack for the usual few headers, without zeroing room for
-    // `MAX_HEADERS`.
-    let mut spans: SmallVec<[(u32, u32, u32, u32); 16]> = SmallVec::new();
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut has_te = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut expect_continue = false;
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        let value = h.value;
-        // Offsets fit: a head is at most `max_buf` bytes.
-        spans.push((
-            at(name) as u32,
-            (at(name) + name.len()) as u32,
-            at(value) as u32,
-            (at(value) + value.len()) as u32,
-        ));
-        match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                merge_content_length(value, &mut length).map_err(HeadError::Bad)?;
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                has_te = true;
-                // Only the last coding frames the body.
-                for coding in list_tokens(value) {
-                    chunked = coding.eq_ignore_ascii_case(b"chunked");
-                }
-            }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in list_tokens(value) {
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-            _ => {}
-        }
-    }
-    let framing = match (has_te, length) {
-        (true, Some(_)) => return Err(HeadError::Conflict),
-        (true, None) if version == Version::HTTP_10 => {
-            return Err(HeadError::Bad("Transfer-Encoding in an HTTP/1.0 request"));
-        }
-        (true, None) if !chunked => {
-            return Err(HeadError::Bad("unsupported Transfer-Encoding"));
-        }
-        (true, None) => Framing::Chunked,
-        (false, Some(0) | None) => Framing::None,
-        (false, Some(n)) => Framing::Length(n),
-    };
-    let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
-        .map_err(|_| HeadError::Bad("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for &(ns, ne, vs, ve) in &spans {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
-            .map_err(|_| HeadError::Bad("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-            .map_err(|_| HeadError::Bad("invalid header value"))?;
-        headers.append(name, value);
-    }
-    let keep_alive = match version {
-        Version::HTTP_10 => keep_alive_token && !close,
-        _ => !close,
-    };
-    Ok(Some(Head {
-        method,
-        uri,
-        version,
-        headers,
-        framing,
-        keep_alive,
-        expect_continue: expect_continue && version == Version::HTTP_11,
-    }))
+    let (body, feed) = request_body(buf, head.framing, head.expect_continue)?;
+    Ok(Some(Incoming { head, body, feed }))
 }
 
 /// Serves HTTP/1 requests on `io` until the connection ends. Returns the
@@ -277,8 +128,8 @@ where
         // Read until a whole head is buffered.
         let mut head_started: Option<Instant> = first.then_some(accepted);
         let head = loop {
-            match parse_head(&mut buf, limits.max_buf) {
-                Ok(Some(head)) => break head,
+            match next_request(&mut buf, limits.max_buf) {
+                Ok(Some(incoming)) => break incoming,
                 Ok(None) => {}
                 Err(HeadError::Http2) if first => return Some((io, buf)),
                 Err(e) => {
@@ -327,10 +178,10 @@ where
         };
         first = false;
 
+        let Incoming { head, body, feed } = head;
         let head_request = head.method == Method::HEAD;
         let version = head.version;
         let mut keep_alive = head.keep_alive;
-        let (body, feed) = request_body(&mut buf, head.framing, head.expect_continue);
         let mut req = Request::new(body);
         *req.method_mut() = head.method;
         *req.uri_mut() = head.uri;
@@ -404,22 +255,22 @@ struct Feed {
 enum FeedFraming {
     Length(u64),
     Chunked(ChunkDecoder),
-    /// The body's framing was already found broken.
-    Failed,
 }
 
 /// The request's body: whole if it arrived with its head, else a stream the
-/// connection feeds while the pipeline runs.
+/// connection feeds while the pipeline runs. Chunked framing already here
+/// that is malformed is an error: the request is refused (`400`).
 fn request_body(
     buf: &mut BytesMut,
     framing: Framing,
     expect_continue: bool,
-) -> (Body, Option<Feed>) {
+) -> Result<(Body, Option<Feed>), HeadError> {
     let (framing, first) = match framing {
-        Framing::None => return (Body::empty(), None),
+        // A request has no close-delimited body (RFC 9112 §6.3).
+        Framing::None | Framing::UntilClose => return Ok((Body::empty(), None)),
         Framing::Length(n) => {
             if buf.len() as u64 >= n {
-                return (Body::from(buf.split_to(n as usize).freeze()), None);
+                return Ok((Body::from(buf.split_to(n as usize).freeze()), None));
             }
             (FeedFraming::Length(n), Vec::new())
         }
@@ -435,23 +286,10 @@ fn request_body(
                             1 => parts.pop().unwrap_or_default(),
                             _ => Bytes::from(parts.concat()),
                         };
-                        return (Body::from(whole), None);
+                        return Ok((Body::from(whole), None));
                     }
                     Ok(Decoded::NeedMore) => break,
-                    Err(e) => {
-                        // The pipeline sees a failed body; the connection
-                        // closes after the answer.
-                        let (tx, rx) = mpsc::channel(1);
-                        let _ = tx.try_send(Err(e));
-                        let body = StreamBody::new(rx, Arc::new(Notify::new()), None);
-                        let feed = Feed {
-                            framing: FeedFraming::Failed,
-                            tx,
-                            wanted: Arc::new(Notify::new()),
-                            expect_continue: false,
-                        };
-                        return (Body::new(body), Some(feed));
-                    }
+                    Err(_) => return Err(HeadError::Bad("malformed chunked body")),
                 }
             }
             (FeedFraming::Chunked(decoder), parts)
@@ -459,7 +297,7 @@ fn request_body(
     };
     let size = match framing {
         FeedFraming::Length(n) => Some(n),
-        FeedFraming::Chunked(_) | FeedFraming::Failed => None,
+        FeedFraming::Chunked(_) => None,
     };
     // Room for what was decoded already plus one chunk in flight.
     let (tx, rx) = mpsc::channel(first.len() + 1);
@@ -468,7 +306,7 @@ fn request_body(
     }
     let wanted = Arc::new(Notify::new());
     let body = Body::new(StreamBody::new(rx, wanted.clone(), size));
-    (
+    Ok((
         body,
         Some(Feed {
             framing,
@@ -477,7 +315,7 @@ fn request_body(
             // Bytes of the body already here: the client did not wait.
             expect_continue: expect_continue && buf.is_empty(),
         }),
-    )
+    ))
 }
 
 /// How reading a request body off the connection ended.
@@ -541,9 +379,6 @@ where
         wanted,
         expect_continue,
     } = feed;
-    if matches!(framing, FeedFraming::Failed) {
-        return BodyRead::Incomplete;
-    }
     // Nothing is read (and no `100 Continue` sent) until the pipeline asks
     // for the body; if it drops the body unread, the connection closes
     // after the answer.
@@ -566,7 +401,6 @@ where
     }
     loop {
         let chunk = match &mut framing {
-            FeedFraming::Failed => return BodyRead::Incomplete,
             FeedFraming::Length(0) => return BodyRead::Complete,
             FeedFraming::Length(left) => {
                 if buf.is_empty()
@@ -984,28 +818,13 @@ fn http_date(out: &mut Vec<u8>) {
     });
 }
 
-/// `400` for a request framed two ways; `Connection: close` closes the
-/// connection after it, as RFC 9112 §6.1 requires.
-fn smuggling_refusal() -> Response {
-    let mut res = GatewayError::BadRequest(
-        "Content-Length and Transfer-Encoding must not both be present".into(),
-    )
-    .into_response();
-    res.headers_mut().insert(
-        axum::http::header::CONNECTION,
-        HeaderValue::from_static("close"),
-    );
-    res
-}
-
 /// What `fuzzing::client_request` drives: request heads and bodies parsed
 /// the way a connection parses them.
 pub fn fuzz_request(data: &[u8]) {
     for max_buf in [64, 16 * 1024] {
         let mut buf = BytesMut::from(data);
-        while let Ok(Some(head)) = parse_head(&mut buf, max_buf) {
-            let (_body, feed) = request_body(&mut buf, head.framing, head.expect_continue);
-            if feed.is_some() {
+        while let Ok(Some(incoming)) = next_request(&mut buf, max_buf) {
+            if incoming.feed.is_some() {
                 break;
             }
         }
@@ -1016,108 +835,48 @@ pub fn fuzz_request(data: &[u8]) {
 mod tests {
     use super::*;
 
-    fn parse(raw: &[u8]) -> Result<Option<Head>, HeadError> {
-        let mut buf = BytesMut::from(raw);
-        parse_head(&mut buf, 16 * 1024)
-    }
-
-    #[test]
-    fn parses_a_head_and_slices_its_values() {
-        let mut buf = BytesMut::from(
-            &b"GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Multi: 1\r\nx-multi: 2\r\n\r\nrest"
-                [..],
-        );
-        let head = parse_head(&mut buf, 16 * 1024).unwrap().unwrap();
-        assert_eq!(head.method, Method::GET);
-        assert_eq!(head.uri.path(), "/a/b");
-        assert_eq!(head.uri.query(), Some("x=1"));
-        assert_eq!(head.version, Version::HTTP_11);
-        assert_eq!(head.headers["host"], "example.com");
-        let multi: Vec<_> = head.headers.get_all("x-multi").iter().collect();
-        assert_eq!(multi, ["1", "2"]);
-        assert_eq!(head.framing, Framing::None);
-        assert!(head.keep_alive);
-        assert_eq!(&buf[..], b"rest");
-    }
-
-    #[test]
-    fn framing_rules() {
-        let head = parse(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(head.framing, Framing::Length(5));
-        let head = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(head.framing, Framing::Chunked);
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
-            Err(HeadError::Bad(_))
-        ));
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n"),
-            Err(HeadError::Bad(_))
-        ));
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-            Err(HeadError::Bad(_))
-        ));
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
-            Err(HeadError::Conflict)
-        ));
-        assert!(matches!(
-            parse(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(HeadError::Bad(_))
-        ));
-    }
-
-    #[test]
-    fn persistence_by_version_and_connection() {
-        let h = |raw: &[u8]| parse(raw).unwrap().unwrap().keep_alive;
-        assert!(h(b"GET / HTTP/1.1\r\n\r\n"));
-        assert!(!h(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
-        assert!(!h(b"GET / HTTP/1.0\r\n\r\n"));
-        assert!(h(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
-        let head = parse(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(head.expect_continue);
-    }
-
-    #[test]
-    fn partial_oversized_and_http2_heads() {
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None)));
-        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaa\r\n"[..]);
-        assert!(matches!(parse_head(&mut buf, 16), Err(HeadError::TooLarge)));
-        assert!(matches!(
-            parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-            Err(HeadError::Http2)
-        ));
-        assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"),
-            Err(HeadError::Bad(_))
-        ));
-        let many: String = (0..101).map(|i| format!("X-{i}: y\r\n")).collect();
-        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert!(matches!(parse(raw.as_bytes()), Err(HeadError::TooLarge)));
-    }
-
     #[test]
     fn bodies_that_arrived_with_their_head_are_whole() {
         let mut buf = BytesMut::from(&b"abcdeNEXT"[..]);
-        let (body, feed) = request_body(&mut buf, Framing::Length(5), false);
+        let (body, feed) = request_body(&mut buf, Framing::Length(5), false).unwrap();
         assert!(feed.is_none());
         assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
         assert_eq!(&buf[..], b"NEXT");
         let mut buf = BytesMut::from(&b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\nNEXT"[..]);
-        let (body, feed) = request_body(&mut buf, Framing::Chunked, false);
+        let (body, feed) = request_body(&mut buf, Framing::Chunked, false).unwrap();
         assert!(feed.is_none());
         assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
         assert_eq!(&buf[..], b"NEXT");
         let mut buf = BytesMut::from(&b"ab"[..]);
-        let (_body, feed) = request_body(&mut buf, Framing::Length(5), true);
+        let (_body, feed) = request_body(&mut buf, Framing::Length(5), true).unwrap();
         let feed = feed.expect("the rest streams");
         assert!(!feed.expect_continue, "the client sent body bytes already");
+    }
+
+    #[test]
+    fn malformed_chunks_that_came_with_the_head_refuse_the_request() {
+        for body in [
+            &b"3\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabc\r\n0\r\n\n",
+            b"3 x\r\n",
+            b"zz\r\n",
+        ] {
+            let raw = [
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(),
+                body,
+            ]
+            .concat();
+            let mut buf = BytesMut::from(raw.as_slice());
+            match next_request(&mut buf, 16 * 1024) {
+                Err(e) => assert_eq!(e.response().status(), 400, "{body:?}"),
+                Ok(_) => panic!("accepted {body:?}"),
+            }
+        }
+        // Valid so far but unfinished: streamed, not refused.
+        let mut buf = BytesMut::from(
+            &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab"[..],
+        );
+        let incoming = next_request(&mut buf, 16 * 1024).unwrap().unwrap();
+        assert!(incoming.feed.is_some());
     }
 }

@@ -41,6 +41,8 @@ const ALWAYS_IGNORED: &[&str] = &[
 const PREDATES_B64: &str =
     "this fixture predates the `isBase64Encoded` field AWS sends in every 1.0 event now";
 
+const NO_HOST: &str = "synthetic: no host header, which every HTTP/1.1 request carries (RFC 9112 §3.2), so the replay sends one";
+
 struct Case {
     file: &'static str,
     /// Extra JSON pointers not compared, each with the reason.
@@ -94,6 +96,7 @@ const CASES: &[Case] = &[
                 "/requestContext/http/userAgent",
                 "synthetic: a userAgent without any user-agent header",
             ),
+            ("/headers/host", NO_HOST),
         ],
     },
     Case {
@@ -107,6 +110,7 @@ const CASES: &[Case] = &[
                 "/requestContext/http/userAgent",
                 "synthetic: a userAgent without any user-agent header",
             ),
+            ("/headers/host", NO_HOST),
         ],
     },
     Case {
@@ -262,6 +266,13 @@ fn replay_of(f: &Value) -> Replay {
 /// for the response head.
 async fn send_raw(addr: std::net::SocketAddr, r: &Replay) {
     let mut req = format!("{} {} HTTP/1.1\r\n", r.method, r.target).into_bytes();
+    if !r
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+    {
+        req.extend_from_slice(b"host: replay.example\r\n");
+    }
     for (k, v) in &r.headers {
         if k.eq_ignore_ascii_case("content-length") {
             continue;

@@ -259,6 +259,8 @@ fn fuzz_client_request_parsing() {
             b"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n3;e\r\nabc\r\n0\r\nT: 1\r\n\r\n",
             b"GET / HTTP/1.0\r\nContent-Length: 1, 2\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET http://a.example:8/x?y HTTP/1.7\r\nHost: [::1]:80\r\n\r\nGET / HTTP/2.0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n00a ; n = \"v\\\"\"\r\n0123456789\r\n0\r\nT: 1\r\n\r\n",
         ],
         fuzzing::client_request,
     );

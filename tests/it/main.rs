@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod cache;
 mod cli;
+mod codec;
 mod config_errors;
 mod conformance;
 mod cors;
