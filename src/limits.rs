@@ -103,15 +103,22 @@ pub async fn collect_body(body: Body, max: usize) -> Result<bytes::Bytes, Gatewa
 }
 
 /// What the client is answered when its request body could not be read: a
-/// body over `max_body` (the cap this phase puts on the stream) is a 413;
-/// anything else (broken chunked framing, a connection that ended or
-/// stalled mid-body) is the client's fault too, a 400. Never a backend
-/// failure, whichever integration was reading.
+/// body over `max_body` (the cap this phase puts on the stream) is a 413; a
+/// body that did not arrive in time (`body_timeout`, or `idle_timeout`
+/// without a byte) a 408; anything else (broken chunked framing, a
+/// connection that ended mid-body) is the client's fault too, a 400. Never
+/// a backend failure, whichever integration was reading.
 pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> GatewayError {
     let mut source = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return GatewayError::PayloadTooLarge;
+        }
+        // The listener's whole-body deadline (`body_timeout`) passed.
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return GatewayError::RequestTimeout;
         }
         source = s.source();
     }

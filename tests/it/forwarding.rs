@@ -363,6 +363,9 @@ async fn still_open(s: &mut TcpStream) -> bool {
     read_answer(s, &mut Vec::new(), false).await.status == 200
 }
 
+/// The codec's answer to a chunked body broken in the bytes that arrived
+/// with its head.
+const MALFORMED_CHUNKS: &str = r#"{"message":"malformed chunked body"}"#;
 const BAD_BODY: &str = r#"{"message":"could not read the request body"}"#;
 const TOO_LARGE: &str = r#"{"message":"Request Entity Too Large"}"#;
 const BAD_GATEWAY: &str = r#"{"message":"Internal server error"}"#;
@@ -409,9 +412,11 @@ async fn a_broken_chunked_body_is_the_clients_400_on_an_http_route() {
         // A chunk whose data overruns its size.
         b"POST /legacy/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n",
     ] {
+        // Broken in the bytes that came with the head: the codec refuses
+        // it before any route runs.
         let (a, mut s) = exchange(gw.addr, request).await;
         assert_eq!(a.status, 400, "{a:?}");
-        assert_eq!(a.text(), BAD_BODY);
+        assert_eq!(a.text(), MALFORMED_CHUNKS);
         assert_eq!(a.header("connection"), Some("close"));
         assert!(closes(&mut s).await, "the body's framing is lost: closed");
     }
@@ -424,7 +429,13 @@ async fn a_broken_chunked_body_is_the_clients_400_on_an_http_route() {
     .unwrap();
     s.write_all(b"nope\r\n").await.unwrap();
     let a = read_answer(&mut s, &mut Vec::new(), false).await;
-    assert_eq!((a.status, a.text().as_str()), (400, BAD_BODY));
+    // Refused by the route reading the body, or by the codec when both
+    // writes arrived together: 400 either way.
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(
+        [BAD_BODY, MALFORMED_CHUNKS].contains(&a.text().as_str()),
+        "{a:?}"
+    );
     assert!(closes(&mut s).await);
     // The gateway gathers the first 64 KiB of a body before it connects:
     // these failed first, and nothing reached the upstream.
@@ -576,7 +587,7 @@ function = "hello"
         b"POST /fn HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n",
     )
     .await;
-    assert_eq!((a.status, a.text().as_str()), (400, BAD_BODY));
+    assert_eq!((a.status, a.text().as_str()), (400, MALFORMED_CHUNKS));
     assert!(closes(&mut s).await);
     let mut big = b"POST /fn HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     big.extend_from_slice(b"7d0\r\n");
