@@ -9,6 +9,9 @@
 #
 # Usage: bench/proxy-vs-nginx.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 #        PROXY_CALLGRIND=N bench/proxy-vs-nginx.sh
+#        LAMBDAGATE_BIN=path/to/lambdagate bench/proxy-vs-nginx.sh ...
+# LAMBDAGATE_BIN measures that binary instead of building this checkout (to
+# compare two builds in one sitting, alternating runs).
 # With PROXY_CALLGRIND=N the gateway runs under valgrind's callgrind instead
 # and the script prints instructions per request for the `mock` and `http`
 # routes (N sequential keep-alive GETs each, after a warm-up): repeatable on
@@ -23,8 +26,12 @@ ROUNDS=${3:-3}
 if ! need nginx || ! need wrk; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
 fi
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
+if [ -n "${LAMBDAGATE_BIN:-}" ]; then
+    BIN=$LAMBDAGATE_BIN
+else
+    cargo build --release --quiet
+    BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
+fi
 
 
 UP_PORT=$(free_port); NGX_PORT=$(free_port); GW_PORT=$(free_port)
