@@ -380,8 +380,8 @@ static LOG_BATCH: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 /// The log's writer. Access-log lines (`lambdagate::access`, one per
 /// request) are batched, as nginx's `access_log ... buffer= flush=` and
 /// Envoy's flush interval do, and written when the batch reaches 32 KiB or
-/// every [`ACCESS_LOG_FLUSH`]: a write system call per request was about
-/// 1 µs of a logged request's CPU (BENCHMARKS.md). Every other line
+/// every [`ACCESS_LOG_FLUSH`], rather than a write system call per
+/// request. Every other line
 /// (warnings, errors, start-up) writes the batch and itself at once, so
 /// lines stay in order and nothing that explains a failure waits.
 /// [`flush_logs`] writes the rest on the way out.

@@ -8,7 +8,7 @@
 //! client's 400 or 413, not an upstream failure.
 //!
 //! The request's own task does the exchange (the wire format is in
-//! [`super::h1`]): a connection is taken from the pool, the request head
+//! [`crate::http1::client`]): a connection is taken from the pool, the request head
 //! (and a body up to 64 KiB) written in one write, the response head read
 //! and parsed in place. A response whose body came with its head is
 //! complete at once and its connection back in the pool before the

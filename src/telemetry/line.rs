@@ -1,14 +1,14 @@
 //! How an access-log line is spelled. The line is the same text or JSON
 //! that tracing-subscriber's stock formatter writes (tests compare the
 //! two byte for byte), built in a reused buffer with a formatter call only
-//! for `%` values: the stock formatter spent about 19k instructions on one
-//! access line, more than the gateway spends on a whole `mock` request
-//! (BENCHMARKS.md), mostly on ANSI styling objects that paint nothing when
-//! colours are off and on a `write!` per field and per timestamp part.
+//! for `%` values: the stock formatter costs more per access line than the
+//! gateway spends on a whole `mock` request, mostly on ANSI styling objects
+//! that paint nothing when colours are off and on a `write!` per field and
+//! per timestamp part.
 //!
 //! Two ways in. [`Access::log`], the gateway's own line, spells its typed
 //! fields straight into the binary's log batch when the binary's
-//! subscriber is the one in use (about 2k instructions); under any
+//! subscriber is the one in use; under any
 //! other subscriber it is a tracing event like any other. [`LineFormat`]
 //! spells access events that reach the binary's subscriber as events
 //! (about 4k, the event's dispatch and a visit per field included).
