@@ -5,7 +5,6 @@
 //! API Gateway-style body, the connection closing after it, and nothing
 //! having reached the upstream.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::raw::{Answer, closed_quietly_within, connect, fill, read_answer_by_length};
 use crate::common::{TestGateway, TestServer, serve_router, start};
 
 /// What the upstream received, one entry per request.
@@ -74,88 +74,6 @@ mock = {{ status = 200, body = "pong", headers = {{ content-type = "text/plain" 
     (gw, up, log)
 }
 
-/// One response: status, lower-cased headers, body (by `Content-Length`).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// Reads one response from `s`; `buf` keeps what follows it.
-async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> Answer {
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        fill(s, buf).await;
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-    buf.drain(..end + 4);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
-    let status = status_line[9..12].parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    while buf.len() < len {
-        fill(s, buf).await;
-    }
-    let body = String::from_utf8_lossy(&buf.drain(..len).collect::<Vec<_>>()).into_owned();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 8192];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    assert!(
-        n > 0,
-        "connection closed early; have {:?}",
-        String::from_utf8_lossy(buf)
-    );
-    buf.extend_from_slice(&chunk[..n]);
-}
-
-/// Whether the server closes `s` (end of stream or reset, nothing more
-/// sent) within a few seconds.
-async fn closes(s: &mut TcpStream) -> bool {
-    let mut rest = [0u8; 1024];
-    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest)).await {
-        Ok(Ok(0)) | Ok(Err(_)) => true,
-        Ok(Ok(_)) | Err(_) => false,
-    }
-}
-
 /// Sends `raw` on a fresh connection and expects a refusal with `status`,
 /// an API Gateway-style JSON body carrying `message` (when given),
 /// `connection: close` and the connection closed after it.
@@ -165,21 +83,24 @@ async fn refused(gw: &TestGateway, raw: &[u8], status: u16, message: Option<&str
     // The server may close before reading everything sent; that is fine.
     let _ = s.write_all(raw).await;
     let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf).await;
+    let a = read_answer_by_length(&mut s, &mut buf).await;
     assert_eq!(a.status, status, "{what:?}: {a:?}");
     assert_eq!(
         a.header("content-type"),
         Some("application/json"),
         "{what:?}"
     );
-    let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
-    assert!(body["message"].is_string(), "{what:?}: {}", a.body);
+    let body: serde_json::Value = serde_json::from_str(&a.text()).unwrap();
+    assert!(body["message"].is_string(), "{what:?}: {}", a.text());
     if let Some(m) = message {
         assert_eq!(body["message"], m, "{what:?}");
     }
     assert_eq!(a.header("connection"), Some("close"), "{what:?}");
     assert!(buf.is_empty(), "{what:?}: more after the refusal: {buf:?}");
-    assert!(closes(&mut s).await, "{what:?}: connection kept open");
+    assert!(
+        closed_quietly_within(&mut s, Duration::from_secs(5)).await,
+        "{what:?}: connection kept open"
+    );
 }
 
 /// Sends `raw` and returns the one answer, the connection still open.
@@ -187,7 +108,7 @@ async fn served(gw: &TestGateway, raw: &[u8]) -> (Answer, TcpStream) {
     let mut s = connect(gw.addr).await;
     s.write_all(raw).await.unwrap();
     let mut buf = Vec::new();
-    let a = read_answer(&mut s, &mut buf).await;
+    let a = read_answer_by_length(&mut s, &mut buf).await;
     assert!(buf.is_empty(), "{buf:?}");
     (a, s)
 }
@@ -226,7 +147,7 @@ async fn host_is_required_once_and_well_formed_on_http11() {
         b"GET /echo/c HTTP/1.0\r\n\r\n",
     ] {
         let (a, _s) = served(&gw, raw).await;
-        assert_eq!((a.status, a.body.as_str()), (200, "upstream"), "{raw:?}");
+        assert_eq!((a.status, a.text().as_str()), (200, "upstream"), "{raw:?}");
     }
     let seen = log.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
@@ -243,14 +164,14 @@ async fn an_absolute_form_target_wins_over_host() {
         b"GET http://api.example:8080/echo/items?id=7 HTTP/1.1\r\nHost: other.example\r\n\r\n",
     )
     .await;
-    assert_eq!((a.status, a.body.as_str()), (200, "upstream"));
+    assert_eq!((a.status, a.text().as_str()), (200, "upstream"));
     // The connection stays usable, and a later origin-form request on it
     // has its own host.
     s.write_all(b"GET /echo/next HTTP/1.1\r\nHost: third.example\r\n\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(read_answer(&mut s, &mut buf).await.status, 200);
+    assert_eq!(read_answer_by_length(&mut s, &mut buf).await.status, 200);
     let seen = log.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     assert_eq!(
@@ -367,7 +288,7 @@ async fn a_listed_content_length_is_one_length_checked_before_100_continue() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(read_answer(&mut s, &mut buf).await.body, "pong");
+    assert_eq!(read_answer_by_length(&mut s, &mut buf).await.text(), "pong");
 
     // Over `max_body` as a list: 413 first, no `100 Continue`, closed.
     let mut s = connect(gw.addr).await;
@@ -383,9 +304,9 @@ async fn a_listed_content_length_is_one_length_checked_before_100_continue() {
         "{:?}",
         String::from_utf8_lossy(&buf)
     );
-    let a = read_answer(&mut s, &mut buf).await;
-    assert_eq!(a.body, r#"{"message":"Request Entity Too Large"}"#);
-    assert!(closes(&mut s).await);
+    let a = read_answer_by_length(&mut s, &mut buf).await;
+    assert_eq!(a.text(), r#"{"message":"Request Entity Too Large"}"#);
+    assert!(closed_quietly_within(&mut s, Duration::from_secs(5)).await);
     // Different values are still refused.
     refused(
         &gw,
@@ -406,7 +327,7 @@ async fn an_over_long_request_line_is_414_and_an_over_long_head_431() {
     let raw = format!("GET {long} HTTP/1.1\r\nHost: x\r\n\r\n");
     let (a, _s) = served(&gw, raw.as_bytes()).await;
     assert_eq!(a.status, 414);
-    assert_eq!(a.body, r#"{"message":"Request-URI Too Long"}"#);
+    assert_eq!(a.text(), r#"{"message":"Request-URI Too Long"}"#);
     // Longer than anything buffered: refused while being read, closed.
     let longer = format!("/echo/{}", "a".repeat(20_000));
     for raw in [
@@ -440,13 +361,13 @@ async fn an_over_long_request_line_is_414_and_an_over_long_head_431() {
 async fn higher_minor_versions_are_served_as_http11_and_others_get_505() {
     let (gw, _up, log) = gateway().await;
     let (a, mut s) = served(&gw, b"GET /echo/v HTTP/1.2\r\nHost: x\r\n\r\n").await;
-    assert_eq!((a.status, a.body.as_str()), (200, "upstream"));
+    assert_eq!((a.status, a.text().as_str()), (200, "upstream"));
     assert_eq!(a.header("connection"), None, "kept alive as HTTP/1.1");
     s.write_all(b"GET /mock HTTP/1.9\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(read_answer(&mut s, &mut buf).await.body, "pong");
+    assert_eq!(read_answer_by_length(&mut s, &mut buf).await.text(), "pong");
     // Served as 1.1, so Host is required.
     refused(&gw, b"GET /echo/v HTTP/1.3\r\n\r\n", 400, None).await;
     for raw in [

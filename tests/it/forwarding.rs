@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::fake_lambda::{FakeLambda, Reply, gateway_on};
+use crate::common::raw::{closed_within, connect, exchange, read_answer};
 use crate::common::{spawn_binary, start, start_with, write_config};
 
 // ----------------------------------------------------------------------
@@ -232,125 +233,7 @@ fn request_len(buf: &[u8]) -> Option<usize> {
 }
 
 // ----------------------------------------------------------------------
-// The client side: raw requests to the gateway, answers parsed by hand.
-
-/// One answer from the gateway.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-        .await
-        .expect("an answer in time")
-        .unwrap_or(0);
-    assert!(
-        n > 0,
-        "the gateway closed the connection mid-answer: {buf:?}"
-    );
-    buf.extend_from_slice(&chunk[..n]);
-}
-
-/// Reads one answer (by `Content-Length`, chunked, or none for HEAD).
-async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Answer {
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        fill(s, buf).await;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    buf.drain(..head_end);
-    let mut lines = head.lines();
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut answer = Answer {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head_request || status == 204 || status == 304 {
-        return answer;
-    }
-    if answer.header("transfer-encoding") == Some("chunked") {
-        loop {
-            let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                fill(s, buf).await;
-                continue;
-            };
-            let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.trim(), 16).unwrap();
-            if buf.len() < line_end + 2 + size + 2 {
-                fill(s, buf).await;
-                continue;
-            }
-            answer
-                .body
-                .extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
-            buf.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                return answer;
-            }
-        }
-    }
-    let length: usize = answer
-        .header("content-length")
-        .map_or(0, |v| v.parse().unwrap());
-    while buf.len() < length {
-        fill(s, buf).await;
-    }
-    answer.body = buf.drain(..length).collect();
-    answer
-}
-
-/// Writes `request` on a new connection and reads one answer.
-async fn exchange(addr: SocketAddr, request: &[u8]) -> (Answer, TcpStream) {
-    let mut s = connect(addr).await;
-    s.write_all(request).await.unwrap();
-    let head_request = request.starts_with(b"HEAD ");
-    let answer = read_answer(&mut s, &mut Vec::new(), head_request).await;
-    (answer, s)
-}
-
-/// Whether the gateway closes `s` (EOF or reset) within a few seconds.
-async fn closes(s: &mut TcpStream) -> bool {
-    let mut chunk = [0u8; 1024];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
-    }
-}
+// The client side: raw requests to the gateway (`common::raw`).
 
 /// Whether `s` still serves a request (a mock answers `GET /mock/alive`).
 async fn still_open(s: &mut TcpStream) -> bool {
@@ -418,7 +301,7 @@ async fn a_broken_chunked_body_is_the_clients_400_on_an_http_route() {
         assert_eq!(a.status, 400, "{a:?}");
         assert_eq!(a.text(), MALFORMED_CHUNKS);
         assert_eq!(a.header("connection"), Some("close"));
-        assert!(closes(&mut s).await, "the body's framing is lost: closed");
+        assert!(closed_within(&mut s, Duration::from_secs(5)).await, "the body's framing is lost: closed");
     }
     // A body that breaks after a good first part, in a later write.
     let mut s = connect(gw.addr).await;
@@ -436,7 +319,7 @@ async fn a_broken_chunked_body_is_the_clients_400_on_an_http_route() {
         [BAD_BODY, MALFORMED_CHUNKS].contains(&a.text().as_str()),
         "{a:?}"
     );
-    assert!(closes(&mut s).await);
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
     // The gateway gathers the first 64 KiB of a body before it connects:
     // these failed first, and nothing reached the upstream.
     assert_eq!(up.connections(), 0, "{:?}", up.arrived());
@@ -483,7 +366,7 @@ async fn a_chunked_body_over_max_body_is_413_on_an_http_route() {
     s.write_all(b"1\r\nX").await.unwrap();
     let a = read_answer(&mut s, &mut Vec::new(), false).await;
     assert_eq!((a.status, a.text().as_str()), (413, TOO_LARGE));
-    assert!(closes(&mut s).await);
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
     let arrived = up.wait_for(1).await;
     assert_eq!(arrived.len(), 1, "{arrived:?}");
     assert!(
@@ -588,7 +471,7 @@ function = "hello"
     )
     .await;
     assert_eq!((a.status, a.text().as_str()), (400, MALFORMED_CHUNKS));
-    assert!(closes(&mut s).await);
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
     let mut big = b"POST /fn HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     big.extend_from_slice(b"7d0\r\n");
     big.extend_from_slice(&[b'z'; 2000]);

@@ -3,7 +3,6 @@
 //! send what is being tested (dot segments, conflicting framing).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,6 +10,7 @@ use axum::http::Uri;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::raw::{closed_within, exchange_until_closed, read_answer_text};
 use crate::common::{client, serve_router, spawn_binary, start};
 
 const PING: &str = r#"
@@ -19,59 +19,6 @@ method = "GET"
 path = "/ping"
 mock = { status = 200, body = "pong", headers = { content-type = "text/plain" } }
 "#;
-
-/// Writes `request`, then reads until the server closes the connection.
-async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("server kept the connection open");
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads one response (headers + Content-Length body) from a keep-alive connection.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .expect("response in time")
-            .unwrap();
-        assert!(n > 0, "connection closed before a response");
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return text;
-            }
-        }
-    }
-}
-
-/// Whether the server closes `s` (EOF or reset) within `within`.
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    let mut chunk = [0u8; 1024];
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
-    }
-}
 
 #[tokio::test]
 async fn slowloris_trickling_headers_is_cut_off() {
@@ -125,7 +72,7 @@ async fn idle_keep_alive_connections_are_closed() {
     s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    assert!(read_response(&mut s).await.contains("pong"));
+    assert!(read_answer_text(&mut s).await.contains("pong"));
     assert!(
         closed_within(&mut s, Duration::from_secs(5)).await,
         "an idle connection stays open past idle_timeout"
@@ -141,7 +88,7 @@ async fn connections_past_max_connections_are_closed() {
         s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        assert!(read_response(&mut s).await.contains("pong"));
+        assert!(read_answer_text(&mut s).await.contains("pong"));
         open.push(s);
     }
     let mut third = TcpStream::connect(gw.addr).await.unwrap();
@@ -157,7 +104,7 @@ async fn connections_past_max_connections_are_closed() {
     drop(open.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let res = raw_exchange(
+        let res = exchange_until_closed(
             gw.addr,
             b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         )
@@ -178,7 +125,7 @@ async fn oversized_bodies_and_headers_are_refused_before_the_body_is_read() {
     s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
         .await
         .unwrap();
-    let res = read_response(&mut s).await;
+    let res = read_answer_text(&mut s).await;
     assert!(res.starts_with("HTTP/1.1 413"), "{res}");
     assert!(res.contains("Request Entity Too Large"));
     // 12 KB of headers: over the 10,240-byte default.
@@ -186,7 +133,7 @@ async fn oversized_bodies_and_headers_are_refused_before_the_body_is_read() {
         "GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "a".repeat(12 * 1024)
     );
-    let res = raw_exchange(gw.addr, big.as_bytes()).await;
+    let res = exchange_until_closed(gw.addr, big.as_bytes()).await;
     assert!(res.starts_with("HTTP/1.1 431"), "{res}");
     // 1 MB of headers: hyper stops buffering long before that.
     let huge = format!(
@@ -208,7 +155,7 @@ async fn oversized_bodies_and_headers_are_refused_before_the_body_is_read() {
 async fn conflicting_content_length_and_transfer_encoding_is_refused_and_closed() {
     let gw = start(PING).await;
     // A smuggling attempt: framed by CL it is one request, by TE two.
-    let res = raw_exchange(
+    let res = exchange_until_closed(
         gw.addr,
         b"GET /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 35\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
     )
@@ -224,21 +171,21 @@ async fn conflicting_content_length_and_transfer_encoding_is_refused_and_closed(
         "the smuggled request must not be answered: {res}"
     );
     // Header order does not matter.
-    let res = raw_exchange(
+    let res = exchange_until_closed(
         gw.addr,
         b"POST /ping HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
     )
     .await;
     assert!(res.starts_with("HTTP/1.1 400"), "{res}");
     // Two different Content-Lengths: hyper refuses them itself.
-    let res = raw_exchange(
+    let res = exchange_until_closed(
         gw.addr,
         b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     )
     .await;
     assert!(res.starts_with("HTTP/1.1 400"), "{res}");
     // A normal chunked request on the same server still works.
-    let res = raw_exchange(
+    let res = exchange_until_closed(
         gw.addr,
         b"GET /ping HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     )
@@ -284,21 +231,21 @@ backend = "files"
         "/files/a%2f..%2fb",
         "/items/.",
     ] {
-        let res = raw_exchange(gw.addr, &get(p)).await;
+        let res = exchange_until_closed(gw.addr, &get(p)).await;
         assert!(res.starts_with("HTTP/1.1 400"), "{p}: {res}");
         assert!(!res.contains("upstream-path"), "{p} reached the upstream");
     }
     // Double slashes are empty segments: no `{param}` matches one...
-    let res = raw_exchange(gw.addr, &get("/items//1")).await;
+    let res = exchange_until_closed(gw.addr, &get("/items//1")).await;
     assert!(res.starts_with("HTTP/1.1 404"), "{res}");
     // ...but a greedy parameter keeps them as sent.
-    let res = raw_exchange(gw.addr, &get("/files/a//b")).await;
+    let res = exchange_until_closed(gw.addr, &get("/files/a//b")).await;
     assert!(res.contains("upstream-path=/base/a//b"), "{res}");
     // An encoded slash stays encoded on its way upstream.
-    let res = raw_exchange(gw.addr, &get("/files/a%2Fb/c")).await;
+    let res = exchange_until_closed(gw.addr, &get("/files/a%2Fb/c")).await;
     assert!(res.contains("upstream-path=/base/a%2Fb/c"), "{res}");
     // Names that merely contain dots are ordinary.
-    let res = raw_exchange(gw.addr, &get("/items/..hidden")).await;
+    let res = exchange_until_closed(gw.addr, &get("/items/..hidden")).await;
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
 }
 

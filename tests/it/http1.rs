@@ -2,15 +2,14 @@
 //! pipelining, bodies that arrive in pieces, `100 Continue`, HTTP/1.0,
 //! `HEAD`, streamed responses, malformed heads, unread bodies.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::routing::any;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::common::raw::{closed_cleanly_within, connect, read_answer};
 use crate::common::{TestGateway, serve_router, start};
 
 /// An upstream that answers with the method and the body it received, and
@@ -59,118 +58,6 @@ mock = {{ status = 200, body = "pong", headers = {{ content-type = "text/plain" 
     ))
     .await;
     (gw, up)
-}
-
-/// One parsed response: status line, lower-cased headers, body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads exactly one response from `s` (a `HEAD` answer has no body).
-async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Answer {
-    let end = loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            break end;
-        }
-        fill(s, buf).await;
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-    buf.drain(..end + 4);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
-    let status = status_line[9..12].parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
-    let mut answer = Answer {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head_request || status == 204 || status == 304 || status < 200 {
-        return answer;
-    }
-    if let Some(len) = answer.header("content-length") {
-        let len: usize = len.parse().unwrap();
-        while buf.len() < len {
-            fill(s, buf).await;
-        }
-        answer.body = buf.drain(..len).collect();
-    } else if answer.header("transfer-encoding") == Some("chunked") {
-        loop {
-            let line_end = loop {
-                if let Some(e) = find(buf, b"\r\n") {
-                    break e;
-                }
-                fill(s, buf).await;
-            };
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
-            buf.drain(..line_end + 2);
-            while buf.len() < size + 2 {
-                fill(s, buf).await;
-            }
-            answer.body.extend(buf.drain(..size));
-            assert_eq!(buf.drain(..2).collect::<Vec<_>>(), b"\r\n");
-            if size == 0 {
-                break;
-            }
-        }
-    } else {
-        // Close-delimited.
-        s.read_to_end(buf).await.unwrap();
-        answer.body = std::mem::take(buf);
-    }
-    answer
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 8192];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    assert!(
-        n > 0,
-        "connection closed early; have {:?}",
-        String::from_utf8_lossy(buf)
-    );
-    buf.extend_from_slice(&chunk[..n]);
-}
-
-/// Whether the server closes `s` within a few seconds.
-async fn closes(s: &mut TcpStream) -> bool {
-    let mut rest = Vec::new();
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await,
-        Ok(Ok(_))
-    ) && rest.is_empty()
-}
-
-async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    s
 }
 
 #[tokio::test]
@@ -276,7 +163,7 @@ async fn expect_continue_is_answered_only_when_the_body_is_wanted() {
     let b = read_answer(&mut s, &mut buf, false).await;
     assert_eq!(b.status, 413);
     assert_eq!(b.header("connection"), Some("close"));
-    assert!(closes(&mut s).await);
+    assert!(closed_cleanly_within(&mut s, Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -291,7 +178,7 @@ async fn an_unread_body_closes_the_connection_after_the_answer() {
     let a = read_answer(&mut s, &mut buf, false).await;
     assert_eq!(a.status, 404);
     assert_eq!(a.header("connection"), Some("close"));
-    assert!(closes(&mut s).await);
+    assert!(closed_cleanly_within(&mut s, Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -304,7 +191,7 @@ async fn http10_clients_get_close_delimited_or_kept_alive_answers() {
     let a = read_answer(&mut s, &mut buf, false).await;
     assert_eq!(a.body, b"pong");
     assert_eq!(a.header("connection"), Some("close"));
-    assert!(closes(&mut s).await);
+    assert!(closed_cleanly_within(&mut s, Duration::from_secs(5)).await);
     // Keep-alive asked for: kept, and said so.
     let mut s = connect(gw.addr).await;
     s.write_all(b"GET /ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -355,7 +242,10 @@ async fn malformed_heads_get_a_400_and_the_connection_closes() {
         assert_eq!(a.status, 400, "{raw:?}");
         assert_eq!(a.header("content-type"), Some("application/json"));
         assert!(String::from_utf8_lossy(&a.body).contains("\"message\""));
-        assert!(closes(&mut s).await, "{raw:?}");
+        assert!(
+            closed_cleanly_within(&mut s, Duration::from_secs(5)).await,
+            "{raw:?}"
+        );
     }
     // A body whose chunk framing breaks: 400 from the body read, closed.
     let mut s = connect(gw.addr).await;
@@ -365,7 +255,7 @@ async fn malformed_heads_get_a_400_and_the_connection_closes() {
     let mut buf = Vec::new();
     let a = read_answer(&mut s, &mut buf, false).await;
     assert!(a.status >= 400, "{a:?}");
-    assert!(closes(&mut s).await);
+    assert!(closed_cleanly_within(&mut s, Duration::from_secs(5)).await);
 }
 
 #[tokio::test]

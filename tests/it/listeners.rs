@@ -15,36 +15,10 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::raw::{exchange_until_closed, read_until_closed};
 use crate::common::{TestGateway, TestServer, client, serve_router, start, start_with};
 
 const ADMIN_TOKEN: &str = "listeners-admin-token-51";
-
-/// Writes `request`, then reads until the server closes the connection.
-async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("server kept the connection open");
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads until the server closes `s` (EOF or reset), at most `within`;
-/// `None` if it is still open then.
-async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(out),
-            Ok(Ok(n)) => out.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
 
 /// An upstream that records every request body it received whole, and
 /// answers `/big` with 32 MB.
@@ -400,16 +374,16 @@ async fn hostile_answers(addr: SocketAddr) -> Vec<String> {
         "GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "a".repeat(12 * 1024)
     );
-    let text = raw_exchange(addr, big.as_bytes()).await;
+    let text = exchange_until_closed(addr, big.as_bytes()).await;
     assert!(text.contains("Request Header Fields Too Large"), "{text}");
     answers.push(format!("big headers: {}", status(&text)));
-    let text = raw_exchange(
+    let text = exchange_until_closed(
         addr,
         b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     )
     .await;
     answers.push(format!("two lengths: {}", status(&text)));
-    let text = raw_exchange(
+    let text = exchange_until_closed(
         addr,
         b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
     )
@@ -574,7 +548,7 @@ async fn a_runtime_api_long_poll_outlives_the_timeouts_and_a_full_size_response_
         other => panic!("{other:?}"),
     }
     // Hostile framing gets the public listener's answer here too.
-    let text = raw_exchange(
+    let text = exchange_until_closed(
         server.addr(),
         b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     )

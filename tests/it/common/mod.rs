@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 pub mod fake_lambda;
+pub mod raw;
 
 use lambdagate::{Gateway, GatewayOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
