@@ -9,6 +9,8 @@
 //! get 429. A process that exits mid-invoke fails that invocation the way
 //! Lambda does (`Unhandled`, `Runtime.ExitError`) and the next one gets a
 //! fresh process; one that overruns the function's `timeout` is killed (504).
+//! A function that keeps failing at start-up is restarted with an
+//! exponential back-off, answering 502 meanwhile.
 //! `shutdown` stops every process group; nothing outlives the gateway.
 
 use std::collections::HashMap;
@@ -118,7 +120,10 @@ impl LocalBackend {
             .await?;
         let (env, cold) = match pool.take_idle() {
             Some(env) => (env, false),
-            None => (pool.cold_start(&command).await?, true),
+            None => {
+                pool.startup_allowed()?;
+                (pool.cold_start(&command).await?, true)
+            }
         };
         // Pool metrics (src/metrics.rs): cold starts, processes, waiters.
         let key = req.function.key.clone();
@@ -193,7 +198,27 @@ struct FunctionPool {
     next_id: AtomicU64,
     cold_starts: AtomicU64,
     invocations: AtomicU64,
+    /// Processes in a row that ended before taking their first invocation
+    /// (exited at start-up, or reported an init error), and until when no
+    /// new one is started.
+    startup: Mutex<StartupFailures>,
 }
+
+/// A function that keeps failing at start-up is not restarted in a tight
+/// loop: after each failure the next start waits [`STARTUP_BACKOFF`]
+/// doubled per failure in a row, at most [`MAX_STARTUP_BACKOFF`]; requests
+/// meanwhile get `502` at once. A process that takes an invocation ends
+/// the run.
+#[derive(Default)]
+struct StartupFailures {
+    in_a_row: u32,
+    retry_at: Option<Instant>,
+}
+
+/// The first back-off after a start-up failure.
+const STARTUP_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest back-off.
+const MAX_STARTUP_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Decrements a waiting counter when an admitted or abandoned wait ends.
 struct Waiting<'a>(&'a AtomicUsize);
@@ -221,6 +246,7 @@ impl FunctionPool {
             next_id: AtomicU64::new(1),
             cold_starts: AtomicU64::new(0),
             invocations: AtomicU64::new(0),
+            startup: Mutex::new(StartupFailures::default()),
             function,
         }
     }
@@ -272,6 +298,43 @@ impl FunctionPool {
             Ok(Err(_)) => Err(BackendError::Failed("the pool is closed".into())),
             Err(_) => Err(BackendError::Timeout(wait_at_most)),
         }
+    }
+
+    /// Whether a new process may start now, or the function is backing off
+    /// after failing at start-up.
+    fn startup_allowed(&self) -> Result<(), BackendError> {
+        let s = lock(&self.startup);
+        match s.retry_at {
+            Some(at) if Instant::now() < at => Err(BackendError::Failed(format!(
+                "function `{}` failed at start-up {} times in a row; not restarted for another {} ms",
+                self.function.key,
+                s.in_a_row,
+                at.saturating_duration_since(Instant::now()).as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records how a process's first invocation went: `started` if it took
+    /// the invocation, else it ended before (at start-up).
+    fn record_startup(&self, env: &Environment, started: bool) {
+        let mut s = lock(&self.startup);
+        if started {
+            *s = StartupFailures::default();
+            return;
+        }
+        s.in_a_row = s.in_a_row.saturating_add(1);
+        let backoff = STARTUP_BACKOFF
+            .saturating_mul(1 << (s.in_a_row - 1).min(16))
+            .min(MAX_STARTUP_BACKOFF);
+        s.retry_at = Some(Instant::now() + backoff);
+        tracing::warn!(
+            function = %self.function.key,
+            pid = env.process.pid(),
+            failures_in_a_row = s.in_a_row,
+            backoff_ms = backoff.as_millis() as u64,
+            "function process failed at start-up; backing off before the next start"
+        );
     }
 
     fn take_idle(&self) -> Option<Arc<Environment>> {
@@ -403,6 +466,9 @@ impl FunctionPool {
             r = reply => r.ok(),
             status = env.process.exited() => {
                 tracing::warn!(function = %f.key, request_id = %req.request_id, %status, "function process exited mid-invocation");
+                if cold {
+                    self.record_startup(env, env.state.first_next.get().is_some());
+                }
                 let doc = serde_json::json!({
                     "errorType": "Runtime.ExitError",
                     "errorMessage": format!("RequestId: {} Error: Runtime exited with error: {status}", req.request_id),
@@ -454,6 +520,11 @@ impl FunctionPool {
             executed_version: Some("$LATEST".into()),
             log_result: log_result.clone(),
         };
+        if cold {
+            // An init error: the process never took the invocation.
+            let started = !matches!(outcome, Some(Outcome::InitError(_)));
+            self.record_startup(env, started);
+        }
         match outcome {
             Some(Outcome::Response(body)) => (Ok(response(body, None)), true),
             Some(Outcome::FunctionError(doc)) => (Ok(response(doc, Some("Unhandled"))), true),

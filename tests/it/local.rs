@@ -310,6 +310,46 @@ async fn function_error_and_init_error_are_502() {
 }
 
 #[tokio::test]
+async fn a_function_that_exits_at_start_up_is_backed_off_not_respawned_per_request() {
+    let gw = start_with(
+        r#"
+[backends.local]
+kind = "local"
+
+[functions.dies]
+command = ["bash", "-c", "echo $$ >> \"$PWD/pids\"; exit 3"]
+
+[[routes]]
+method = "GET"
+path = "/dies"
+function = "dies"
+"#,
+        &[],
+        GatewayOptions::default(),
+    )
+    .await;
+    let started = Instant::now();
+    for n in 0..20 {
+        let (status, _, body) = get(&gw.url("/dies")).await;
+        assert_eq!(status, 502, "request {n}");
+        assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    }
+    let elapsed = started.elapsed();
+    // 250 ms, then 500, 1 s, 2 s...: within the first second at most three
+    // starts; allow for a slow machine stretching the twenty requests.
+    let spawned = pids_in(gw.dir.path()).len();
+    let allowed = (0..8)
+        .take_while(|i| Duration::from_millis(250 * ((1 << i) - 1)) <= elapsed)
+        .count();
+    assert!(
+        (1..=allowed).contains(&spawned),
+        "{spawned} processes for 20 requests in {elapsed:?} (at most {allowed})"
+    );
+    assert!(spawned < 20, "one process per request: no back-off");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn crash_mid_invoke_is_502_and_the_next_request_gets_a_fresh_process() {
     let gw = start_with(
         &bash_routes(""),
