@@ -37,7 +37,7 @@ use crate::error::GatewayError;
 use crate::routing::RouteContext;
 use crate::store::{KeyRecord, PlanRecord, Store, StoreError, now_secs};
 use crate::throttle::limiter::KeyBucket;
-use crate::throttle::quota::UsageCell;
+use crate::throttle::quota::{QuotaLease, UsageCell};
 
 const PREFIX: &str = "lg_";
 const ID_LEN: usize = 10;
@@ -156,6 +156,8 @@ pub struct KeyGrant {
     /// The key's local bucket of its plan's throttle, once found (shared by
     /// every request the cached entry admits).
     pub bucket: Arc<OnceLock<KeyBucket>>,
+    /// This node's block of the key's quota, once found (shared likewise).
+    pub quota_lease: Arc<OnceLock<Arc<QuotaLease>>>,
 }
 
 /// The grant of the key a request was accepted with.
@@ -365,6 +367,7 @@ impl ApiKeys {
                         plan,
                         usage: cached.then(UsageCell::today),
                         bucket: Arc::default(),
+                        quota_lease: Arc::default(),
                     }),
                     None => Err(format!("API key {id}: plan `{plan_name}` does not exist")),
                 },

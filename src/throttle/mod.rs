@@ -34,7 +34,7 @@ use crate::store::Store;
 use crate::telemetry::RequestInfo;
 
 use limiter::{DirectLimiter, KeyLimiters};
-use quota::{QuotaError, QuotaLeases, UsageRecorder};
+use quota::{QuotaError, QuotaLease, QuotaLeases, UsageRecorder};
 use redis::{KeyLeases, Lease, RedisGcra, Step};
 
 /// One limiter's decision.
@@ -364,6 +364,26 @@ impl Levels {
         }
     }
 
+    /// The key's lease on this node's quota, found once per cached grant.
+    fn quota_lease<'g>(&self, quotas: &QuotaLeases, grant: &'g KeyGrant) -> &'g QuotaLease {
+        grant
+            .quota_lease
+            .get_or_init(|| quotas.lease(&grant.key_id))
+    }
+
+    /// Counts the request against the key's quota when this node's block
+    /// still holds a cell for the current period: `true`, decided without
+    /// awaiting. `false`: [`Levels::consume_quota`] decides.
+    fn quota_now(&self, grant: &KeyGrant) -> bool {
+        match (&grant.plan.quota, &self.quotas) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(quotas)) => self
+                .quota_lease(quotas, grant)
+                .take_now(crate::store::now_secs()),
+        }
+    }
+
     /// Counts the request against the key's quota; Err when it is spent.
     async fn consume_quota(&self, grant: &KeyGrant) -> Result<(), GatewayError> {
         let Some(q) = grant.plan.quota else {
@@ -374,7 +394,11 @@ impl Levels {
         };
         let now = time::OffsetDateTime::now_utc();
         let (start, end) = quota::period_bounds(q.period, now);
-        match quotas.consume(&grant.key_id, start, q.limit).await {
+        let lease = self.quota_lease(quotas, grant);
+        match quotas
+            .consume(&grant.key_id, lease, (start, end), q.limit)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(QuotaError::Spent) => {
                 crate::metrics::quota_exceeded(&grant.plan.name);
@@ -574,7 +598,7 @@ pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
         None => return Box::pin(enforce_awaiting(state.throttles.0.clone(), req, next)),
     };
     if let Some(g) = grant {
-        if g.plan.quota.is_some() {
+        if !throttles.quota_now(g) {
             return Box::pin(after_check(state.throttles.0.clone(), verdict, req, next));
         }
         throttles.record_usage(g);

@@ -74,8 +74,10 @@ pub struct QuotaLease {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct LeaseState {
-    /// The period the cells belong to (Unix seconds of its start).
+    /// The period the cells belong to (Unix seconds of its start and of
+    /// the next period's).
     period_start: i64,
+    period_end: i64,
     /// Requests still to admit.
     cells: u64,
 }
@@ -115,7 +117,9 @@ impl QuotaLeases {
         }
     }
 
-    fn lease(&self, key_id: &Arc<str>) -> Arc<QuotaLease> {
+    /// `key_id`'s lease on this node (a request's grant keeps it, so later
+    /// requests find it without a lookup).
+    pub fn lease(&self, key_id: &Arc<str>) -> Arc<QuotaLease> {
         let mut m = lock(&self.leases);
         if let Some(l) = m.map.get(key_id) {
             return l.clone();
@@ -128,21 +132,22 @@ impl QuotaLeases {
         m.map.entry(key_id.clone()).or_default().clone()
     }
 
-    /// Counts one request of `key_id` against a quota of `limit` for the
-    /// period starting at `period_start`.
+    /// Counts one request of `key_id` (whose lease is `lease`) against a
+    /// quota of `limit` for the period `(start, end)`, taking a new block
+    /// from the store when this node's is spent.
     pub async fn consume(
         &self,
         key_id: &Arc<str>,
-        period_start: i64,
+        lease: &QuotaLease,
+        (period_start, period_end): (i64, i64),
         limit: u64,
     ) -> Result<(), QuotaError> {
-        let lease = self.lease(key_id);
-        if lease.take(period_start) {
+        if lease.take_in(period_start) {
             return Ok(());
         }
         let _refilling = lease.refill.lock().await;
         // Another request may have taken a block meanwhile.
-        if lease.take(period_start) {
+        if lease.take_in(period_start) {
             return Ok(());
         }
         let granted = self
@@ -156,6 +161,7 @@ impl QuotaLeases {
         // A block of an earlier period is worth nothing now.
         *lock(&lease.state) = LeaseState {
             period_start,
+            period_end,
             cells: granted - 1,
         };
         Ok(())
@@ -204,10 +210,23 @@ impl QuotaLeases {
 }
 
 impl QuotaLease {
-    /// Takes one cell of the block, if it has one for this period.
-    fn take(&self, period_start: i64) -> bool {
+    /// Takes one cell of the block, if it has one for the period starting
+    /// at `period_start`.
+    fn take_in(&self, period_start: i64) -> bool {
         let mut s = lock(&self.state);
         if s.period_start == period_start && s.cells > 0 {
+            s.cells -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// Takes one cell of the block if it holds one for the period that
+    /// contains `now` (Unix seconds): the common case, decided without the
+    /// calendar or the store.
+    pub fn take_now(&self, now: i64) -> bool {
+        let mut s = lock(&self.state);
+        if s.period_start <= now && now < s.period_end && s.cells > 0 {
             s.cells -= 1;
             return true;
         }
@@ -403,8 +422,9 @@ mod tests {
         let key: Arc<str> = "k".into();
         // 250 in blocks of 2: exactly 250 admitted.
         let mut admitted = 0;
+        let lease = leases.lease(&key);
         for _ in 0..300 {
-            match leases.consume(&key, 0, 250).await {
+            match leases.consume(&key, &lease, (0, 86_400), 250).await {
                 Ok(()) => admitted += 1,
                 Err(QuotaError::Spent) => {}
                 Err(QuotaError::Store(e)) => panic!("{e}"),
@@ -413,12 +433,26 @@ mod tests {
         assert_eq!(admitted, 250);
         assert_eq!(store.quota_used("k", 0).await.unwrap(), 250);
         // A fresh period: one request takes a block of 2, one is unspent
-        // until released.
-        leases.consume(&key, 86_400, 250).await.unwrap();
+        // until released; a block serves only inside its own period.
+        leases
+            .consume(&key, &lease, (86_400, 2 * 86_400), 250)
+            .await
+            .unwrap();
         assert_eq!(store.quota_used("k", 86_400).await.unwrap(), 2);
+        assert!(!lease.take_now(2 * 86_400), "not past its period");
+        assert!(!lease.take_now(86_399), "not before it");
         assert_eq!(leases.unspent("k", 86_400), 1);
         assert_eq!(leases.release().await, 1);
         assert_eq!(store.quota_used("k", 86_400).await.unwrap(), 1);
+        assert!(!lease.take_now(86_400 + 10), "a released block is gone");
+        leases
+            .consume(&key, &lease, (86_400, 2 * 86_400), 250)
+            .await
+            .unwrap();
+        assert!(
+            lease.take_now(86_400 + 10),
+            "the block serves without the store"
+        );
         assert_eq!(leases.unspent("k", 86_400), 0);
     }
 
