@@ -365,7 +365,7 @@ impl Levels {
     }
 
     /// The key's lease on this node's quota, found once per cached grant.
-    fn quota_lease<'g>(&self, quotas: &QuotaLeases, grant: &'g KeyGrant) -> &'g QuotaLease {
+    fn quota_lease<'g>(&self, quotas: &QuotaLeases, grant: &'g KeyGrant) -> &'g Arc<QuotaLease> {
         grant
             .quota_lease
             .get_or_init(|| quotas.lease(&grant.key_id))
@@ -378,9 +378,16 @@ impl Levels {
         match (&grant.plan.quota, &self.quotas) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(_), Some(quotas)) => self
-                .quota_lease(quotas, grant)
-                .take_now(crate::store::now_secs()),
+            (Some(q), Some(quotas)) => {
+                let lease = self.quota_lease(quotas, grant);
+                match lease.take_now(crate::store::now_secs()) {
+                    Some(left) => {
+                        quotas.top_up(&grant.key_id, lease, left, q.limit);
+                        true
+                    }
+                    None => false,
+                }
+            }
         }
     }
 

@@ -70,6 +70,8 @@ pub struct QuotaLease {
     /// Held while a block is taken, so a node's requests for one key wait
     /// for one store round trip instead of each taking a block.
     refill: tokio::sync::Mutex<()>,
+    /// The next block is being taken ahead of need.
+    topping_up: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -167,6 +169,38 @@ impl QuotaLeases {
         Ok(())
     }
 
+    /// When `lease`'s block is down to a quarter (`left` cells), takes the
+    /// next block in the background, so that requests keep being served
+    /// from memory instead of waiting for the store when the block runs
+    /// out. Blocks of fewer than 4 cells are not topped up (small quotas
+    /// stay counted request by request).
+    pub fn top_up(&self, key_id: &Arc<str>, lease: &Arc<QuotaLease>, left: u64, limit: u64) {
+        let block = block_size(limit);
+        if block < 4 || left > block / 4 || lease.topping_up.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, key, lease) = (self.store.clone(), key_id.clone(), lease.clone());
+        let LeaseState { period_start, .. } = *lock(&lease.state);
+        tokio::spawn(async move {
+            // After (or instead of) a refill a request is already doing.
+            let _refilling = lease.refill.lock().await;
+            match store.lease_quota(&key, period_start, limit, block).await {
+                Ok(granted) => {
+                    let mut s = lock(&lease.state);
+                    // A block of a period that has ended meanwhile is worth
+                    // nothing; it stays counted in that period.
+                    if s.period_start == period_start {
+                        s.cells += granted;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, key_id = %key, "cannot take the next quota block ahead; the next request will");
+                }
+            }
+            lease.topping_up.store(false, Ordering::Release);
+        });
+    }
+
     /// Requests this node holds unspent for `key_id` in the period starting
     /// at `period_start` (counted as used in the store).
     pub fn unspent(&self, key_id: &str, period_start: i64) -> u64 {
@@ -223,14 +257,14 @@ impl QuotaLease {
 
     /// Takes one cell of the block if it holds one for the period that
     /// contains `now` (Unix seconds): the common case, decided without the
-    /// calendar or the store.
-    pub fn take_now(&self, now: i64) -> bool {
+    /// calendar or the store. Returns the cells left.
+    pub fn take_now(&self, now: i64) -> Option<u64> {
         let mut s = lock(&self.state);
         if s.period_start <= now && now < s.period_end && s.cells > 0 {
             s.cells -= 1;
-            return true;
+            return Some(s.cells);
         }
-        false
+        None
     }
 }
 
@@ -439,21 +473,69 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.quota_used("k", 86_400).await.unwrap(), 2);
-        assert!(!lease.take_now(2 * 86_400), "not past its period");
-        assert!(!lease.take_now(86_399), "not before it");
+        assert_eq!(lease.take_now(2 * 86_400), None, "not past its period");
+        assert_eq!(lease.take_now(86_399), None, "not before it");
         assert_eq!(leases.unspent("k", 86_400), 1);
         assert_eq!(leases.release().await, 1);
         assert_eq!(store.quota_used("k", 86_400).await.unwrap(), 1);
-        assert!(!lease.take_now(86_400 + 10), "a released block is gone");
+        assert_eq!(
+            lease.take_now(86_400 + 10),
+            None,
+            "a released block is gone"
+        );
         leases
             .consume(&key, &lease, (86_400, 2 * 86_400), 250)
             .await
             .unwrap();
-        assert!(
+        assert_eq!(
             lease.take_now(86_400 + 10),
+            Some(0),
             "the block serves without the store"
         );
         assert_eq!(leases.unspent("k", 86_400), 0);
+    }
+
+    #[tokio::test]
+    async fn a_block_down_to_a_quarter_is_topped_up_ahead_of_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::config::StoreConfig::Sqlite {
+            path: dir.path().join("q.db"),
+        })
+        .await
+        .unwrap();
+        let leases = QuotaLeases::new(store.clone());
+        let key: Arc<str> = "k".into();
+        let lease = leases.lease(&key);
+        // Blocks of 100: the first request takes one, 99 left.
+        leases
+            .consume(&key, &lease, (0, i64::MAX), 10_000)
+            .await
+            .unwrap();
+        let mut left = 99;
+        while left > 26 {
+            left = lease.take_now(10).unwrap();
+            leases.top_up(&key, &lease, left, 10_000);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            store.quota_used("k", 0).await.unwrap(),
+            100,
+            "not before a quarter"
+        );
+        let left = lease.take_now(10).unwrap();
+        assert_eq!(left, 25);
+        leases.top_up(&key, &lease, left, 10_000);
+        let mut waited = 0;
+        while leases.unspent("k", 0) < 100 && waited < 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert_eq!(
+            leases.unspent("k", 0),
+            125,
+            "the next block joined the 25 left"
+        );
+        assert_eq!(store.quota_used("k", 0).await.unwrap(), 200);
     }
 
     #[test]
