@@ -25,27 +25,8 @@ if ! need nginx || ! need wrk; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
 fi
 
-UP=$(free_port); NGX=$(free_port); A=$(free_port); B=$(free_port)
-nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 'ok'; } }"
-nginx_conf proxy "upstream up { server 127.0.0.1:$UP; keepalive 128; }
-    server { listen 127.0.0.1:$NGX; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-taskset -c 1 nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" & PIDS+=($!)
-taskset -c 0 nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" & PIDS+=($!)
-cat > "$WORK/routes.toml" <<TOML
-[backends.up]
-kind = "http"
-url = "http://127.0.0.1:$UP"
-
-[[routes]]
-method = "GET"
-path = "/mock"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-
-[[routes]]
-method = "GET"
-path = "/http/{proxy+}"
-backend = "up"
-TOML
+proxy_fixture
+UP=$UP_PORT; NGX=$NGX_PORT; A=$(free_port); B=$(free_port)
 RUST_LOG=warn taskset -c 0 "$A_BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$A" >"$WORK/a.out" 2>&1 & PIDS+=($!); A_PID=$!
 RUST_LOG=warn taskset -c 0 "$B_BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$B" >"$WORK/b.out" 2>&1 & PIDS+=($!); B_PID=$!
 wait_port "$UP"; wait_port "$NGX"; wait_port "$A" "$WORK/a.out"; wait_port "$B" "$WORK/b.out"

@@ -43,6 +43,35 @@ http {
 CONF
 }
 
+# proxy_fixture: the core benches' setup. Starts an upstream nginx on CPU 1
+# answering `200 ok` on $UP_PORT and an nginx proxy on CPU 0 forwarding to
+# it on $NGX_PORT (kept-alive upstream connections), and writes
+# $WORK/routes.toml with a `mock` route (/mock) and an `http` route
+# (/http/{proxy+}) to the same upstream.
+proxy_fixture() {
+    UP_PORT=$(free_port); NGX_PORT=$(free_port)
+    nginx_conf upstream "server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 'ok'; } }"
+    nginx_conf proxy "upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; }
+    server { listen 127.0.0.1:$NGX_PORT; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    taskset -c 1 nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" & PIDS+=($!)
+    taskset -c 0 nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" & PIDS+=($!)
+    cat > "$WORK/routes.toml" <<TOML
+[backends.up]
+kind = "http"
+url = "http://127.0.0.1:$UP_PORT"
+
+[[routes]]
+method = "GET"
+path = "/mock"
+mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
+
+[[routes]]
+method = "GET"
+path = "/http/{proxy+}"
+backend = "up"
+TOML
+}
+
 # hello_function: builds the `hello` example function (release) into
 # $WORK/hello and sets HELLO_TOML to the routes.toml tables that run it on
 # the local backend (routes use it with `function = "hello"`). Its processes

@@ -33,31 +33,8 @@ else
     BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 fi
 
-
-UP_PORT=$(free_port); NGX_PORT=$(free_port); GW_PORT=$(free_port)
-
-nginx_conf upstream "server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 'ok'; } }"
-nginx_conf proxy "upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; }
-    server { listen 127.0.0.1:$NGX_PORT; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-
-taskset -c 1 nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" & PIDS+=($!)
-taskset -c 0 nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" & PIDS+=($!)
-
-cat > "$WORK/routes.toml" <<TOML
-[backends.up]
-kind = "http"
-url = "http://127.0.0.1:$UP_PORT"
-
-[[routes]]
-method = "GET"
-path = "/mock"
-mock = { status = 200, body = "ok", headers = { content-type = "text/plain" } }
-
-[[routes]]
-method = "GET"
-path = "/http/{proxy+}"
-backend = "up"
-TOML
+GW_PORT=$(free_port)
+proxy_fixture
 CALLGRIND=${PROXY_CALLGRIND:-}
 RUST_LOG=warn taskset -c 0 ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$WORK/cg.%p} "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW_PORT" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
 

@@ -436,6 +436,17 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    /// A SQLite store in a folder that lives as long as the returned guard.
+    async fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::config::StoreConfig::Sqlite {
+            path: dir.path().join("q.db"),
+        })
+        .await
+        .unwrap();
+        (dir, store)
+    }
+
     #[test]
     fn blocks_are_a_hundredth_of_the_limit_within_bounds() {
         assert_eq!(block_size(1), 1);
@@ -446,12 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_admits_exactly_the_limit_and_gives_back_what_it_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::config::StoreConfig::Sqlite {
-            path: dir.path().join("q.db"),
-        })
-        .await
-        .unwrap();
+        let (_dir, store) = temp_store().await;
         let leases = QuotaLeases::new(store.clone());
         let key: Arc<str> = "k".into();
         // 250 in blocks of 2: exactly 250 admitted.
@@ -497,12 +503,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_block_down_to_a_quarter_is_topped_up_ahead_of_need() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::config::StoreConfig::Sqlite {
-            path: dir.path().join("q.db"),
-        })
-        .await
-        .unwrap();
+        let (_dir, store) = temp_store().await;
         let leases = QuotaLeases::new(store.clone());
         let key: Arc<str> = "k".into();
         let lease = leases.lease(&key);
