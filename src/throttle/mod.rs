@@ -323,25 +323,28 @@ impl Levels {
         route: Option<&Level>,
         route_key: &str,
     ) -> Result<Option<Verdict>, Refusal> {
-        let key_bucket: Option<Arc<DirectLimiter>> = key_level.map(|(g, (t, per_route))| {
-            if *per_route {
-                self.keys
-                    .bucket(&g.plan.name, Some(route_key), t, &g.key_id)
-            } else {
-                // The bucket the key's cached grant found before, unless the
-                // plan's limits changed since.
-                match g.bucket.get().filter(|b| b.config() == t) {
-                    Some(b) => b.clone(),
+        // The bucket the key's cached grant found before (borrowed, no
+        // reference count touched), unless the plan's limits changed since
+        // or the plan has a throttle of its own for this route.
+        let mut fetched: Option<Arc<DirectLimiter>> = None;
+        let key_bucket: Option<&DirectLimiter> = match key_level {
+            None => None,
+            Some((g, (t, per_route))) => {
+                match g.bucket.get().filter(|b| !*per_route && b.config() == t) {
+                    Some(b) => Some(b),
                     None => {
-                        let b = self.keys.bucket(&g.plan.name, None, t, &g.key_id);
-                        let _ = g.bucket.set(b.clone());
-                        b
+                        let route = per_route.then_some(route_key);
+                        let b = self.keys.bucket(&g.plan.name, route, t, &g.key_id);
+                        if !*per_route {
+                            let _ = g.bucket.set(b.clone());
+                        }
+                        Some(fetched.insert(b))
                     }
                 }
             }
-        });
+        };
         let levels: smallvec::SmallVec<[(&'static str, &DirectLimiter); 4]> = [
-            key_bucket.as_deref().map(|b| ("key", b)),
+            key_bucket.map(|b| ("key", b)),
             route.map(|l| ("route", &l.local)),
             self.stage.as_ref().map(|l| ("stage", &l.local)),
             self.global.as_ref().map(|l| ("global", &l.local)),
