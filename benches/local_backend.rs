@@ -89,6 +89,7 @@ impl Direct {
                 ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
                 ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "128".into()),
             ],
+            memory_limit: Some(128 << 20),
         };
         let process = FunctionProcess::spawn(&spec, &env.log).unwrap();
         Self {

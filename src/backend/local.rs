@@ -8,7 +8,9 @@
 //! invocations wait (and at most the backend's `max_queue` in all), the rest
 //! get 429. A process that exits mid-invoke fails that invocation the way
 //! Lambda does (`Unhandled`, `Runtime.ExitError`) and the next one gets a
-//! fresh process; one that overruns the function's `timeout` is killed (504).
+//! fresh process; one that overruns the function's `timeout` is killed (504),
+//! and so is one whose resident memory goes past its `memory_size` (the
+//! invocation then fails as the crash above, `signal: killed`).
 //! A function that keeps failing at start-up is restarted with an
 //! exponential back-off, answering 502 meanwhile.
 //! `shutdown` stops every process group; nothing outlives the gateway.
@@ -429,6 +431,7 @@ impl FunctionPool {
             args: command[1..].to_vec(),
             cwd: f.cwd.clone(),
             env,
+            memory_limit: Some(u64::from(f.memory_size) << 20),
         }
     }
 
@@ -443,6 +446,7 @@ impl FunctionPool {
         let f = &self.function;
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let timeout = f.timeout;
+        env.process.reset_peak_memory();
         let started = Instant::now();
         let deadline_ms = SystemTime::now()
             .checked_add(timeout)
@@ -500,10 +504,11 @@ impl FunctionPool {
         let tail = if req.log_tail {
             env.state.log.flush().await;
             let report = format!(
-                "Duration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB",
+                "Duration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
                 elapsed.as_secs_f64() * 1000.0,
                 elapsed.as_millis().max(1),
-                f.memory_size
+                f.memory_size,
+                env.process.peak_memory().div_ceil(1 << 20)
             );
             Some(env.state.log.end(&report))
         } else {

@@ -11,11 +11,17 @@
 //! ends the gateway; at end of file the reaper kills every group still
 //! registered. A parent-death signal would reach only each group's leader
 //! (and fires when the forking *thread* ends), so it is not used.
+//!
+//! A process with a memory limit (the function's `memory_size`) is watched
+//! as Lambda's sandbox would hold it: every [`MEMORY_CHECK_INTERVAL`] the
+//! resident memory of the process and its descendants is summed, the peak
+//! kept for the `REPORT` line, and a group past the limit is killed.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -25,6 +31,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// The last bytes of an invocation's log kept for `X-Amz-Log-Result` (AWS: 4 KB).
 pub const LOG_TAIL_BYTES: usize = 4096;
 
+/// How often a process's resident memory is measured against its limit.
+pub const MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
@@ -33,6 +42,9 @@ pub struct SpawnSpec {
     pub args: Vec<String>,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Resident memory (bytes) the process and its descendants may use
+    /// together; past it the group is killed.
+    pub memory_limit: Option<u64>,
 }
 
 /// The output of one process, attributed to the invocation it serves.
@@ -212,6 +224,18 @@ fn tell_reaper(op: char, pid: u32) {
 pub struct FunctionProcess {
     pid: u32,
     exit: watch::Receiver<Option<String>>,
+    memory: std::sync::Arc<MemoryUse>,
+}
+
+/// What the memory watch saw of one process.
+#[derive(Default)]
+struct MemoryUse {
+    /// The highest resident memory measured since [`FunctionProcess::reset_peak_memory`].
+    peak: AtomicU64,
+    /// The latest measurement.
+    last: AtomicU64,
+    /// Set when the group was killed for going past its limit.
+    over_limit: AtomicBool,
 }
 
 impl FunctionProcess {
@@ -237,9 +261,22 @@ impl FunctionProcess {
         }
         let (tx, exit) = watch::channel(None);
         let function = spec.function.clone();
+        let memory = std::sync::Arc::new(MemoryUse::default());
+        let watched = memory.clone();
+        let limit = spec.memory_limit;
         tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(s) => s.to_string(),
+            let waited = match limit {
+                Some(limit) => {
+                    let watch = watch_memory(pid, limit, &function, &watched);
+                    tokio::select! {
+                        status = child.wait() => status,
+                        never = watch => match never {},
+                    }
+                }
+                None => child.wait().await,
+            };
+            let status = match waited {
+                Ok(s) => describe_exit(s),
                 Err(e) => format!("unknown status ({e})"),
             };
             tracing::debug!(function = %function, pid, %status, "function process exited");
@@ -250,11 +287,28 @@ impl FunctionProcess {
             tell_reaper('-', pid);
             let _ = tx.send(Some(status));
         });
-        Ok(Self { pid, exit })
+        Ok(Self { pid, exit, memory })
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The highest resident memory (bytes) measured since the last reset;
+    /// zero when the process has no memory limit (it is then not measured).
+    pub fn peak_memory(&self) -> u64 {
+        self.memory.peak.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new peak from the latest measurement (an invocation begins).
+    pub fn reset_peak_memory(&self) {
+        let last = self.memory.last.load(Ordering::Relaxed);
+        self.memory.peak.store(last, Ordering::Relaxed);
+    }
+
+    /// Whether the process was killed for going past its memory limit.
+    pub fn out_of_memory(&self) -> bool {
+        self.memory.over_limit.load(Ordering::Acquire)
     }
 
     /// The exit status, once the process has exited.
@@ -315,6 +369,110 @@ fn signal_group(pid: u32, signal: rustix::process::Signal) {
 
 fn kill_group(pid: u32) {
     signal_group(pid, rustix::process::Signal::KILL);
+}
+
+/// Measures the group led by `pid` every [`MEMORY_CHECK_INTERVAL`], keeps
+/// the peak, and kills the group once it holds more than `limit` bytes.
+/// Runs until dropped (the process exited).
+async fn watch_memory(
+    pid: u32,
+    limit: u64,
+    function: &str,
+    seen: &MemoryUse,
+) -> std::convert::Infallible {
+    let mut tick = tokio::time::interval(MEMORY_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let rss = resident_bytes(pid);
+        seen.last.store(rss, Ordering::Relaxed);
+        seen.peak.fetch_max(rss, Ordering::Relaxed);
+        if rss > limit && !seen.over_limit.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                function = %function,
+                pid,
+                used_mb = rss >> 20,
+                memory_size_mb = limit >> 20,
+                "function process went past its memory_size; killing it"
+            );
+            metrics::counter!("lambdagate_local_out_of_memory_total", "function" => function.to_string())
+                .increment(1);
+            kill_group(pid);
+        }
+    }
+}
+
+/// Resident memory of `pid` and all its descendants, in bytes (what is
+/// gone or unreadable counts as zero).
+fn resident_bytes(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![pid];
+    // A bound on the walk, in case /proc changes under it.
+    let mut budget = 4096;
+    while let Some(p) = pending.pop() {
+        budget -= 1;
+        if budget == 0 {
+            break;
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) {
+            total += vm_rss_kib(&status) * 1024;
+        }
+        // Children may be started by any thread of the process.
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                pending.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    total
+}
+
+/// The `VmRSS` line of a `/proc/PID/status` file, in KiB (0 when absent,
+/// as for a zombie).
+fn vm_rss_kib(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An exit status in the words Lambda uses in `Runtime exited with error: …`
+/// (`exit status 1`, `signal: killed`).
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    let Some(signal) = status.signal() else {
+        return status.to_string();
+    };
+    let name = match signal {
+        1 => "hangup",
+        2 => "interrupt",
+        3 => "quit",
+        4 => "illegal instruction",
+        5 => "trace/breakpoint trap",
+        6 => "aborted",
+        7 => "bus error",
+        8 => "floating point exception",
+        9 => "killed",
+        10 => "user defined signal 1",
+        11 => "segmentation fault",
+        12 => "user defined signal 2",
+        13 => "broken pipe",
+        14 => "alarm clock",
+        15 => "terminated",
+        n => return format!("signal {n}"),
+    };
+    format!("signal: {name}")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -381,6 +539,7 @@ mod tests {
             args: vec!["-c".into(), "echo hi; sleep 30 & wait".into()],
             cwd: std::env::temp_dir(),
             env: vec![],
+            memory_limit: None,
         };
         let p = FunctionProcess::spawn(&spec, &log).unwrap();
         let mut seen = String::new();
@@ -398,5 +557,68 @@ mod tests {
         assert!(p.exit_status().is_some());
         let tail = log.end("Duration: 1 ms");
         assert!(tail.contains("END RequestId: req-1"));
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_vm_rss() {
+        assert_eq!(
+            vm_rss_kib("Name:\tx\nVmRSS:\t   2048 kB\nVmSwap: 0 kB\n"),
+            2048
+        );
+        assert_eq!(vm_rss_kib("Name:\tzombie\nState:\tZ\n"), 0);
+        assert!(resident_bytes(std::process::id()) > 0);
+    }
+
+    #[test]
+    fn exits_are_described_in_lambdas_words() {
+        use std::os::unix::process::ExitStatusExt;
+        let exit = |raw| describe_exit(std::process::ExitStatus::from_raw(raw));
+        assert_eq!(exit(1 << 8), "exit status 1");
+        assert_eq!(exit(0), "exit status 0");
+        assert_eq!(exit(9), "signal: killed");
+        assert_eq!(exit(11), "signal: segmentation fault");
+        assert_eq!(exit(31), "signal 31");
+    }
+
+    #[tokio::test]
+    async fn a_group_past_its_memory_limit_is_killed() {
+        let log = std::sync::Arc::new(ProcessLog::new("f"));
+        // The child (not the leader) touches 64 MB, so the sum over
+        // descendants is what trips the 32 MB limit.
+        let spec = SpawnSpec {
+            function: "f".into(),
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "python3 -c 'import time; b = b\"x\" * (64 << 20); time.sleep(30)'; true".into(),
+            ],
+            cwd: std::env::temp_dir(),
+            env: vec![],
+            memory_limit: Some(32 << 20),
+        };
+        let p = FunctionProcess::spawn(&spec, &log).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), p.exited())
+            .await
+            .expect("killed well before the child's sleep ends");
+        assert_eq!(status, "signal: killed");
+        assert!(p.out_of_memory());
+        assert!(p.peak_memory() > 32 << 20, "{}", p.peak_memory());
+    }
+
+    #[tokio::test]
+    async fn a_group_within_its_limit_is_measured_and_left_alone() {
+        let log = std::sync::Arc::new(ProcessLog::new("f"));
+        let spec = SpawnSpec {
+            function: "f".into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), "sleep 0.5".into()],
+            cwd: std::env::temp_dir(),
+            env: vec![],
+            memory_limit: Some(128 << 20),
+        };
+        let p = FunctionProcess::spawn(&spec, &log).unwrap();
+        assert_eq!(p.exited().await, "exit status 0");
+        assert!(!p.out_of_memory());
+        assert!(p.peak_memory() > 0);
     }
 }

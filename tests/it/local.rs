@@ -88,6 +88,10 @@ while true; do
             sleep 300 > /dev/null 2>&1 &
             echo $! >> "$PWD/pids"
             curl -sS -X POST "$API/invocation/$ID/response" -d '{"statusCode":200,"body":"spawned"}' > /dev/null ;;
+        *'"rawPath":"/bash/leak"'*)
+            python3 -c 'import time; b = b"x" * (300 << 20); time.sleep(300)' &
+            echo $! >> "$PWD/pids"
+            wait ;;
         *'"rawPath":"/bash/slow"'*)
             sleep 1
             curl -sS -X POST "$API/invocation/$ID/response" -d '{"statusCode":200,"body":"slow"}' > /dev/null ;;
@@ -367,6 +371,29 @@ async fn crash_mid_invoke_is_502_and_the_next_request_gets_a_fresh_process() {
     let pids = pids_in(gw.dir.path());
     assert_eq!(pids.len(), 2, "a second process was started: {pids:?}");
     assert!(is_dead(pids[0]));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_function_past_its_memory_size_is_killed_502_and_replaced() {
+    let gw = start_with(
+        &bash_routes(""),
+        &[("bootstrap", BOOTSTRAP.as_bytes())],
+        GatewayOptions::default(),
+    )
+    .await;
+    let (status, _, _) = get(&gw.url("/bash/ok")).await;
+    assert_eq!(status, 200);
+    // 300 MB in a child of the 256 MB function: the group is killed well
+    // before the function's 2 s timeout, which would have answered 504.
+    let (status, _, body) = get(&gw.url("/bash/leak")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body, r#"{"message":"Internal server error"}"#);
+    let pids = pids_in(gw.dir.path());
+    assert!(all_dead(&pids).await, "still alive: {pids:?}");
+    let (status, _, body) = get(&gw.url("/bash/ok")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(pids_in(gw.dir.path()).len(), 3, "a fresh process serves");
     gw.stop().await;
 }
 
@@ -708,6 +735,13 @@ async fn invoke_api_request_response_tail_event_dryrun_and_errors() {
     assert!(tail.contains(&format!("START RequestId: {id}")), "{tail}");
     assert!(tail.contains("greeting Ivy"), "{tail}");
     assert!(tail.contains(&format!("REPORT RequestId: {id}")), "{tail}");
+    let used: u64 = tail
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used in {tail}"));
+    assert!((1..128).contains(&used), "{tail}");
 
     // A function error is a 200 with X-Amz-Function-Error, as on Lambda.
     let res = client()
