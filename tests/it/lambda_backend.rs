@@ -7,7 +7,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::client;
-use crate::common::fake_lambda::{ACCESS_KEY, FakeLambda, Reply, gateway_on, verify_sigv4};
+use std::collections::HashMap;
+
+use crate::common::fake_lambda::{
+    ACCESS_KEY, FakeLambda, Reply, aws_env, gateway_on, verify_sigv4,
+};
+use crate::common::spawn_binary;
 
 const HELLO: &str = r#"
 [functions.hello]
@@ -174,4 +179,108 @@ function = "hello"
     let res = client().get(gw.url("/slow")).send().await.unwrap();
     assert_eq!(res.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_six_megabyte_response_comes_through_whole() {
+    let body = "x".repeat(6_000_000);
+    let reply = body.clone();
+    let fake = FakeLambda::start(move |_| {
+        Reply::json(
+            json!({"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": reply}),
+        )
+    })
+    .await;
+    let gw = gateway_on(&fake, "", HELLO).await;
+    let res = client().get(gw.url("/items/1")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), body);
+}
+
+#[tokio::test]
+async fn an_endpoint_that_resets_the_connection_is_502() {
+    // Reads each request, then closes without an answer (RST: unread data).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 16];
+                let _ = sock.read(&mut buf).await;
+                drop(sock);
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[stages.dev]\nbackend = \"aws\"\nvariables = {{ alias = \"dev\" }}\n\n[backends.aws]\nkind = \"lambda\"\nendpoint_url = \"http://{addr}\"\n{HELLO}"
+        ),
+    )
+    .unwrap();
+    let gw = spawn_binary(&path, &[], &aws_env(dir.path())).await;
+    for _ in 0..3 {
+        let res = client().get(gw.url("/items/1")).send().await.unwrap();
+        assert_eq!(res.status(), 502);
+        assert_eq!(
+            res.text().await.unwrap(),
+            r#"{"message":"Internal server error"}"#
+        );
+    }
+}
+
+#[tokio::test]
+async fn invokes_an_https_endpoint_trusted_through_ssl_cert_file() {
+    // The endpoint: a gateway serving TLS whose mock route answers the
+    // Invoke API's path with a proxy response.
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let endpoint_routes = dir.path().join("endpoint.toml");
+    std::fs::write(
+        &endpoint_routes,
+        r#"[gateway]
+tls = { cert = "cert.pem", key = "key.pem" }
+
+[[routes]]
+method = "POST"
+path = "/2015-03-31/functions/{name}/invocations"
+mock = { status = 200, body = '{"statusCode":200,"body":"over tls"}' }
+"#,
+    )
+    .unwrap();
+    let endpoint = spawn_binary(&endpoint_routes, &[], &HashMap::new()).await;
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        format!(
+            "[stages.dev]\nbackend = \"aws\"\nvariables = {{ alias = \"dev\" }}\n\n[backends.aws]\nkind = \"lambda\"\nendpoint_url = \"https://localhost:{}\"\n{HELLO}",
+            endpoint.addr.port()
+        ),
+    )
+    .unwrap();
+    let mut env = aws_env(dir.path());
+    env.insert(
+        "SSL_CERT_FILE".into(),
+        dir.path().join("cert.pem").display().to_string(),
+    );
+    let gw = spawn_binary(&routes, &[], &env).await;
+    let res = client().get(gw.url("/items/1")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "over tls");
+    // Without the CA the same endpoint is refused.
+    let untrusted = spawn_binary(&routes, &[], &aws_env(dir.path())).await;
+    let res = client()
+        .get(untrusted.url("/items/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
 }

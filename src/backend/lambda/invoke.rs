@@ -1,0 +1,331 @@
+//! The Invoke API client: one `POST /2015-03-31/functions/{name}/invocations`
+//! per invocation, signed with `aws-sigv4`, over a pooled hyper client
+//! (rustls for `https` endpoints, HTTP/2 where the endpoint offers it).
+//!
+//! The request is the one `aws-sdk-lambda` sends for `Invoke` (same path
+//! and query encoding, same headers but the SDK's own telemetry ones; the
+//! tests check it against the SDK), built without the SDK's per-call
+//! orchestration: the endpoint is resolved once, with the SDK's resolver,
+//! and credentials are cached and refreshed before they expire.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+/// Characters the SDK percent-encodes in a path label and a query value
+/// (Smithy's base set: everything but unreserved characters and `~`).
+const SMITHY_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'/')
+    .add(b':')
+    .add(b',')
+    .add(b'?')
+    .add(b'#')
+    .add(b'[')
+    .add(b']')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'@')
+    .add(b'!')
+    .add(b'$')
+    .add(b'&')
+    .add(b'\'')
+    .add(b'(')
+    .add(b')')
+    .add(b'*')
+    .add(b'+')
+    .add(b';')
+    .add(b'=')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'"')
+    .add(b'^')
+    .add(b'`')
+    .add(b'\\');
+
+/// Credentials are renewed this long before they expire.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// The most response bytes read from the endpoint: Lambda's own limit on a
+/// synchronous response is 6 MB; twice that bounds what another endpoint
+/// can make the gateway hold.
+const MAX_RESPONSE_BYTES: usize = 12 * 1024 * 1024;
+
+/// One invocation, as the backend asks for it.
+pub struct Call<'a> {
+    pub function: &'a str,
+    pub qualifier: Option<&'a str>,
+    pub payload: Bytes,
+    pub log_tail: bool,
+    pub client_context: Option<&'a str>,
+}
+
+/// What the endpoint answered.
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why an invocation got no answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// No credentials could be had (the message says why).
+    Credentials(String),
+    /// The request never got an answer (connect, TLS, reset, protocol).
+    Transport(String),
+    /// The answer was larger than [`MAX_RESPONSE_BYTES`].
+    TooLarge,
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub struct Invoker {
+    /// `scheme://authority` of the endpoint, and the base path it may carry.
+    endpoint: String,
+    host: HeaderValue,
+    region: String,
+    credentials: CredentialCache,
+    client: HttpsClient,
+}
+
+impl Invoker {
+    /// `endpoint` is the resolved endpoint URL (no trailing `/` needed).
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        credentials: Option<SharedCredentialsProvider>,
+    ) -> Result<Self, String> {
+        let uri: http::Uri = endpoint
+            .parse()
+            .map_err(|_| format!("`{endpoint}` is not a URL"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("`{endpoint}` has no host"))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("`{endpoint}` has a bad host"))?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .map_err(|e| format!("cannot load the trusted root certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Self {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            host,
+            region: region.to_string(),
+            credentials: CredentialCache::new(credentials),
+            client,
+        })
+    }
+
+    /// Sends one invocation and reads its whole answer.
+    pub async fn invoke(&self, call: &Call<'_>) -> Result<Answer, CallError> {
+        let credentials = self.credentials.get().await?;
+        let request = self
+            .request(call, &credentials, SystemTime::now())
+            .map_err(CallError::Transport)?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| CallError::Transport(describe(&e)))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    CallError::TooLarge
+                } else {
+                    CallError::Transport(format!("reading the answer: {e}"))
+                }
+            })?
+            .to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// The signed request for `call` at `time`.
+    pub fn request(
+        &self,
+        call: &Call<'_>,
+        credentials: &Credentials,
+        time: SystemTime,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let target = invoke_target(call.function, call.qualifier);
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{target}", self.endpoint))
+            .header(http::header::HOST, self.host.clone())
+            .header("x-amz-invocation-type", "RequestResponse");
+        if call.log_tail {
+            builder = builder.header("x-amz-log-type", "Tail");
+        }
+        if let Some(cc) = call.client_context {
+            builder = builder.header("x-amz-client-context", cc);
+        }
+        let mut request = builder
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .header(http::header::CONTENT_LENGTH, call.payload.len())
+            .body(Full::new(call.payload.clone()))
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        sign(&mut request, &call.payload, credentials, &self.region, time)?;
+        Ok(request)
+    }
+}
+
+/// The request target (path and query) the SDK sends for an invocation.
+pub fn invoke_target(function: &str, qualifier: Option<&str>) -> String {
+    let mut target = format!(
+        "/2015-03-31/functions/{}/invocations",
+        utf8_percent_encode(function, SMITHY_ENCODE)
+    );
+    if let Some(q) = qualifier {
+        target.push_str("?Qualifier=");
+        target.extend(utf8_percent_encode(q, SMITHY_ENCODE));
+    }
+    target
+}
+
+/// Adds `x-amz-date`, `x-amz-security-token` and `authorization` to
+/// `request`, signing every header it has, as the SDK signs.
+pub fn sign<B>(
+    request: &mut Request<B>,
+    payload: &[u8],
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<(), String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("lambda")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("cannot sign: {e}"))?
+        .into();
+    let headers = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        &target,
+        headers,
+        SignableBody::Bytes(payload),
+    )
+    .map_err(|e| format!("cannot sign: {e}"))?;
+    let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
+        .map_err(|e| format!("cannot sign: {e}"))?
+        .into_parts();
+    instructions.apply_to_request_http1x(request);
+    Ok(())
+}
+
+/// The chain's credentials, fetched once and again shortly before they
+/// expire; one fetch at a time, however many requests wait for it.
+struct CredentialCache {
+    provider: Option<SharedCredentialsProvider>,
+    current: ArcSwapOption<Credentials>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl CredentialCache {
+    fn new(provider: Option<SharedCredentialsProvider>) -> Self {
+        Self {
+            provider,
+            current: ArcSwapOption::empty(),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn get(&self) -> Result<Arc<Credentials>, CallError> {
+        if let Some(c) = self.fresh() {
+            return Ok(c);
+        }
+        let _one = self.refresh.lock().await;
+        if let Some(c) = self.fresh() {
+            return Ok(c);
+        }
+        let Some(provider) = &self.provider else {
+            return Err(CallError::Credentials(
+                "no AWS credentials are configured (environment, profile, SSO, container or instance role)".into(),
+            ));
+        };
+        match provider.provide_credentials().await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                self.current.store(Some(c.clone()));
+                Ok(c)
+            }
+            // Credentials about to expire still sign until they do.
+            Err(e) => match self.current.load_full() {
+                Some(old) if !expired(&old, Duration::ZERO) => {
+                    tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "cannot refresh AWS credentials; using the current ones until they expire");
+                    Ok(old)
+                }
+                _ => Err(CallError::Credentials(
+                    aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                )),
+            },
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<Credentials>> {
+        self.current
+            .load_full()
+            .filter(|c| !expired(c, REFRESH_BEFORE_EXPIRY))
+    }
+}
+
+/// Whether `c` expires within `margin` (never, without an expiry).
+fn expired(c: &Credentials, margin: Duration) -> bool {
+    c.expiry()
+        .is_some_and(|at| at <= SystemTime::now() + margin)
+}
+
+/// An error and its causes on one line.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "invoke_tests.rs"]
+mod tests;
