@@ -4,7 +4,8 @@
 //! `x-api-key` (or `[api_keys] header`, or the Lambda authorizer's
 //! `usageIdentifierKey` with `[api_keys] source = "authorizer"`). A missing,
 //! unknown, disabled or expired key, or one in no usage plan, is
-//! `403 {"message":"Forbidden"}`. The key id and the key reach the event as
+//! `403 {"message":"Forbidden"}`; a key that must be read from a store that
+//! cannot be reached is neither accepted nor refused: `503`. The key id and the key reach the event as
 //! `requestContext.identity.apiKeyId` / `apiKey`; the key's plan goes on to
 //! the throttle & quota phase as a [`KeyGrant`] in the [`AuthContext`].
 //!
