@@ -111,9 +111,15 @@ struct Answer {
     body: String,
 }
 
-/// Keyed GETs sent back to back by `clients` tasks, each to its URL in
-/// turn, until stopped; every answer is recorded. A request that gets no
-/// answer within the integration timeout fails the test.
+/// How long each load client pauses between requests: enough traffic to
+/// see every phase of a scenario, without starving the tests that run
+/// beside it of CPU.
+const PACE: Duration = Duration::from_millis(5);
+
+/// Keyed GETs sent by `clients` tasks (each pausing [`PACE`] between
+/// requests), each to its URLs in turn, until stopped; every answer is
+/// recorded. A request that gets no answer within the integration timeout
+/// fails the test.
 struct Load {
     started: Instant,
     stop: Arc<AtomicBool>,
@@ -160,6 +166,7 @@ impl Load {
                             status,
                             body,
                         });
+                        tokio::time::sleep(PACE).await;
                     }
                 })
             })
