@@ -4,7 +4,8 @@
 //! `x-api-key` (or `[api_keys] header`, or the Lambda authorizer's
 //! `usageIdentifierKey` with `[api_keys] source = "authorizer"`). A missing,
 //! unknown, disabled or expired key, or one in no usage plan, is
-//! `403 {"message":"Forbidden"}`. The key id and the key reach the event as
+//! `403 {"message":"Forbidden"}`; a key that must be read from a store that
+//! cannot be reached is neither accepted nor refused: `503`. The key id and the key reach the event as
 //! `requestContext.identity.apiKeyId` / `apiKey`; the key's plan goes on to
 //! the throttle & quota phase as a [`KeyGrant`] in the [`AuthContext`].
 //!
@@ -331,7 +332,7 @@ impl ApiKeys {
     /// A key and its plan, from the cache when fresh, else from the store
     /// (then cached): one read per id however many requests wait for it.
     async fn cached_key(&self, id: &str) -> Result<Arc<CachedKey>, GatewayError> {
-        let found = match &self.keys {
+        match &self.keys {
             None => self.load_key(id, false).await,
             Some(cache) => {
                 let lock = id.bytes().fold(0usize, |h, b| {
@@ -345,32 +346,29 @@ impl ApiKeys {
                     }),
                 }
             }
-        };
-        found.map_err(|e| GatewayError::Internal(format!("API key lookup failed: {e}")))
+        }
     }
 
     /// Reads a key and resolves its plan; a key to be cached gets a usage
     /// cell.
-    async fn load_key(&self, id: &str, cached: bool) -> Result<Arc<CachedKey>, String> {
-        let record = self.store.key(id).await.map_err(|e| e.to_string())?;
+    async fn load_key(&self, id: &str, cached: bool) -> Result<Arc<CachedKey>, GatewayError> {
+        let record = self.store.key(id).await.map_err(|e| lookup_failed(&e))?;
         let grant = match &record {
             None => Err(format!("unknown API key {id}")),
             Some(r) => match r.plan.as_deref() {
                 None => Err(format!("API key {id} is in no usage plan")),
-                Some(plan_name) => match self
-                    .plan(plan_name)
-                    .await
-                    .map_err(|e| format!("plan lookup failed: {e}"))?
-                {
-                    Some(plan) => Ok(KeyGrant {
-                        key_id: Arc::from(r.id.as_str()),
-                        plan,
-                        usage: cached.then(UsageCell::today),
-                        bucket: Arc::default(),
-                        quota_lease: Arc::default(),
-                    }),
-                    None => Err(format!("API key {id}: plan `{plan_name}` does not exist")),
-                },
+                Some(plan_name) => {
+                    match self.plan(plan_name).await.map_err(|e| lookup_failed(&e))? {
+                        Some(plan) => Ok(KeyGrant {
+                            key_id: Arc::from(r.id.as_str()),
+                            plan,
+                            usage: cached.then(UsageCell::today),
+                            bucket: Arc::default(),
+                            quota_lease: Arc::default(),
+                        }),
+                        None => Err(format!("API key {id}: plan `{plan_name}` does not exist")),
+                    }
+                }
             },
         };
         Ok(Arc::new(CachedKey {
@@ -458,6 +456,16 @@ impl ApiKeys {
             Ok(g) => Ok((g.clone(), verified)),
             Err(why) => Err(GatewayError::Forbidden(why.clone())),
         }
+    }
+}
+
+/// Why a key could not be checked: `503` while the store is unreachable
+/// (the key is neither accepted nor refused), `500` for anything else.
+fn lookup_failed(e: &StoreError) -> GatewayError {
+    if e.is_unreachable() {
+        GatewayError::Unavailable(format!("API key lookup: {e}"))
+    } else {
+        GatewayError::Internal(format!("API key lookup failed: {e}"))
     }
 }
 

@@ -3,9 +3,12 @@
 //! caches there and looks there before calling a backend, so a response
 //! cached by one node is a hit on all of them. The local `moka` cache stays
 //! in front (and keeps coalescing per node). Redis trouble never fails a
-//! request: a slow or broken Redis is a miss, logged.
+//! request: a slow or broken Redis is a miss. After a failure the shared
+//! tier is skipped for a second (no request waits for a dead Redis), the
+//! outage is logged at most every 30 s, and its end once.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine;
@@ -18,10 +21,72 @@ use super::store::StoredResponse;
 /// How long one Redis round trip may take before it counts as a miss.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// How long the shared tier is skipped after a Redis failure.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// At most one "unreachable" log line per this interval.
+const LOG_INTERVAL: Duration = Duration::from_secs(30);
+
 pub struct SharedCache {
     conn: ConnectionManager,
     /// `lambdagate:cache:{api id}:{stage}:`
     prefix: String,
+    health: Health,
+}
+
+/// Whether Redis answered the shared tier lately.
+struct Health {
+    epoch: Instant,
+    /// Milliseconds since `epoch` before which Redis is not asked (0: up).
+    down_until_ms: AtomicI64,
+    last_log_ms: AtomicI64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            down_until_ms: AtomicI64::new(0),
+            last_log_ms: AtomicI64::new(-(LOG_INTERVAL.as_millis() as i64)),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+
+    /// Whether Redis may be asked now.
+    fn available(&self) -> bool {
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until == 0 || self.now_ms() >= until
+    }
+
+    fn answered(&self) {
+        if self.down_until_ms.swap(0, Ordering::Relaxed) != 0 {
+            tracing::warn!(
+                target: "lambdagate::cache",
+                "shared cache reachable again"
+            );
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        let now = self.now_ms();
+        self.down_until_ms
+            .store((now + BACKOFF.as_millis() as i64).max(1), Ordering::Relaxed);
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        if now - last >= LOG_INTERVAL.as_millis() as i64
+            && self
+                .last_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                target: "lambdagate::cache",
+                error = why,
+                "shared cache unreachable: each node serves from its own cache until Redis is back"
+            );
+        }
+    }
 }
 
 impl SharedCache {
@@ -34,6 +99,7 @@ impl SharedCache {
         Ok(Self {
             conn,
             prefix: format!("lambdagate:cache:{api_id}:{stage}:"),
+            health: Health::new(),
         })
     }
 
@@ -48,6 +114,9 @@ impl SharedCache {
 
     /// A stored response and how long it has left to live.
     pub async fn get(&self, key: &str) -> Option<(StoredResponse, Duration)> {
+        if !self.health.available() {
+            return None;
+        }
         let k = self.key(key);
         let mut conn = self.conn.clone();
         let reply = tokio::time::timeout(
@@ -62,15 +131,19 @@ impl SharedCache {
         .await;
         match reply {
             Ok(Ok((Some(bytes), ttl_ms))) if ttl_ms > 0 => {
+                self.health.answered();
                 decode(&bytes).map(|r| (r, Duration::from_millis(ttl_ms as u64)))
             }
-            Ok(Ok(_)) => None,
+            Ok(Ok(_)) => {
+                self.health.answered();
+                None
+            }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "shared cache lookup failed; treating as a miss");
+                self.health.failed(&e.to_string());
                 None
             }
             Err(_) => {
-                tracing::warn!("shared cache lookup timed out; treating as a miss");
+                self.health.failed("timed out");
                 None
             }
         }
@@ -78,6 +151,9 @@ impl SharedCache {
 
     /// Stores a response for `ttl` (best effort).
     pub async fn put(&self, key: &str, r: &StoredResponse, ttl: Duration) {
+        if !self.health.available() {
+            return;
+        }
         let k = self.key(key);
         let mut conn = self.conn.clone();
         let ms = ttl.as_millis().max(1) as u64;
@@ -91,13 +167,18 @@ impl SharedCache {
                 .query_async::<()>(&mut conn),
         )
         .await;
-        if !matches!(done, Ok(Ok(()))) {
-            tracing::warn!("shared cache store failed; the entry stays local");
+        match done {
+            Ok(Ok(())) => self.health.answered(),
+            Ok(Err(e)) => self.health.failed(&e.to_string()),
+            Err(_) => self.health.failed("timed out"),
         }
     }
 
     /// Drops an entry (best effort).
     pub async fn delete(&self, key: &str) {
+        if !self.health.available() {
+            return;
+        }
         let k = self.key(key);
         let mut conn = self.conn.clone();
         let _ = tokio::time::timeout(
@@ -142,6 +223,24 @@ fn decode(bytes: &[u8]) -> Option<StoredResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_failure_redis_is_skipped_for_a_while_then_asked_again() {
+        // A clock a minute old, so that an instant before "now" exists.
+        let h = Health {
+            epoch: Instant::now() - Duration::from_secs(60),
+            ..Health::new()
+        };
+        assert!(h.available());
+        h.failed("connection refused");
+        assert!(!h.available(), "skipped right after a failure");
+        // The pause is over: asked again; an answer ends the outage.
+        h.down_until_ms.store(1, Ordering::Relaxed);
+        assert!(h.available());
+        h.answered();
+        assert_eq!(h.down_until_ms.load(Ordering::Relaxed), 0);
+        assert!(h.available());
+    }
 
     #[test]
     fn round_trip() {

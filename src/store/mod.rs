@@ -7,9 +7,21 @@
 //! Not a request phase itself: the key check, the quota step and the admin
 //! API call it. Quota consumption is one atomic conditional upsert, so
 //! concurrent requests on any number of nodes never over-admit.
+//!
+//! The reads and writes a request waits for (a key, a plan, a quota block)
+//! are bounded ([`STEP_TIMEOUT`]); when the store cannot be reached the
+//! request path stops asking it for a second ([`RETRY_AFTER`]) and fails at
+//! once meanwhile ([`StoreError::Unreachable`], a `503` to the client),
+//! then one request tries again. The pool reconnects by itself: the first
+//! request that gets an answer ends the outage. It is logged once per
+//! [`LOG_INTERVAL`] at most, and its end once.
 
 pub mod postgres;
 pub mod sqlite;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::{PgPool, SqlitePool};
@@ -26,6 +38,173 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store did not answer (refused, cut, timed out), now or moments
+    /// ago: a request that needs it is answered `503`.
+    #[error("store unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (as opposed to a query it
+    /// refused): the request path answers these with `503`.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Unreachable(_) => true,
+            StoreError::Db(e) => connection_failure(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a query failed because the server is out of reach or going
+/// away, rather than because of the query: connection errors, pool
+/// timeouts, and PostgreSQL's connection-exception (`08`), operator
+/// intervention (`57`, a shutdown or restart) and missing-database (`3D`)
+/// classes.
+fn connection_failure(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("3D")),
+        _ => false,
+    }
+}
+
+/// How long one read or write a request waits for may take.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the request path stops asking an unreachable store.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// At most one "store unreachable" log line per this interval.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Whether the store answers, as the request path last saw it.
+#[derive(Debug)]
+struct Health {
+    epoch: Instant,
+    /// Milliseconds since `epoch` before which the request path does not
+    /// try the store (0: it answered last time).
+    down_until_ms: AtomicI64,
+    /// Why it was last unreachable, for the requests that fail meanwhile.
+    last_error: std::sync::Mutex<String>,
+    last_log_ms: AtomicI64,
+    failures: AtomicU64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            down_until_ms: AtomicI64::new(0),
+            last_error: std::sync::Mutex::new(String::new()),
+            last_log_ms: AtomicI64::new(-(LOG_INTERVAL.as_millis() as i64)),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+
+    /// Whether a request may try the store now: always while it is up; once
+    /// `RETRY_AFTER` has passed since a failure, for one request (the
+    /// others keep failing at once while it tries).
+    fn admit(&self) -> Result<(), StoreError> {
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        let retry = RETRY_AFTER.as_millis() as i64;
+        if now >= until
+            && self
+                .down_until_ms
+                .compare_exchange(until, now + retry, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(());
+        }
+        let why = match self.last_error.lock() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        Err(StoreError::Unreachable(why))
+    }
+
+    /// The store answered: an outage, if there was one, is over.
+    fn up(&self) {
+        if self.down_until_ms.swap(0, Ordering::Relaxed) != 0 {
+            tracing::warn!(
+                target: "lambdagate::store",
+                "store reachable again; keys and quotas are read from it as before"
+            );
+        }
+    }
+
+    /// The store could not be reached: the request path fails at once for
+    /// `RETRY_AFTER`; logged at most once per `LOG_INTERVAL`.
+    fn down(&self, why: &str) {
+        let now = self.now_ms();
+        self.down_until_ms.store(
+            (now + RETRY_AFTER.as_millis() as i64).max(1),
+            Ordering::Relaxed,
+        );
+        match self.last_error.lock() {
+            Ok(mut e) => why.clone_into(&mut e),
+            Err(poisoned) => why.clone_into(&mut poisoned.into_inner()),
+        }
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        if now - last >= LOG_INTERVAL.as_millis() as i64
+            && self
+                .last_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                target: "lambdagate::store",
+                error = why,
+                failures = n,
+                "store unreachable: requests that need it (a key not in the cache, the next quota block) get 503 until it is back"
+            );
+        }
+    }
+
+    /// Runs one read or write a request waits for: at once `Unreachable`
+    /// while the store is marked down, else the query, bounded by
+    /// `STEP_TIMEOUT`, its outcome recorded.
+    async fn step<T>(
+        &self,
+        query: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        self.admit()?;
+        match tokio::time::timeout(STEP_TIMEOUT, query).await {
+            Ok(Ok(v)) => {
+                self.up();
+                Ok(v)
+            }
+            Ok(Err(e)) if connection_failure(&e) => {
+                let why = e.to_string();
+                self.down(&why);
+                Err(StoreError::Unreachable(why))
+            }
+            Ok(Err(e)) => {
+                // The server answered: it is up, the query failed.
+                self.up();
+                Err(e.into())
+            }
+            Err(_) => {
+                let why = format!("no answer within {STEP_TIMEOUT:?}");
+                self.down(&why);
+                Err(StoreError::Unreachable(why))
+            }
+        }
+    }
 }
 
 fn map_unique(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -91,6 +270,7 @@ macro_rules! on_pool {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Store {
@@ -122,7 +302,16 @@ impl Store {
                 Pool::Postgres(postgres::open(url, schema.as_deref()).await?)
             }
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            health: Arc::new(Health::new()),
+        })
+    }
+
+    /// Whether the request path has found the store unreachable and not
+    /// yet reached it again.
+    pub fn is_down(&self) -> bool {
+        self.health.down_until_ms.load(Ordering::Relaxed) != 0
     }
 
     pub fn kind(&self) -> &'static str {
@@ -134,8 +323,10 @@ impl Store {
 
     /// Reachability check for `/readyz`: one trivial query on a pooled
     /// connection (a dead one is replaced first).
+    /// A successful ping ends an outage the request path had seen.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        self.health.up();
         Ok(())
     }
 
@@ -159,11 +350,15 @@ impl Store {
         .map_err(|e| map_unique(e, || format!("a key named `{}` already exists", k.name)))
     }
 
+    /// A key by id (request path: bounded, fails at once while the store
+    /// is unreachable).
     pub async fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let sql = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1");
-        Ok(
-            on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql).bind(id).fetch_optional(p).await)?,
-        )
+        self.health
+            .step(async {
+                on_pool!(self, p => sqlx::query_as::<_, KeyRecord>(sql).bind(id).fetch_optional(p).await)
+            })
+            .await
     }
 
     pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -274,11 +469,14 @@ impl Store {
             .await)?)
     }
 
+    /// A plan by name (request path, as [`Store::key`]).
     pub async fn plan(&self, name: &str) -> Result<Option<PlanRecord>, StoreError> {
         let sql = concat!("SELECT ", plan_columns!(), " FROM plans WHERE name = $1");
-        Ok(
-            on_pool!(self, p => sqlx::query_as::<_, PlanRecord>(sql).bind(name).fetch_optional(p).await)?,
-        )
+        self.health
+            .step(async {
+                on_pool!(self, p => sqlx::query_as::<_, PlanRecord>(sql).bind(name).fetch_optional(p).await)
+            })
+            .await
     }
 
     pub async fn plans(&self) -> Result<Vec<PlanRecord>, StoreError> {
@@ -298,6 +496,8 @@ impl Store {
     /// starting at `period_start`, never past `limit`: returns how many were
     /// granted, 0 when the quota is spent. One atomic statement, so
     /// concurrent callers on any node never take more than `limit` in all.
+    /// Request path, as [`Store::key`]: a block granted by a statement
+    /// whose answer timed out stays counted as used (never admitted twice).
     pub async fn lease_quota(
         &self,
         key_id: &str,
@@ -315,8 +515,13 @@ impl Store {
              WHERE quota_usage.used < $3 RETURNING last_grant";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let block = i64::try_from(block.max(1)).unwrap_or(i64::MAX);
-        let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(SQL)
-            .bind(key_id).bind(period_start).bind(limit).bind(block).fetch_optional(p).await)?;
+        let row: Option<(i64,)> = self
+            .health
+            .step(async {
+                on_pool!(self, p => sqlx::query_as(SQL)
+                    .bind(key_id).bind(period_start).bind(limit).bind(block).fetch_optional(p).await)
+            })
+            .await?;
         Ok(row.map_or(0, |(n,)| n.max(0) as u64))
     }
 
@@ -444,6 +649,60 @@ mod tests {
         assert_eq!(s.lease_quota("k", 100, 3, 1000).await.unwrap(), 3);
         // A new period starts from zero.
         assert_eq!(s.lease_quota("k", 200, 3, 1).await.unwrap(), 1);
+    }
+
+    #[test]
+    fn an_unreachable_store_fails_at_once_then_one_request_tries_again() {
+        // A clock a minute old, so that an instant before "now" exists.
+        let h = Health {
+            epoch: Instant::now() - Duration::from_secs(60),
+            ..Health::new()
+        };
+        assert!(h.admit().is_ok());
+        h.down("connection refused");
+        assert!(
+            matches!(h.admit(), Err(StoreError::Unreachable(why)) if why == "connection refused")
+        );
+        // Once the pause is over, one request tries; the others still fail
+        // at once while it does.
+        h.down_until_ms.store(1, Ordering::Relaxed);
+        assert!(h.admit().is_ok());
+        assert!(h.admit().is_err());
+        // It got an answer: everyone may try again.
+        h.up();
+        assert!(h.admit().is_ok());
+        assert!(h.admit().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_query_that_times_out_or_cannot_connect_marks_the_store_down() {
+        let h = Health::new();
+        let refused = h
+            .step(async {
+                Err::<(), _>(sqlx::Error::Io(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                )))
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(ref e) if e.is_unreachable()),
+            "{refused:?}"
+        );
+        // Meanwhile nothing is tried: the query below is never polled.
+        let meanwhile = h
+            .step(async { unreachable!("the store is not asked") })
+            .await;
+        assert!(matches!(
+            meanwhile,
+            Err::<(), _>(StoreError::Unreachable(_))
+        ));
+        // A query the server refused is not an outage.
+        h.up();
+        let bad = h
+            .step(async { Err::<(), _>(sqlx::Error::RowNotFound) })
+            .await;
+        assert!(matches!(bad, Err(ref e) if !e.is_unreachable()), "{bad:?}");
+        assert!(h.admit().is_ok());
     }
 
     #[tokio::test]

@@ -416,6 +416,11 @@ impl Levels {
                     retry_after_secs: (end - now.unix_timestamp()).max(1) as u64,
                 })
             }
+            // The store is down: the request is neither counted nor
+            // refused as over quota (503; the store logs the outage).
+            Err(QuotaError::Store(e)) if e.is_unreachable() => {
+                Err(GatewayError::Unavailable(format!("quota count: {e}")))
+            }
             Err(QuotaError::Store(e)) => {
                 Err(GatewayError::Internal(format!("quota count failed: {e}")))
             }

@@ -176,7 +176,13 @@ impl QuotaLeases {
     /// stay counted request by request).
     pub fn top_up(&self, key_id: &Arc<str>, lease: &Arc<QuotaLease>, left: u64, limit: u64) {
         let block = block_size(limit);
-        if block < 4 || left > block / 4 || lease.topping_up.swap(true, Ordering::AcqRel) {
+        // While the store is unreachable the next request that needs a
+        // block tries it; a top-up per request would only fail.
+        if block < 4
+            || left > block / 4
+            || self.store.is_down()
+            || lease.topping_up.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let (store, key, lease) = (self.store.clone(), key_id.clone(), lease.clone());
@@ -193,6 +199,8 @@ impl QuotaLeases {
                         s.cells += granted;
                     }
                 }
+                // An unreachable store logs that itself.
+                Err(e) if e.is_unreachable() => {}
                 Err(e) => {
                     tracing::warn!(error = %e, key_id = %key, "cannot take the next quota block ahead; the next request will");
                 }

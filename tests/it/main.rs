@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod cache;
+mod chaos;
 mod cli;
 mod codec;
 mod config_errors;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub mod fake_lambda;
 pub mod raw;
+pub mod services;
 
 use lambdagate::{Gateway, GatewayOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
