@@ -1448,27 +1448,32 @@ mock = { status = 200, body = "ok" }
         .await
         .unwrap();
     for (plan, lease) in [("leased", 10), ("slow", 1)] {
-        let (id, key) = create_key(&admin, plan, plan).await;
-        let url = a.url("/items");
-        assert_eq!(get_with_key(&url, &key).await.status(), 200);
-        // The bucket's theoretical arrival time, far in the future: Redis
-        // refuses every further step on it.
-        let bucket = format!("{}:k:{plan}:{id}", shared.name);
-        let _: () = redis::cmd("SET")
-            .arg(&bucket)
-            .arg("1e18")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let started = Instant::now();
+        // A lease lives 1 s: on a machine too busy to send the requests
+        // within it, the round proves nothing and runs again with a new key.
         let mut statuses = Vec::new();
-        for _ in 0..lease {
-            statuses.push(get_with_key(&url, &key).await.status().as_u16());
+        for attempt in 1..=3 {
+            let (id, key) = create_key(&admin, &format!("{plan}{attempt}"), plan).await;
+            let url = a.url("/items");
+            assert_eq!(get_with_key(&url, &key).await.status(), 200);
+            // The bucket's theoretical arrival time, far in the future: Redis
+            // refuses every further step on it.
+            let bucket = format!("{}:k:{plan}:{id}", shared.name);
+            let _: () = redis::cmd("SET")
+                .arg(&bucket)
+                .arg("1e18")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let started = Instant::now();
+            statuses.clear();
+            for _ in 0..lease {
+                statuses.push(get_with_key(&url, &key).await.status().as_u16());
+            }
+            if started.elapsed() < Duration::from_millis(900) {
+                break;
+            }
+            assert!(attempt < 3, "three rounds outlived their lease");
         }
-        assert!(
-            started.elapsed() < Duration::from_millis(900),
-            "too slow to test"
-        );
         let mut expected = vec![200; lease - 1];
         expected.push(429);
         assert_eq!(statuses, expected, "plan {plan}");
