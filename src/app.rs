@@ -16,7 +16,7 @@ use crate::backend::http::HttpUpstream;
 use crate::backend::lambda::LambdaBackend;
 use crate::backend::local::{LocalBackend, LocalSettings};
 use crate::backend::mock::MockResponse;
-use crate::config::validate::substitute;
+use crate::config::substitute;
 use crate::config::{
     AuthKind, BackendConfig, Config, FunctionConfig, IntegrationConfig, RouteConfig, StageConfig,
 };

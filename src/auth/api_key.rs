@@ -518,7 +518,7 @@ pub fn period_name(p: QuotaPeriod) -> &'static str {
 
 /// Parses `30d`, `12h`, `90m` into a duration (for `--expires`).
 pub fn parse_expiry(s: &str) -> Result<Duration, String> {
-    crate::config::validate::parse_duration(s)
+    crate::config::values::parse_duration(s)
 }
 
 /// Auth phase, API key step: routes without a key requirement pass through.
