@@ -318,23 +318,6 @@ impl Gateway {
         }))
     }
 
-    /// Serves the admin API on `listener` until `shutdown` completes; an
-    /// error if `[admin]` is not configured.
-    pub async fn serve_admin(
-        &self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let router = self.admin_router().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "[admin] is not configured",
-            )
-        })?;
-        let policy = crate::server::ListenerPolicy::of(&self.state.config.gateway);
-        crate::admin::serve(listener, router, policy, shutdown).await
-    }
-
     /// Serves on `listener` until `shutdown` completes, then drains in-flight
     /// requests and stops the backends.
     pub async fn serve(

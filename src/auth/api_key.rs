@@ -323,11 +323,6 @@ impl ApiKeys {
         &self.store
     }
 
-    /// Whether any route of this gateway needs a key.
-    pub fn any_route_needs_a_key(&self) -> bool {
-        self.routes.iter().any(Option::is_some)
-    }
-
     /// A key and its plan, from the cache when fresh, else from the store
     /// (then cached): one read per id however many requests wait for it.
     async fn cached_key(&self, id: &str) -> Result<Arc<CachedKey>, GatewayError> {

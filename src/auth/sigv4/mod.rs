@@ -54,7 +54,7 @@ mod signature;
 mod tests;
 
 /// How far a signature's time may be from now.
-pub const MAX_SKEW: Duration = Duration::from_secs(300);
+const MAX_SKEW: Duration = Duration::from_secs(300);
 /// The longest a presigned URL may live (as AWS: 7 days).
 const MAX_PRESIGN_EXPIRES: u64 = 604_800;
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
