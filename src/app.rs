@@ -325,8 +325,8 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // The hyper-util loop in `server.rs` (TLS, timeouts, connection cap,
-        // drain); `Server` also allows hot reload, which the binary uses.
+        // The listener in `server/` (TLS, timeouts, connection cap, drain);
+        // `Server` also allows hot reload, which the binary uses.
         crate::server::Server::new(self.clone())
             .serve(listener, shutdown)
             .await
