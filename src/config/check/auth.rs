@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{check_name, unknown_function};
 use crate::config::error::Diagnostics;
 use crate::config::model::{AuthConfig, AuthKind};
-use crate::config::raw::{Map, RawAuth, RawFunction};
+use crate::config::raw::{Map, RawAuth, RawFunction, Str};
 use crate::config::values::{duration, file_path, payload_version};
 
 /// Every authorizer, with the settings its kind needs.
@@ -21,97 +21,18 @@ pub(super) fn check_auth(
     let mut out = BTreeMap::new();
     for (name, a) in raw {
         check_name(name, "authorizer", d);
-        let kind = match a.kind.get_ref().as_str() {
-            "jwt" => AuthKind::Jwt,
-            "api_key" => AuthKind::ApiKey,
-            "sigv4" => AuthKind::Sigv4,
-            "lambda" => AuthKind::Lambda,
-            other => {
-                d.at(
-                    a.kind.span(),
-                    format!(
-                        "authorizer kind `{other}` is not one of \"jwt\", \"api_key\", \"sigv4\" or \"lambda\""
-                    ),
-                );
-                continue;
-            }
+        let Some(kind) = auth_kind(a, d) else {
+            continue;
         };
-        if kind == AuthKind::Jwt
-            && a.issuer.is_none()
-            && a.jwks_url.is_none()
-            && a.secret_env.is_none()
-            && a.secret_file.is_none()
-        {
-            d.at(
-                a.kind.span(),
-                format!(
-                    "jwt authorizer `{}` needs `issuer`, `jwks_url`, `secret_env` or `secret_file`",
-                    name.get_ref()
-                ),
-            );
+        if kind == AuthKind::Jwt {
+            check_jwt_keys(name, a, d);
         }
-        for src in a.identity_sources.iter().flatten() {
-            if let Err(e) = crate::auth::IdentitySource::parse(src.get_ref()) {
-                d.at(src.span(), e);
-            }
-        }
-        for alg in a.algorithms.iter().flatten() {
-            const KNOWN: &[&str] = &[
-                "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-                "HS256", "HS384", "HS512",
-            ];
-            if !KNOWN.contains(&alg.get_ref().as_str()) {
-                d.at(
-                    alg.span(),
-                    format!(
-                        "unknown algorithm `{}`; one of {}",
-                        alg.get_ref(),
-                        KNOWN.join(", ")
-                    ),
-                );
-            }
-        }
-        if kind == AuthKind::Lambda
-            && let Some(r) = &a.response
-            && r.get_ref() == "simple"
-            && a.payload_version
-                .as_ref()
-                .is_some_and(|p| p.get_ref() != "2.0")
-        {
-            d.at(r.span(), "simple responses need payload_version = \"2.0\"");
-        }
+        check_identity_sources(a, d);
+        check_algorithms(a, d);
         if kind == AuthKind::Lambda {
-            match &a.function {
-                None => d.at(
-                    a.kind.span(),
-                    format!("lambda authorizer `{}` needs a `function`", name.get_ref()),
-                ),
-                Some(f) if !functions.contains_key(f) => {
-                    d.at(f.span(), unknown_function(f.get_ref()))
-                }
-                _ => {}
-            }
-            if let Some(t) = &a.authorizer_type
-                && !matches!(t.get_ref().as_str(), "token" | "request")
-            {
-                d.at(t.span(), "`type` is \"token\" or \"request\"");
-            }
-            if let Some(r) = &a.response
-                && !matches!(r.get_ref().as_str(), "iam" | "simple")
-            {
-                d.at(r.span(), "`response` is \"iam\" or \"simple\"");
-            }
+            check_lambda_authorizer(name, a, functions, d);
         }
-        let ttl = match &a.ttl {
-            Some(t) => {
-                let v = duration(t, d).unwrap_or_default();
-                if v > Duration::from_secs(3600) {
-                    d.at(t.span(), "`ttl` is at most 3600s, as in API Gateway");
-                }
-                v
-            }
-            None => Duration::from_secs(300),
-        };
+        let ttl = auth_ttl(a, d);
         out.insert(
             name.get_ref().clone(),
             AuthConfig {
@@ -166,4 +87,116 @@ pub(super) fn check_auth(
         );
     }
     out
+}
+
+fn auth_kind(a: &RawAuth, d: &mut Diagnostics<'_>) -> Option<AuthKind> {
+    match a.kind.get_ref().as_str() {
+        "jwt" => Some(AuthKind::Jwt),
+        "api_key" => Some(AuthKind::ApiKey),
+        "sigv4" => Some(AuthKind::Sigv4),
+        "lambda" => Some(AuthKind::Lambda),
+        other => {
+            d.at(
+                a.kind.span(),
+                format!(
+                    "authorizer kind `{other}` is not one of \"jwt\", \"api_key\", \"sigv4\" or \"lambda\""
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A jwt authorizer needs somewhere to find its keys.
+fn check_jwt_keys(name: &Str, a: &RawAuth, d: &mut Diagnostics<'_>) {
+    if a.issuer.is_none()
+        && a.jwks_url.is_none()
+        && a.secret_env.is_none()
+        && a.secret_file.is_none()
+    {
+        d.at(
+            a.kind.span(),
+            format!(
+                "jwt authorizer `{}` needs `issuer`, `jwks_url`, `secret_env` or `secret_file`",
+                name.get_ref()
+            ),
+        );
+    }
+}
+
+fn check_identity_sources(a: &RawAuth, d: &mut Diagnostics<'_>) {
+    for src in a.identity_sources.iter().flatten() {
+        if let Err(e) = crate::auth::IdentitySource::parse(src.get_ref()) {
+            d.at(src.span(), e);
+        }
+    }
+}
+
+fn check_algorithms(a: &RawAuth, d: &mut Diagnostics<'_>) {
+    const KNOWN: &[&str] = &[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+        "HS384", "HS512",
+    ];
+    for alg in a.algorithms.iter().flatten() {
+        if !KNOWN.contains(&alg.get_ref().as_str()) {
+            d.at(
+                alg.span(),
+                format!(
+                    "unknown algorithm `{}`; one of {}",
+                    alg.get_ref(),
+                    KNOWN.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// A lambda authorizer names a defined function, a known `type` and
+/// `response`, and a simple response only with payload 2.0.
+fn check_lambda_authorizer(
+    name: &Str,
+    a: &RawAuth,
+    functions: &Map<RawFunction>,
+    d: &mut Diagnostics<'_>,
+) {
+    if let Some(r) = &a.response
+        && r.get_ref() == "simple"
+        && a.payload_version
+            .as_ref()
+            .is_some_and(|p| p.get_ref() != "2.0")
+    {
+        d.at(r.span(), "simple responses need payload_version = \"2.0\"");
+    }
+    match &a.function {
+        None => d.at(
+            a.kind.span(),
+            format!("lambda authorizer `{}` needs a `function`", name.get_ref()),
+        ),
+        Some(f) if !functions.contains_key(f) => d.at(f.span(), unknown_function(f.get_ref())),
+        _ => {}
+    }
+    if let Some(t) = &a.authorizer_type
+        && !matches!(t.get_ref().as_str(), "token" | "request")
+    {
+        d.at(t.span(), "`type` is \"token\" or \"request\"");
+    }
+    if let Some(r) = &a.response
+        && !matches!(r.get_ref().as_str(), "iam" | "simple")
+    {
+        d.at(r.span(), "`response` is \"iam\" or \"simple\"");
+    }
+}
+
+/// How long a decision is cached: 300 s by default, at most 3600 s.
+fn auth_ttl(a: &RawAuth, d: &mut Diagnostics<'_>) -> Duration {
+    match &a.ttl {
+        Some(t) => {
+            let v = duration(t, d).unwrap_or_default();
+            if v > Duration::from_secs(3600) {
+                d.at(t.span(), "`ttl` is at most 3600s, as in API Gateway");
+            }
+            v
+        }
+        None => Duration::from_secs(300),
+    }
 }
