@@ -1,3 +1,7 @@
+//! The SigV4 authorizer against AWS's published test case, `aws_sigv4`'s
+//! own signer on generated requests (the fast path must agree with it),
+//! tampered requests, and the signing-key cache.
+
 use super::*;
 
 use aws_sigv4::http_request::SignableBody;

@@ -29,7 +29,7 @@ use crate::transform::template::TemplateSetBuilder;
 pub(crate) use stages::substitute;
 
 /// Builds the model from raw shapes, reporting every error found.
-pub fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Option<Config> {
+pub(super) fn validate(raw: RawConfig, source: &Path, d: &mut Diagnostics<'_>) -> Option<Config> {
     let base_dir = source
         .parent()
         .map(Path::to_path_buf)

@@ -125,7 +125,7 @@ pub(super) fn check_stage_variables(
 }
 
 /// Lists the stage variables a template refers to.
-pub fn stage_variable_refs(text: &str) -> Result<Vec<String>, String> {
+fn stage_variable_refs(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -149,7 +149,7 @@ pub fn stage_variable_refs(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// Replaces `${stageVariables.NAME}` with the stage's values (validated at load).
-pub fn substitute(text: &str, variables: &BTreeMap<String, String>) -> String {
+pub(crate) fn substitute(text: &str, variables: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${stageVariables.") {
