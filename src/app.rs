@@ -16,7 +16,7 @@ use crate::backend::http::HttpUpstream;
 use crate::backend::lambda::LambdaBackend;
 use crate::backend::local::{LocalBackend, LocalSettings};
 use crate::backend::mock::MockResponse;
-use crate::config::validate::substitute;
+use crate::config::substitute;
 use crate::config::{
     AuthKind, BackendConfig, Config, FunctionConfig, IntegrationConfig, RouteConfig, StageConfig,
 };
@@ -318,23 +318,6 @@ impl Gateway {
         }))
     }
 
-    /// Serves the admin API on `listener` until `shutdown` completes; an
-    /// error if `[admin]` is not configured.
-    pub async fn serve_admin(
-        &self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let router = self.admin_router().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "[admin] is not configured",
-            )
-        })?;
-        let policy = crate::server::ListenerPolicy::of(&self.state.config.gateway);
-        crate::admin::serve(listener, router, policy, shutdown).await
-    }
-
     /// Serves on `listener` until `shutdown` completes, then drains in-flight
     /// requests and stops the backends.
     pub async fn serve(
@@ -342,8 +325,8 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // The hyper-util loop in `server.rs` (TLS, timeouts, connection cap,
-        // drain); `Server` also allows hot reload, which the binary uses.
+        // The listener in `server/` (TLS, timeouts, connection cap, drain);
+        // `Server` also allows hot reload, which the binary uses.
         crate::server::Server::new(self.clone())
             .serve(listener, shutdown)
             .await

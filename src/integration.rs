@@ -53,6 +53,7 @@ pub fn integrate(state: Arc<GatewayState>, mut req: Request) -> PhaseFuture {
             RouteIntegration::Proxy {
                 backend, function, ..
             } => invoke(&state, &ctx, backend.as_ref(), function, req).await,
+            // Answered above, without a future.
             RouteIntegration::Mock(m) => m.respond(),
         };
         finish(result, ctx, record, started)

@@ -1,7 +1,7 @@
 //! TLS for the gateway listener (`[gateway] tls = { cert, key }`): loads a
 //! PEM certificate chain and private key into a rustls server config that
 //! offers HTTP/2 and HTTP/1.1 through ALPN. Not a pipeline phase: the
-//! listener (`server.rs`) terminates TLS before any request exists. Loaded
+//! listener (`server/`) terminates TLS before any request exists. Loaded
 //! while the config is validated, so a bad certificate is a config error at
 //! the `tls` key's position, and a reload picks up renewed files.
 

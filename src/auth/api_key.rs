@@ -324,11 +324,6 @@ impl ApiKeys {
         &self.store
     }
 
-    /// Whether any route of this gateway needs a key.
-    pub fn any_route_needs_a_key(&self) -> bool {
-        self.routes.iter().any(Option::is_some)
-    }
-
     /// A key and its plan, from the cache when fresh, else from the store
     /// (then cached): one read per id however many requests wait for it.
     async fn cached_key(&self, id: &str) -> Result<Arc<CachedKey>, GatewayError> {
@@ -526,7 +521,7 @@ pub fn period_name(p: QuotaPeriod) -> &'static str {
 
 /// Parses `30d`, `12h`, `90m` into a duration (for `--expires`).
 pub fn parse_expiry(s: &str) -> Result<Duration, String> {
-    crate::config::validate::parse_duration(s)
+    crate::config::values::parse_duration(s)
 }
 
 /// Auth phase, API key step: routes without a key requirement pass through.

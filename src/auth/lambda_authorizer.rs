@@ -12,7 +12,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::request::Parts;
@@ -633,9 +632,6 @@ pub fn decide(
         }
     }
 }
-
-/// How long results are cached at most (as API Gateway).
-pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,8 @@
 //! A small bounded cache with an expiry per entry, for the auth phase's
 //! hot lookups (API keys by id, verified JWTs by their bytes). Not a
 //! pipeline phase. A hit is one hash, a read lock and a clock read: far less
-//! than a general-purpose cache's bookkeeping (moka's read log and
-//! frequency sketch cost ~0.6–0.9k instructions per hit on this path).
+//! than a general-purpose cache's bookkeeping (such as moka's read log and
+//! frequency sketch on every hit).
 //!
 //! Sharded behind read-write locks and hashed with foldhash, seeded per
 //! process (the keys come from requests). Each entry has a weight; a shard

@@ -20,7 +20,7 @@ pub struct HealthArgs {
     #[arg(long, conflicts_with = "addr")]
     pub url: Option<String>,
     /// How long to wait for the answer.
-    #[arg(long, default_value = "3s", value_parser = crate::config::validate::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = crate::config::values::parse_duration)]
     pub timeout: Duration,
 }
 

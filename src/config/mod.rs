@@ -1,17 +1,20 @@
 //! Configuration: `routes.toml` is read once, in two stages — raw serde
 //! shapes (`raw`) compiled into a validated model (`model`) by independent
-//! checks (`validate`) that report every error with `file:line:column`.
+//! checks (`check`, one file per section, values parsed in `values`) that
+//! report every error with `file:line:column`.
 //! `lambdagate validate` runs exactly this code.
 
+mod check;
 pub mod error;
 pub mod model;
 pub mod raw;
 pub mod shaping;
-pub mod validate;
+pub(crate) mod values;
 
 use std::path::Path;
 use std::sync::Arc;
 
+pub(crate) use check::substitute;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 
@@ -45,7 +48,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Arc<Config>, ConfigErrors> {
             return Err(d.finish().expect_err("an error was just recorded"));
         }
     };
-    let config = validate::validate(raw, path, &mut d);
+    let config = check::validate(raw, path, &mut d);
     d.finish()?;
     Ok(Arc::new(config.expect("no errors means a model was built")))
 }

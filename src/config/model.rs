@@ -1,5 +1,5 @@
 //! The validated config model: what every layer reads. Built once by
-//! `validate.rs`, then shared immutably as `Arc<Config>`.
+//! `check`, then shared immutably as `Arc<Config>`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

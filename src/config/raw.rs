@@ -1,6 +1,6 @@
 //! Raw serde shapes of `routes.toml`: exactly what the file says, with spans
 //! on every value that gets a semantic check. Unknown keys are refused here;
-//! meaning is checked in `validate.rs`.
+//! meaning is checked in `check`.
 
 use std::collections::BTreeMap;
 

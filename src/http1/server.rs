@@ -4,7 +4,7 @@
 //! response head and a small body go out in one write. hyper's server
 //! connection (its dispatcher, buffers, a second parse of every head by a
 //! request-smuggling guard, and a header-read timer armed and cancelled for
-//! every request) cost a third of a proxied request's CPU.
+//! every request) cost a large share of a proxied request's CPU.
 //!
 //! What this module answers for, per RFC 9112:
 //! - **The head** ([`super::request`]): version (§2.3), `Host` (§3.2), the

@@ -97,7 +97,7 @@ impl Access<'_> {
     /// Logs the line: straight into the binary's log batch, spelled here,
     /// when the subscriber in use is the binary's own (the same bytes its
     /// formatter would write, without an event, its dispatch and a visit
-    /// per field: about 1.9k instructions fewer per request); else as a
+    /// per field); else as a
     /// tracing event at INFO, which any subscriber sees. The caller has
     /// checked that access lines are enabled.
     pub fn log(&self) {
