@@ -28,19 +28,23 @@ else
     BIN=${CARGO_TARGET_DIR:-target}/release/lambdagate
 fi
 
+# A throwaway CA and a certificate for localhost it signs.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    -subj /CN=lambdagate-bench-ca -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+    -keyout "$WORK/key.pem" -out "$WORK/leaf.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' > "$WORK/leaf.ext"
+openssl x509 -req -in "$WORK/leaf.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -days 1 -extfile "$WORK/leaf.ext" -out "$WORK/cert.pem" 2>/dev/null
 
 FAKE=$(free_port); FAKE_TLS=$(free_port)
 INVOKE='location ~ ^/2015-03-31/functions/[^/]+/invocations$ {
         default_type application/json;
-        add_header X-Amz-Executed-Version $LATEST;
         return 200 "{\"statusCode\":200,\"headers\":{\"content-type\":\"text/plain\"},\"body\":\"ok\"}";
     }
     location / { default_type text/plain; return 200 "ok"; }'
 nginx_conf fake "server { listen 127.0.0.1:$FAKE; keepalive_requests 1000000; $INVOKE }
-    server { listen 127.0.0.1:$FAKE_TLS ssl; http2 on; keepalive_requests 1000000;
+    server { listen 127.0.0.1:$FAKE_TLS ssl http2; keepalive_requests 1000000;
         ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; $INVOKE }"
 taskset -c 1 nginx -p "$WORK/fake" -c "$WORK/fake/nginx.conf" & PIDS+=($!)
 
@@ -84,7 +88,7 @@ backend = "up"
 TOML
 
 export AWS_ACCESS_KEY_ID=AKIDBENCH0000000000 AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
-export AWS_CONFIG_FILE=$WORK/none AWS_SHARED_CREDENTIALS_FILE=$WORK/none SSL_CERT_FILE=$WORK/cert.pem
+export AWS_CONFIG_FILE=$WORK/none AWS_SHARED_CREDENTIALS_FILE=$WORK/none SSL_CERT_FILE=$WORK/ca.pem
 GW=$(free_port)
 RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/routes.toml" --listen "127.0.0.1:$GW" >"$WORK/gw.out" 2>&1 & PIDS+=($!)
 wait_port "$GW" "$WORK/gw.out"
@@ -109,7 +113,7 @@ run() { # label -> "req/s p99_ms"
     local out
     out=$(taskset -c 1 wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --latency "$(url "$1")")
     if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
-        echo "errors on $1:" >&2; echo "$out" >&2; exit 1
+        echo "errors on $1:" >&2; echo "$out" >&2; tail -5 "$WORK/gw.out" >&2; exit 1
     fi
     echo "$out" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }

@@ -15,7 +15,7 @@ use arc_swap::ArcSwapOption;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -95,7 +95,9 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Byte
 pub struct Invoker {
     /// `scheme://authority` of the endpoint, and the base path it may carry.
     endpoint: String,
-    host: HeaderValue,
+    /// Signed as `host`; the HTTP client sends it (it must not be a header
+    /// of the request too: on HTTP/2 it would be a second `Host`).
+    host: String,
     region: String,
     credentials: CredentialCache,
     client: HttpsClient,
@@ -114,8 +116,17 @@ impl Invoker {
         let authority = uri
             .authority()
             .ok_or_else(|| format!("`{endpoint}` has no host"))?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| format!("`{endpoint}` has a bad host"))?;
+        // The `Host` the HTTP client sends on HTTP/1.1 (`:authority` on
+        // HTTP/2): the port only when it is not the scheme's default.
+        let default_port = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let host = match authority.port_u16() {
+            Some(p) if p != default_port => authority.as_str().to_string(),
+            _ => authority.host().to_string(),
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .map_err(|e| format!("cannot load the trusted root certificates: {e}"))?
@@ -177,7 +188,6 @@ impl Invoker {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(format!("{}{target}", self.endpoint))
-            .header(http::header::HOST, self.host.clone())
             .header("x-amz-invocation-type", "RequestResponse");
         if call.log_tail {
             builder = builder.header("x-amz-log-type", "Tail");
@@ -190,7 +200,14 @@ impl Invoker {
             .header(http::header::CONTENT_LENGTH, call.payload.len())
             .body(Full::new(call.payload.clone()))
             .map_err(|e| format!("cannot build the request: {e}"))?;
-        sign(&mut request, &call.payload, credentials, &self.region, time)?;
+        sign(
+            &mut request,
+            &self.host,
+            &call.payload,
+            credentials,
+            &self.region,
+            time,
+        )?;
         Ok(request)
     }
 }
@@ -209,9 +226,10 @@ pub fn invoke_target(function: &str, qualifier: Option<&str>) -> String {
 }
 
 /// Adds `x-amz-date`, `x-amz-security-token` and `authorization` to
-/// `request`, signing every header it has, as the SDK signs.
+/// `request`, signing every header it has and `host`, as the SDK signs.
 pub fn sign<B>(
     request: &mut Request<B>,
+    host: &str,
     payload: &[u8],
     credentials: &Credentials,
     region: &str,
@@ -229,10 +247,12 @@ pub fn sign<B>(
         .build()
         .map_err(|e| format!("cannot sign: {e}"))?
         .into();
-    let headers = request
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+    let headers = std::iter::once(("host", host)).chain(
+        request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+    );
     let target = request
         .uri()
         .path_and_query()

@@ -180,13 +180,19 @@ fn invoker_request(case: &Case, endpoint: &str, time: SystemTime) -> Captured {
     let req = invoker
         .request(&call, &credentials(case.token.as_deref()), time)
         .unwrap();
+    // `host` is the HTTP client's to send (from the URI), not a header of
+    // the request.
+    assert!(!req.headers().contains_key("host"));
+    let host = req.uri().authority().unwrap().to_string();
+    let mut headers = vec![("host".to_string(), host)];
+    headers.extend(
+        req.headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string())),
+    );
     Captured {
         target: req.uri().path_and_query().unwrap().to_string(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
+        headers,
         body: case.payload.clone(),
     }
 }
@@ -198,7 +204,7 @@ fn resign(captured: &Captured, names: &[&str], token: Option<&str>, time: System
         .uri(&captured.target);
     for (k, v) in &captured.headers {
         if names.contains(&k.as_str())
-            && !matches!(k.as_str(), "x-amz-date" | "x-amz-security-token")
+            && !matches!(k.as_str(), "host" | "x-amz-date" | "x-amz-security-token")
         {
             req = req.header(k, v);
         }
@@ -206,6 +212,7 @@ fn resign(captured: &Captured, names: &[&str], token: Option<&str>, time: System
     let mut req = req.body(()).unwrap();
     sign(
         &mut req,
+        captured.header("host").unwrap(),
         &captured.body,
         &credentials(token),
         "eu-west-1",
@@ -281,6 +288,22 @@ async fn the_invokers_requests_are_the_sdks_with_the_same_signatures() {
             "{what}"
         );
     }
+}
+
+#[test]
+fn the_signed_host_is_the_one_the_http_client_sends() {
+    let host = |url| Invoker::new(url, "us-east-1", None).unwrap().host;
+    assert_eq!(
+        host("https://lambda.us-east-1.amazonaws.com"),
+        "lambda.us-east-1.amazonaws.com"
+    );
+    assert_eq!(
+        host("https://lambda.us-east-1.amazonaws.com:443/"),
+        "lambda.us-east-1.amazonaws.com"
+    );
+    assert_eq!(host("http://localhost:80"), "localhost");
+    assert_eq!(host("http://127.0.0.1:4566"), "127.0.0.1:4566");
+    assert_eq!(host("https://localhost:8443"), "localhost:8443");
 }
 
 #[test]
