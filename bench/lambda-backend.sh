@@ -113,7 +113,7 @@ run() { # label -> "req/s p99_ms"
     local out
     out=$(taskset -c 1 wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --latency "$(url "$1")")
     if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
-        echo "errors on $1:" >&2; echo "$out" >&2; tail -5 "$WORK/gw.out" >&2; exit 1
+        echo "errors on $1:" >&2; echo "$out" >&2; tail -5 "$WORK/gw.out" >&2; [ -f "$WORK/base.out" ] && tail -5 "$WORK/base.out" >&2; exit 1
     fi
     echo "$out" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
