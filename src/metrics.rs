@@ -68,11 +68,37 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
+            spawn_upkeep(handle.clone());
             describe();
             let _ = IN_FLIGHT_GAUGE.set(gauge!(IN_FLIGHT));
             Some(handle)
         })
         .as_ref()
+}
+
+/// How often histogram samples are folded into their buckets when nobody
+/// scrapes `/metrics`.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The thread that does it (within the kernel's 15 bytes for a name).
+const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+/// The recorder keeps every histogram sample until an upkeep folds it into
+/// the buckets; a render does one, but a gateway nobody scrapes would hold
+/// a few samples per request for ever. A thread of its own, so it runs
+/// whichever runtime (if any) the embedding app has.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded only when /metrics is scraped");
+    }
 }
 
 /// The Prometheus text exposition of every metric, or `None` when no
@@ -286,5 +312,26 @@ mod tests {
             r#"lambdagate_backend_errors_total{backend="unit-backend",kind="timeout"} 1"#
         ));
         assert!(text.contains(r#"lambdagate_cache_hits_total{route="GET /unit"} 1"#));
+    }
+
+    /// Without a scraper, only the upkeep thread keeps the recorder's
+    /// histogram samples from piling up (one per request and histogram).
+    #[test]
+    fn the_recorder_is_kept_up_without_a_scraper() {
+        assert!(install().is_some());
+        let named = |name: &str| {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .any(|comm| comm.trim() == name)
+        };
+        // A new thread shows its creator's name until it has set its own.
+        let found = (0..200).any(|_| {
+            named(UPKEEP_THREAD) || {
+                std::thread::sleep(Duration::from_millis(25));
+                false
+            }
+        });
+        assert!(found, "no thread named {UPKEEP_THREAD}");
     }
 }
