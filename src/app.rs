@@ -20,41 +20,8 @@ use crate::config::substitute;
 use crate::config::{
     AuthKind, BackendConfig, Config, FunctionConfig, IntegrationConfig, RouteConfig, StageConfig,
 };
-use crate::routing::RouteTable;
-
-/// What answers one route in the serving stage.
-pub enum RouteIntegration {
-    /// Lambda proxy integration.
-    Proxy {
-        backend: Arc<dyn FunctionBackend>,
-        backend_name: String,
-        function: Arc<FunctionConfig>,
-    },
-    Http(Arc<HttpUpstream>),
-    Mock(MockResponse),
-}
-
-/// One route, resolved for the serving stage.
-pub struct RouteRuntime {
-    pub config: RouteConfig,
-    /// `GET /items/{id}` or `$default`.
-    pub route_key: String,
-    pub integration: RouteIntegration,
-    /// The route's authorizer and required scopes, if it has `auth`.
-    pub auth: Option<RouteAuth>,
-    pub timeout: Duration,
-    /// The gateway's binary media types plus the route's own.
-    pub binary_media_types: Vec<String>,
-    /// The route's request metrics, recorded by the access-log phase.
-    pub metrics: crate::metrics::RouteMetrics,
-}
-
-impl RouteRuntime {
-    /// The `resource` of a payload 1.0 event.
-    pub fn resource(&self) -> &str {
-        self.config.template.as_str()
-    }
-}
+use crate::integration::RouteIntegration;
+use crate::routing::{RouteRuntime, RouteTable};
 
 /// Everything the pipeline's phases share; immutable once built.
 pub struct GatewayState {
@@ -67,8 +34,6 @@ pub struct GatewayState {
     pub openapi: Option<Arc<crate::openapi::ServedSpec>>,
     /// The response cache, when any route caches.
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
-    /// `[cors]`, ready to wrap the rest of the pipeline.
-    pub cors: Option<tower_http::cors::CorsLayer>,
     /// Authorizers in use (by a route or the Invoke API), by `[auth.NAME]`.
     pub authorizers: BTreeMap<String, Arc<Authorizer>>,
     /// Every function with the backend it runs on in this stage, by
@@ -79,8 +44,6 @@ pub struct GatewayState {
     pub api_keys: Option<Arc<crate::auth::api_key::ApiKeys>>,
     /// Throttles and quotas of the serving stage.
     pub throttles: crate::throttle::Throttles,
-    /// Request metrics of requests no route served (route label `-`).
-    pub unrouted_metrics: crate::metrics::RouteMetrics,
 }
 
 /// A function the Invoke API can call.
@@ -238,7 +201,6 @@ impl Gateway {
         } else {
             None
         };
-        let cors = config.cors.as_ref().map(crate::cors::layer);
         let mut invocable = BTreeMap::new();
         if config.invoke_api.is_some() {
             for f in config.functions.values() {
@@ -289,12 +251,10 @@ impl Gateway {
                 function_backends,
                 openapi,
                 cache,
-                cors,
                 authorizers,
                 invocable,
                 api_keys,
                 throttles,
-                unrouted_metrics: crate::metrics::RouteMetrics::new("-"),
             }),
             admin_token,
         })
@@ -379,7 +339,7 @@ impl Gateway {
 /// Builds every authorizer a route or the Invoke API names; a Lambda
 /// authorizer's function runs on the stage's function backend, like a route's.
 async fn build_authorizers(
-    config: &Config,
+    config: &Arc<Config>,
     stage: &StageConfig,
     function_backends: &mut BTreeMap<String, Arc<dyn FunctionBackend>>,
 ) -> Result<BTreeMap<String, Arc<Authorizer>>, BuildError> {
@@ -425,7 +385,8 @@ async fn build_authorizers(
                 Authorizer::Lambda(
                     crate::auth::lambda_authorizer::LambdaAuthorizer::new(
                         cfg,
-                        config.gateway.flavor,
+                        Arc::clone(config),
+                        Arc::new(stage.clone()),
                         host,
                         Arc::new(resolve_function(f, stage)),
                     )

@@ -7,15 +7,13 @@
 
 use std::sync::Arc;
 
-use crate::pipeline::Next;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::response::Response;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 
-use crate::app::GatewayState;
 use crate::config::CorsConfig;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture};
 
 /// Builds the layer; `[cors]` was checked at load so nothing here can panic
 /// in tower-http (no `*` with credentials).
@@ -83,16 +81,28 @@ pub fn requested_method(req: &Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// CORS phase.
-pub async fn cors(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
-    let Some(layer) = &state.cors else {
-        return next.run(req).await;
-    };
-    if req.method() == Method::OPTIONS && !is_preflight(&req) {
-        return next.run(req).await;
+/// CORS phase: `[cors]`, ready to wrap the rest of the pipeline.
+pub struct Cors {
+    layer: CorsLayer,
+}
+
+impl Cors {
+    pub fn new(c: &CorsConfig) -> Self {
+        Cors { layer: layer(c) }
     }
-    match layer.layer(next).oneshot(req).await {
-        Ok(res) => res,
-        Err(never) => match never {},
+}
+
+impl Phase for Cors {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        // Plain `OPTIONS` (not a preflight) goes on to its route untouched.
+        if req.method() == Method::OPTIONS && !is_preflight(&req) {
+            return next.run(req);
+        }
+        Box::pin(async move {
+            match self.layer.layer(next).oneshot(req).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            }
+        })
     }
 }

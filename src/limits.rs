@@ -3,14 +3,16 @@
 //! body stream so a lying or absent `Content-Length` cannot get past. Also
 //! refuses paths that would climb out of a route ([`check_path`]).
 
-use crate::pipeline::{Next, PhaseFuture, answer};
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::app::GatewayState;
+use crate::config::Limits;
 use crate::error::GatewayError;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 
 /// Bytes of the request line (`METHOD target HTTP/1.1` and its CRLF).
 pub fn request_line_bytes(req: &Request) -> usize {
@@ -62,10 +64,20 @@ fn is_dot_segment(seg: &[u8]) -> bool {
     name == b"." || name == b".."
 }
 
-/// Limits phase. All of its work comes before the rest of the pipeline, so
-/// it hands back the rest's future (or its refusal) instead of awaiting it.
-pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
-    let limits = state.config.gateway.limits;
+/// Limits phase: `[gateway.limits]`.
+pub struct EnforceLimits {
+    pub limits: Limits,
+}
+
+/// All of its work comes before the rest of the pipeline, so it hands back
+/// the rest's future (or its refusal) instead of awaiting it.
+impl Phase for EnforceLimits {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        enforce(self.limits, req, next)
+    }
+}
+
+fn enforce(limits: Limits, req: Request, next: Next) -> PhaseFuture {
     // Before route match, so a dot segment never selects a route.
     if let Err(e) = check_path(req.uri().path()) {
         return answer(e.into_response());

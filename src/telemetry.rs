@@ -14,17 +14,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::pipeline::{Next, PhaseFuture};
 use axum::extract::Request;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 
-use crate::app::{GatewayState, RouteRuntime};
 use crate::auth::{AuthContext, AuthorizerOutput};
 use crate::config::Flavor;
 use crate::error::ErrorDetail;
-use crate::routing::RouteContext;
+use crate::metrics::RouteMetrics;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture};
+use crate::routing::{RouteContext, RouteRuntime};
 
 pub mod line;
 
@@ -187,17 +187,30 @@ fn acceptable_id(v: &HeaderValue) -> Option<String> {
     .then(|| s.to_string())
 }
 
-/// Request id & access log phase. The id, the record and the request's
-/// counting body are set up before the rest of the pipeline runs; only
-/// what comes after (headers, metrics, the log line) is a future, so the
-/// request itself is never moved into it.
-pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next) -> PhaseFuture {
+/// Request id & access log phase: the flavor (which request id header a
+/// response carries) and the metrics of requests no route serves.
+pub struct RequestLog {
+    pub flavor: Flavor,
+    /// Request metrics of requests no route served (route label `-`).
+    pub unrouted_metrics: RouteMetrics,
+}
+
+/// The id, the record and the request's counting body are set up before
+/// the rest of the pipeline runs; only what comes after (headers, metrics,
+/// the log line) is a future, so the request itself is never moved into it.
+impl Phase for RequestLog {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        request_id_and_log(self, req, next)
+    }
+}
+
+fn request_id_and_log(state: Arc<RequestLog>, mut req: Request, next: Next) -> PhaseFuture {
     let request_id = req
         .headers()
         .get(&X_AMZN_REQUESTID)
         .and_then(acceptable_id)
         .unwrap_or_else(new_request_id);
-    let id_name = match state.config.gateway.flavor {
+    let id_name = match state.flavor {
         Flavor::Rest => &X_AMZN_REQUESTID,
         Flavor::Http => &APIGW_REQUESTID,
     };
@@ -257,7 +270,7 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
 /// request's metrics and its access-log line.
 #[allow(clippy::too_many_arguments)]
 fn log_response(
-    state: &GatewayState,
+    state: &RequestLog,
     mut res: Response,
     id_header: Option<(&'static HeaderName, HeaderValue)>,
     source_ip: IpAddr,
@@ -324,7 +337,15 @@ fn log_response(
 
 /// Identity-for-the-log phase (right after auth): copies who the caller is
 /// into the access record. A no-op when auth left no `AuthContext`.
-pub fn note_identity(_: &GatewayState, req: Request, next: Next) -> PhaseFuture {
+pub struct NoteIdentity;
+
+impl Phase for NoteIdentity {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        note_identity(req, next)
+    }
+}
+
+fn note_identity(req: Request, next: Next) -> PhaseFuture {
     if let (Some(auth), Some(info)) = (
         req.extensions().get::<AuthContext>(),
         req.extensions().get::<RequestInfo>(),

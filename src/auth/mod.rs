@@ -24,9 +24,8 @@ use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use crate::app::{GatewayState, RouteRuntime};
 use crate::error::GatewayError;
-use crate::pipeline::{Next, PhaseFuture, answer};
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 use crate::routing::RouteContext;
 
 /// Who the caller is, as later phases and the events see it.
@@ -133,99 +132,84 @@ pub struct Granted {
     pub note: String,
 }
 
-/// Auth phase, a `before` phase: every decision that needs nothing awaited
+/// Auth phase for one route: its authorizer and required scopes. Every decision that needs nothing awaited
 /// is made here, synchronously, and the phase returns the rest of the
 /// pipeline's future (or its refusal) with no future of its own: a JWT
 /// from the verified-token cache, an HS or an asymmetric JWT whose key is in
 /// the fetched key set, a SigV4 request without a body, a Lambda
 /// authorizer's cached result, and every refusal those lead to. Only what
-/// must be awaited goes into a boxed future ([`authenticate_later`]):
+/// must be awaited goes into a boxed future (`authenticate_later`):
 /// fetching the issuer's keys, invoking a Lambda authorizer on a cache miss,
 /// reading a signed body.
-pub fn authenticate(state: &Arc<GatewayState>, req: Request, next: Next) -> PhaseFuture {
-    // Cheap check first: routes without auth pass straight through. The
-    // route is shared, so holding it costs one reference count.
-    let Some(route) = req
-        .extensions()
-        .get::<RouteContext>()
-        .filter(|ctx| ctx.route.auth.is_some())
-        .map(|ctx| ctx.route.clone())
-    else {
-        return next.run(req);
-    };
-    let Some(auth) = route.auth.as_ref() else {
-        return next.run(req);
-    };
-    let decided = match &*auth.authorizer {
-        Authorizer::Jwt(a) => a.authorize_now(req.headers(), req.uri(), &auth.scopes),
-        // The signature covers the body: one already at its end is empty
-        // (a GET's), so nothing needs reading.
-        Authorizer::Sigv4(a) if req.body().is_end_stream() => {
-            let (parts, body) = req.into_parts();
-            let d = a.authorize(&parts, &[], state);
-            let req = Request::from_parts(parts, body);
-            return conclude(d, &route, auth, req, next);
+pub struct Authenticate {
+    pub auth: RouteAuth,
+    /// The route's key, for the log.
+    pub route_key: String,
+    /// `[gateway.limits] max_body`, for reading a signed body.
+    pub max_body: usize,
+}
+
+impl Phase for Authenticate {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        let auth = &self.auth;
+        let decided = match &*auth.authorizer {
+            Authorizer::Jwt(a) => a.authorize_now(req.headers(), req.uri(), &auth.scopes),
+            // The signature covers the body: one already at its end is empty
+            // (a GET's), so nothing needs reading.
+            Authorizer::Sigv4(a) if req.body().is_end_stream() => {
+                let (parts, body) = req.into_parts();
+                let d = a.authorize(&parts, &[]);
+                let req = Request::from_parts(parts, body);
+                return conclude(d, &self, req, next);
+            }
+            Authorizer::Sigv4(_) => None,
+            Authorizer::Lambda(a) => match req.extensions().get::<RouteContext>() {
+                Some(ctx) => a.authorize_now(ctx, &req),
+                None => Some(Err(GatewayError::Internal("no route context".into()))),
+            },
+        };
+        match decided {
+            Some(d) => conclude(d, &self, req, next),
+            None => Box::pin(self.authenticate_later(req, next)),
         }
-        Authorizer::Sigv4(_) => None,
-        Authorizer::Lambda(a) => match req.extensions().get::<RouteContext>() {
-            Some(ctx) => a.authorize_now(state, ctx, &req),
-            None => Some(Err(GatewayError::Internal("no route context".into()))),
-        },
-    };
-    match decided {
-        Some(d) => conclude(d, &route, auth, req, next),
-        None => Box::pin(authenticate_later(state.clone(), route, req, next)),
     }
 }
 
-/// The part of the auth phase that waits: JWKS fetches, Lambda authorizer
-/// invocations, signed bodies. Decides as [`authenticate`] would have.
-async fn authenticate_later(
-    state: Arc<GatewayState>,
-    route: Arc<RouteRuntime>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let Some(auth) = route.auth.as_ref() else {
-        return next.run(req).await;
-    };
-    let decision = match &*auth.authorizer {
-        Authorizer::Jwt(a) => a.authorize(req.headers(), req.uri(), &auth.scopes).await,
-        Authorizer::Sigv4(a) => {
-            // The signature covers the body: read it (bounded) and put it back.
-            let (parts, body) = req.into_parts();
-            let (d, body) =
-                match crate::limits::collect_body(body, state.config.gateway.limits.max_body).await
-                {
-                    Ok(bytes) => (a.authorize(&parts, &bytes, &state), Body::from(bytes)),
+impl Authenticate {
+    /// The part of the auth phase that waits: JWKS fetches, Lambda
+    /// authorizer invocations, signed bodies. Decides as `call` would have.
+    async fn authenticate_later(self: Arc<Self>, mut req: Request, next: Next) -> Response {
+        let auth = &self.auth;
+        let decision = match &*auth.authorizer {
+            Authorizer::Jwt(a) => a.authorize(req.headers(), req.uri(), &auth.scopes).await,
+            Authorizer::Sigv4(a) => {
+                // The signature covers the body: read it (bounded) and put it back.
+                let (parts, body) = req.into_parts();
+                let (d, body) = match crate::limits::collect_body(body, self.max_body).await {
+                    Ok(bytes) => (a.authorize(&parts, &bytes), Body::from(bytes)),
                     Err(e) => (Err(e), Body::empty()),
                 };
-            req = Request::from_parts(parts, body);
-            d
-        }
-        Authorizer::Lambda(a) => {
-            let (parts, body) = req.into_parts();
-            let d = match parts.extensions.get::<RouteContext>() {
-                Some(ctx) => a.authorize(&state, ctx, &parts).await,
-                None => Err(GatewayError::Internal("no route context".into())),
-            };
-            req = Request::from_parts(parts, body);
-            d
-        }
-    };
-    conclude(decision, &route, auth, req, next).await
+                req = Request::from_parts(parts, body);
+                d
+            }
+            Authorizer::Lambda(a) => {
+                let (parts, body) = req.into_parts();
+                let d = match parts.extensions.get::<RouteContext>() {
+                    Some(ctx) => a.authorize(ctx, &parts).await,
+                    None => Err(GatewayError::Internal("no route context".into())),
+                };
+                req = Request::from_parts(parts, body);
+                d
+            }
+        };
+        conclude(decision, &self, req, next).await
+    }
 }
 
 /// Counts and logs a decision, then lets the request on with its
 /// [`AuthContext`] or answers with the refusal.
-fn conclude(
-    decision: Decision,
-    route: &RouteRuntime,
-    auth: &RouteAuth,
-    mut req: Request,
-    next: Next,
-) -> PhaseFuture {
-    let route_key = route.route_key.as_str();
+fn conclude(decision: Decision, phase: &Authenticate, mut req: Request, next: Next) -> PhaseFuture {
+    let (auth, route_key) = (&phase.auth, phase.route_key.as_str());
     let decisions = auth.authorizer.decisions();
     match decision {
         Ok(granted) => {

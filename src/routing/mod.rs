@@ -3,17 +3,19 @@
 //! in the request's extensions for every later phase.
 
 mod matcher;
+mod route;
 
 pub use matcher::{RouteMatch, RouteTable, RouteTemplate, Segment, TableConflict, TemplateError};
+pub use route::RouteRuntime;
 
 use std::sync::Arc;
 
-use crate::pipeline::{Next, PhaseFuture, answer};
 use axum::extract::Request;
 use axum::response::IntoResponse;
 
-use crate::app::{GatewayState, RouteRuntime};
+use crate::config::Flavor;
 use crate::error::GatewayError;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 
 /// The matched route, stored in the request's extensions by [`route_match`].
 #[derive(Clone)]
@@ -36,41 +38,54 @@ impl RouteContext {
     }
 }
 
-/// Finds the route for a request, honouring an optional `/{stage}` prefix.
-pub fn resolve(
-    state: &GatewayState,
-    method: &str,
-    raw_path: &str,
-) -> Result<RouteContext, GatewayError> {
-    // API Gateway routes these methods only; any other (`TRACE`, which
-    // would let an echoing backend reflect credentials, `CONNECT`, custom
-    // tokens) never reaches a route, `ANY` and `$default` included.
-    if !is_routable_method(method) {
-        return Err(GatewayError::RouteNotFound(state.config.gateway.flavor));
-    }
-    let stage = &state.stage.name;
-    let stripped = if state.config.gateway.stage_prefix && stage != "$default" {
-        raw_path
-            .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(stage.as_str()))
-            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-            .map(|rest| if rest.is_empty() { "/" } else { rest })
-    } else {
-        None
-    };
-    let candidates = [stripped.map(|s| (s, true)), Some((raw_path, false))];
-    for (path, prefixed) in candidates.into_iter().flatten() {
-        if let RouteMatch::Found { route, params } = state.table.find(method, path) {
-            return Ok(RouteContext {
-                route: state.routes[route].clone(),
-                params,
-                path: path.to_string(),
-                stage_prefixed: prefixed,
-            });
+/// Route match phase: the route table and the routes of the serving stage.
+pub struct MatchRoute {
+    pub table: RouteTable,
+    /// By route index, as the table answers.
+    pub routes: Vec<Arc<RouteRuntime>>,
+    /// The serving stage's name, for a `/{stage}` prefix.
+    pub stage: String,
+    pub stage_prefix: bool,
+    /// Answers unknown routes the flavor's way (404 or 403).
+    pub flavor: Flavor,
+    /// Whether `[cors]` is on: a preflight for a served path then goes on
+    /// unrouted, for the CORS phase to answer.
+    pub cors: bool,
+}
+
+impl MatchRoute {
+    /// Finds the route for a request, honouring an optional `/{stage}` prefix.
+    pub fn resolve(&self, method: &str, raw_path: &str) -> Result<RouteContext, GatewayError> {
+        // API Gateway routes these methods only; any other (`TRACE`, which
+        // would let an echoing backend reflect credentials, `CONNECT`, custom
+        // tokens) never reaches a route, `ANY` and `$default` included.
+        if !is_routable_method(method) {
+            return Err(GatewayError::RouteNotFound(self.flavor));
         }
+        let stage = &self.stage;
+        let stripped = if self.stage_prefix && stage != "$default" {
+            raw_path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_prefix(stage.as_str()))
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .map(|rest| if rest.is_empty() { "/" } else { rest })
+        } else {
+            None
+        };
+        let candidates = [stripped.map(|s| (s, true)), Some((raw_path, false))];
+        for (path, prefixed) in candidates.into_iter().flatten() {
+            if let RouteMatch::Found { route, params } = self.table.find(method, path) {
+                return Ok(RouteContext {
+                    route: self.routes[route].clone(),
+                    params,
+                    path: path.to_string(),
+                    stage_prefixed: prefixed,
+                });
+            }
+        }
+        // Both flavors answer a known path with a wrong method like an unknown route.
+        Err(GatewayError::RouteNotFound(self.flavor))
     }
-    // Both flavors answer a known path with a wrong method like an unknown route.
-    Err(GatewayError::RouteNotFound(state.config.gateway.flavor))
 }
 
 /// The methods API Gateway serves.
@@ -81,25 +96,28 @@ pub(crate) fn is_routable_method(method: &str) -> bool {
     )
 }
 
-/// Route match phase. All of its work comes before the rest of the
-/// pipeline, so it hands back the rest's future instead of awaiting it.
-pub fn route_match(state: &GatewayState, mut req: Request, next: Next) -> PhaseFuture {
-    match resolve(state, req.method().as_str(), req.uri().path()) {
-        Ok(ctx) => {
-            let index = ctx.route.config.index;
-            req.extensions_mut().insert(ctx);
-            next.for_route(index).run(req)
+/// All of its work comes before the rest of the pipeline, so it hands back
+/// the rest's future instead of awaiting it.
+impl Phase for MatchRoute {
+    fn call(self: Arc<Self>, mut req: Request, next: Next) -> PhaseFuture {
+        match self.resolve(req.method().as_str(), req.uri().path()) {
+            Ok(ctx) => {
+                let index = ctx.route.config.index;
+                req.extensions_mut().insert(ctx);
+                next.for_route(index).run(req)
+            }
+            // A CORS preflight for a path some route serves goes on to the
+            // CORS phase, which answers it, even with no OPTIONS route (as
+            // API Gateway).
+            Err(_)
+                if self.cors
+                    && crate::cors::is_preflight(&req)
+                    && crate::cors::requested_method(&req)
+                        .is_some_and(|m| self.resolve(m, req.uri().path()).is_ok()) =>
+            {
+                next.unrouted().run(req)
+            }
+            Err(e) => answer(e.into_response()),
         }
-        // A CORS preflight for a path some route serves goes on to the CORS
-        // phase, which answers it, even with no OPTIONS route (as API Gateway).
-        Err(_)
-            if state.cors.is_some()
-                && crate::cors::is_preflight(&req)
-                && crate::cors::requested_method(&req)
-                    .is_some_and(|m| resolve(state, m, req.uri().path()).is_ok()) =>
-        {
-            next.run(req)
-        }
-        Err(e) => answer(e.into_response()),
     }
 }

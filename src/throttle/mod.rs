@@ -20,15 +20,14 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pipeline::{Next, PhaseFuture, answer};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::GatewayState;
 use crate::auth::api_key::KeyGrant;
 use crate::config::{Config, StageConfig, ThrottleConfig};
 use crate::error::GatewayError;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 use crate::routing::RouteContext;
 use crate::store::Store;
 use crate::telemetry::RequestInfo;
@@ -73,6 +72,7 @@ impl Level {
 /// Every limiter of the serving stage, built once at start-up. Shared, so
 /// a request that must await (a Redis step, a quota count) holds it
 /// without borrowing the gateway.
+#[derive(Clone)]
 pub struct Throttles(Arc<Levels>);
 
 /// What [`Throttles`] shares.
@@ -600,21 +600,26 @@ fn fixed_refusal(
 /// the rest's future, and the `RateLimit-*` verdict goes to the access-log
 /// phase, which sets the headers on whatever response comes back. Only a
 /// Redis step or a quota count (a store write) is awaited, in a box.
-pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
+impl Phase for Throttles {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        enforce(&self.0, req, next)
+    }
+}
+
+fn enforce(throttles: &Arc<Levels>, req: Request, next: Next) -> PhaseFuture {
     let Some(ctx) = req.extensions().get::<RouteContext>() else {
         return next.run(req);
     };
-    let throttles = &state.throttles.0;
     let grant = crate::auth::api_key::grant_of(&req);
     let route = &ctx.route;
     let verdict = match throttles.check_now(route.config.index, &route.route_key, grant) {
         Some(Ok(v)) => v,
         Some(Err((e, v))) => return answer(refusal(e, v, req)),
-        None => return Box::pin(enforce_awaiting(state.throttles.0.clone(), req, next)),
+        None => return Box::pin(enforce_awaiting(throttles.clone(), req, next)),
     };
     if let Some(g) = grant {
         if !throttles.quota_now(g) {
-            return Box::pin(after_check(state.throttles.0.clone(), verdict, req, next));
+            return Box::pin(after_check(throttles.clone(), verdict, req, next));
         }
         throttles.record_usage(g);
     }
