@@ -59,9 +59,6 @@ pub struct AccessRecord {
     key_id: Mutex<Option<Arc<str>>>,
     principal: Mutex<Option<String>>,
     bytes_in: AtomicU64,
-    /// The throttle phase's verdict, for the `RateLimit-*` headers this
-    /// phase sets on the response (so the throttle phase awaits nothing).
-    rate_limit: OnceLock<crate::throttle::Verdict>,
 }
 
 impl std::fmt::Debug for AccessRecord {
@@ -125,12 +122,6 @@ impl AccessRecord {
         {
             *g = Some(p);
         }
-    }
-
-    /// The `RateLimit-*` headers the response gets: the throttle
-    /// phase's verdict on an admitted request.
-    pub fn set_rate_limit(&self, v: crate::throttle::Verdict) {
-        let _ = self.rate_limit.set(v);
     }
 
     fn key_id(&self) -> Option<Arc<str>> {
@@ -266,7 +257,7 @@ fn request_id_and_log(state: Arc<RequestLog>, mut req: Request, next: Next) -> P
     })
 }
 
-/// The way out: `RateLimit-*` and request id headers on the response, the
+/// The way out: the request id header on the response, the
 /// request's metrics and its access-log line.
 #[allow(clippy::too_many_arguments)]
 fn log_response(
@@ -279,11 +270,6 @@ fn log_response(
     method: &Method,
     uri: Option<axum::http::Uri>,
 ) -> Response {
-    // Set here for the throttle phase: on every response that came back
-    // through it after it admitted the request.
-    if let Some(v) = record.rate_limit.get() {
-        crate::throttle::rate_limit_headers(res.headers_mut(), v);
-    }
     // Replaces the id a templated refusal already carries (in place, no
     // growth of the map) or one a backend sent.
     if let Some((name, v)) = &id_header {

@@ -31,9 +31,7 @@ fn before_route(state: &GatewayState) -> PhaseList {
     let c = &state.config;
     let phases: [Option<Arc<dyn Phase>>; 4] = [
         // Outermost: every response, refusals included, carries a request id
-        // and gets an access-log line; on the way out it also sets the
-        // `RateLimit-*` headers of a request the throttle phase admitted
-        // (that phase hands its verdict here, so it awaits nothing itself).
+        // and gets an access-log line.
         Some(Arc::new(crate::telemetry::RequestLog {
             flavor: c.gateway.flavor,
             unrouted_metrics: crate::metrics::RouteMetrics::new("-"),
@@ -105,7 +103,7 @@ fn after_route(
             .then(|| Arc::new(crate::telemetry::NoteIdentity) as Arc<dyn Phase>),
         // Throttle & quota: key/plan, route, stage, global; needs the plan
         // found above, and refuses before any validation, cache or backend
-        // work. Its `RateLimit-*` headers go on in the telemetry phase above.
+        // work. It sets its `RateLimit-*` headers on the way back.
         state
             .throttles
             .applies_to(index, keyed)

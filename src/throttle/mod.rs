@@ -595,11 +595,11 @@ fn fixed_refusal(
     Ok(res)
 }
 
-/// Throttle & quota phase. Decided without awaiting on the common path
-/// (local limits, or live cluster leases, and no quota): it then hands back
-/// the rest's future, and the `RateLimit-*` verdict goes to the access-log
-/// phase, which sets the headers on whatever response comes back. Only a
-/// Redis step or a quota count (a store write) is awaited, in a box.
+/// Throttle & quota phase: every limiter of the serving stage. Decided
+/// without awaiting on the common path (local limits, or live cluster
+/// leases, and no quota); the `RateLimit-*` headers of the verdict go on
+/// whatever response comes back. A Redis step or a quota count (a store
+/// write) is awaited in the same box.
 impl Phase for Throttles {
     fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
         enforce(&self.0, req, next)
@@ -659,22 +659,22 @@ async fn after_check(
         }
         throttles.record_usage(g);
     }
-    respond_with(verdict, req, next).await
+    let mut res = next.run(req).await;
+    if let Some(v) = &verdict {
+        rate_limit_headers(res.headers_mut(), v);
+    }
+    res
 }
 
 /// The rest of the pipeline, its response to carry `verdict`'s
-/// `RateLimit-*` headers: set by the access-log phase on the way out (so
-/// this phase awaits nothing), or here when that phase is not running.
+/// `RateLimit-*` headers, set here on the way back.
 fn respond_with(verdict: Option<Verdict>, req: Request, next: Next) -> PhaseFuture {
     let Some(v) = verdict else {
         return next.run(req);
     };
-    if let Some(info) = req.extensions().get::<RequestInfo>() {
-        info.record.set_rate_limit(v);
-        return next.run(req);
-    }
+    let rest = next.run(req);
     Box::pin(async move {
-        let mut res = next.run(req).await;
+        let mut res = rest.await;
         rate_limit_headers(res.headers_mut(), &v);
         res
     })
@@ -720,6 +720,47 @@ fn refusal(e: GatewayError, v: Option<Verdict>, mut req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A route throttled to a bucket of two, as a phase with a terminal
+    /// `Next`: the third request in a row is refused before the function,
+    /// and every answer carries the `RateLimit-*` headers the phase sets
+    /// on the way back.
+    #[tokio::test]
+    async fn the_phase_admits_a_burst_then_refuses_with_its_headers() {
+        use crate::testing::{config, function, routed};
+        let config = config(
+            r#"
+[[routes]]
+method = "GET"
+path = "/items"
+mock = { status = 200 }
+throttle = { rate = 0.001, burst = 2 }
+"#,
+        );
+        let stage = config.stages[&config.gateway.stage].clone();
+        let phase = Arc::new(Throttles::new(&config, &stage, None).unwrap());
+        assert!(phase.applies_to(0, false));
+        let f = function(axum::http::StatusCode::OK, "{}");
+        let get = || {
+            routed(
+                &config,
+                0,
+                &[],
+                Request::get("/items").body(Default::default()).unwrap(),
+            )
+        };
+        for remaining in ["1", "0"] {
+            let res = phase.clone().call(get(), f.next.clone()).await;
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["ratelimit-limit"], "2");
+            assert_eq!(res.headers()["ratelimit-remaining"], remaining);
+        }
+        let res = phase.clone().call(get(), f.next.clone()).await;
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key("retry-after"));
+        assert_eq!(res.headers()["ratelimit-remaining"], "0");
+        assert_eq!(f.calls(), 2);
+    }
 
     /// Status, headers in order, body and error detail of a response.
     async fn parts(res: Response) -> (u16, Vec<(String, String)>, Vec<u8>, String) {
