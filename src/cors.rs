@@ -106,3 +106,69 @@ impl Phase for Cors {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{config, function};
+    use axum::body::Body;
+    use axum::http::StatusCode;
+
+    fn phase() -> Arc<Cors> {
+        let config = config(
+            r#"
+[cors]
+allow_origins = ["https://app.example"]
+allow_methods = ["GET", "POST"]
+allow_headers = ["content-type"]
+max_age = "600s"
+"#,
+        );
+        Arc::new(Cors::new(config.cors.as_ref().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn a_preflight_is_answered_here() {
+        let f = function(StatusCode::OK, "{}");
+        let req = Request::options("/items")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap();
+        let res = phase().call(req, f.next.clone()).await;
+        assert!(res.status().is_success());
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        assert!(
+            res.headers()["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
+        assert_eq!(res.headers()["access-control-max-age"], "600");
+        assert_eq!(f.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn other_requests_go_on_and_answers_get_the_headers() {
+        let f = function(StatusCode::OK, "{}");
+        let get = Request::get("/items")
+            .header("origin", "https://app.example")
+            .body(Body::empty())
+            .unwrap();
+        let res = phase().call(get, f.next.clone()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        // A plain OPTIONS (no preflight headers) is the route's to answer.
+        let options = Request::options("/items").body(Body::empty()).unwrap();
+        let res = phase().call(options, f.next.clone()).await;
+        assert_eq!(res.status(), 200);
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
+        assert_eq!(f.calls(), 2);
+    }
+}

@@ -142,7 +142,68 @@ pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> GatewayError 
 
 #[cfg(test)]
 mod tests {
-    use super::check_path;
+    use super::*;
+    use crate::testing::{config, function};
+    use axum::http::StatusCode;
+
+    /// The phase with `[gateway.limits]` of 64 header bytes and a 16-byte
+    /// body, with a terminal `Next`.
+    #[tokio::test]
+    async fn the_phase_refuses_oversized_requests_before_the_rest() {
+        let config = config(
+            r#"
+[gateway.limits]
+max_header_bytes = 64
+max_body = 16
+"#,
+        );
+        let phase = Arc::new(EnforceLimits {
+            limits: config.gateway.limits,
+        });
+        let f = function(StatusCode::OK, "{}");
+        let call = |req: Request| phase.clone().call(req, f.next.clone());
+        let ok = Request::post("/a").body(Body::from("small")).unwrap();
+        assert_eq!(call(ok).await.status(), 200);
+        let long_target = Request::get(format!("/{}", "a".repeat(64)))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(long_target).await.status(), 414);
+        let many_headers = Request::get("/a")
+            .header("x-padding", "p".repeat(40))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(many_headers).await.status(), 431);
+        let declared = Request::post("/a")
+            .header("content-length", "17")
+            .body(Body::from("x".repeat(17)))
+            .unwrap();
+        assert_eq!(call(declared).await.status(), 413);
+        let dots = Request::get("/a/../b").body(Body::empty()).unwrap();
+        assert_eq!(call(dots).await.status(), 400);
+        assert_eq!(f.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_body_is_capped_for_whoever_reads_it() {
+        let config = config("[gateway.limits]\nmax_body = 16\n");
+        let phase = Arc::new(EnforceLimits {
+            limits: config.gateway.limits,
+        });
+        // The rest reads the body, as validation or the integration would.
+        let next = Next::terminal(|req: Request| -> PhaseFuture {
+            Box::pin(async move {
+                match collect_body(req.into_body(), usize::MAX).await {
+                    Ok(_) => axum::http::StatusCode::OK.into_response(),
+                    Err(e) => e.into_response(),
+                }
+            })
+        });
+        let stream = Body::from_stream(futures::stream::iter([Ok::<_, std::io::Error>(
+            bytes::Bytes::from("x".repeat(17)),
+        )]));
+        let req = Request::post("/a").body(stream).unwrap();
+        assert_eq!(phase.call(req, next).await.status(), 413);
+    }
 
     #[test]
     fn dot_segments_in_any_spelling_are_refused() {

@@ -437,6 +437,108 @@ pub(crate) fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Op
 mod tests {
     use super::*;
 
+    /// A JWT route's auth phase, built from its `[auth.users]` (a shared
+    /// secret, no key set to fetch), with a terminal `Next` that answers
+    /// with the token's subject.
+    fn jwt_phase(
+        dir: &std::path::Path,
+    ) -> (Arc<Authenticate>, Next, Arc<std::sync::atomic::AtomicUsize>) {
+        std::fs::write(dir.join("secret"), "s3cret-for-tests").unwrap();
+        let config = crate::testing::config_in(
+            dir,
+            r#"
+[auth.users]
+kind = "jwt"
+secret_file = "secret"
+audience = ["api"]
+
+[[routes]]
+method = "GET"
+path = "/items"
+mock = { status = 200 }
+auth = "users"
+scopes = ["items:read"]
+"#,
+        );
+        let authorizer = jwt::JwtAuthorizer::new(&config.auth["users"]).unwrap();
+        let phase = Arc::new(Authenticate {
+            auth: RouteAuth {
+                name: "users".into(),
+                authorizer: Arc::new(Authorizer::Jwt(Box::new(authorizer))),
+                scopes: config.routes[0].scopes.clone(),
+            },
+            route_key: "GET /items".into(),
+            max_body: 1024,
+        });
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let next = Next::terminal(move |req: Request| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let sub = match req.extensions().get::<AuthContext>() {
+                Some(AuthContext {
+                    authorizer: Some(AuthorizerOutput::Jwt { claims, .. }),
+                    ..
+                }) => claims["sub"].as_str().unwrap_or_default().to_string(),
+                _ => String::new(),
+            };
+            answer(Response::new(Body::from(sub)))
+        });
+        (phase, next, calls)
+    }
+
+    fn token(scope: &str, secret: &str) -> String {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": "u1", "aud": "api", "exp": exp, "scope": scope}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn get(token: Option<&str>) -> Request {
+        let mut b = Request::get("/items");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_jwt_phase_lets_a_valid_token_on_with_its_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, next, calls) = jwt_phase(dir.path());
+        let t = token("items:read", "s3cret-for-tests");
+        let res = phase.call(get(Some(&t)), next).await;
+        assert_eq!(res.status(), 200);
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"u1");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_jwt_phase_refuses_before_the_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, next, calls) = jwt_phase(dir.path());
+        // No token, another secret's token: 401; a valid token without the
+        // route's scope: 403.
+        let forged = token("items:read", "another-secret");
+        let unscoped = token("items:write", "s3cret-for-tests");
+        for (req, status) in [
+            (get(None), 401),
+            (get(Some(&forged)), 401),
+            (get(Some(&unscoped)), 403),
+        ] {
+            let res = phase.clone().call(req, next.clone()).await;
+            assert_eq!(res.status(), status);
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn identity_sources_parse_in_both_forms() {
         assert_eq!(

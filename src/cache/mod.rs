@@ -284,3 +284,85 @@ impl CacheLookup {
         finish(&r, outcome, ctx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{config, function, routed, text};
+    use axum::http::StatusCode;
+
+    #[tokio::test]
+    async fn a_second_request_is_a_hit_and_key_parameters_separate_entries() {
+        let config = config(
+            r#"
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200 }
+cache = { ttl = "60s", key = ["path.id"] }
+"#,
+        );
+        let phase = Arc::new(CacheLookup {
+            cache: Arc::new(ResponseCache::new(&config.cache, config.routes.len())),
+            policy: config.routes[0].cache.clone().unwrap(),
+            index: 0,
+            route_key: "GET /items/{id}".into(),
+            limits: config.gateway.limits,
+        });
+        let f = function(StatusCode::OK, r#"{"n":1}"#);
+        let get = |id: &str| {
+            routed(
+                &config,
+                0,
+                &[("id", id)],
+                Request::get(format!("/items/{id}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+        };
+        let first = phase.clone().call(get("1"), f.next.clone()).await;
+        assert_eq!(first.headers()["x-cache"], "Miss");
+        assert_eq!(text(first).await, r#"{"n":1}"#);
+        let second = phase.clone().call(get("1"), f.next.clone()).await;
+        assert_eq!(second.headers()["x-cache"], "Hit");
+        // A hit carries the route for the access log, as a refusal does.
+        assert!(second.extensions().get::<RouteContext>().is_some());
+        assert_eq!(text(second).await, r#"{"n":1}"#);
+        assert_eq!(f.calls(), 1);
+        let other = phase.clone().call(get("2"), f.next.clone()).await;
+        assert_eq!(other.headers()["x-cache"], "Miss");
+        assert_eq!(f.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_the_key_does_not_cover_bypasses_the_cache() {
+        let config = config(
+            r#"
+[[routes]]
+method = "GET"
+path = "/search"
+mock = { status = 200 }
+cache = { ttl = "60s", key = [] }
+"#,
+        );
+        let phase = Arc::new(CacheLookup {
+            cache: Arc::new(ResponseCache::new(&config.cache, 1)),
+            policy: config.routes[0].cache.clone().unwrap(),
+            index: 0,
+            route_key: "GET /search".into(),
+            limits: config.gateway.limits,
+        });
+        let f = function(StatusCode::OK, "{}");
+        for _ in 0..2 {
+            let req = routed(
+                &config,
+                0,
+                &[],
+                Request::get("/search").body(Body::from("q=1")).unwrap(),
+            );
+            let res = phase.clone().call(req, f.next.clone()).await;
+            assert_eq!(res.headers()["x-cache"], "Miss");
+        }
+        assert_eq!(f.calls(), 2);
+    }
+}

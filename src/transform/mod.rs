@@ -333,3 +333,85 @@ impl Render {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{config_in, function, routed, text};
+    use axum::http::StatusCode;
+
+    /// A route rendering the function's JSON as HTML (or passing it
+    /// through as JSON when `Accept` asks), as a phase.
+    fn phase(dir: &std::path::Path) -> (Arc<Render>, Arc<crate::config::Config>) {
+        std::fs::write(
+            dir.join("item.html"),
+            "<p>{{ body.name }} {{ request.params.id }} {{ stage }} {{ stage_variables.alias }}</p>",
+        )
+        .unwrap();
+        let config = config_in(
+            dir,
+            r#"
+[stages.dev]
+variables = { alias = "blue" }
+
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200 }
+response = { template = "item.html", json = true }
+"#,
+        );
+        let phase = Arc::new(Render {
+            response: config.routes[0].response.clone().unwrap(),
+            templates: config.templates.clone(),
+            stage: "dev".into(),
+            stage_variables: Arc::new(config.stages["dev"].variables.clone()),
+            max_body: 1024,
+        });
+        (phase, config)
+    }
+
+    fn get(config: &crate::config::Config, accept: &str) -> Request {
+        routed(
+            config,
+            0,
+            &[("id", "7")],
+            Request::get("/items/7")
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_rendered_as_accept_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, config) = phase(dir.path());
+        let f = function(StatusCode::OK, r#"{"name":"widget"}"#);
+        let res = phase
+            .clone()
+            .call(get(&config, "text/html"), f.next.clone())
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(res.headers()["vary"], "Accept");
+        assert_eq!(text(res).await, "<p>widget 7 dev blue</p>");
+        let res = phase
+            .call(get(&config, "application/json"), f.next.clone())
+            .await;
+        assert_eq!(text(res).await, r#"{"name":"widget"}"#);
+    }
+
+    #[tokio::test]
+    async fn failed_answers_pass_through_unrendered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, config) = phase(dir.path());
+        let f = function(
+            StatusCode::BAD_GATEWAY,
+            r#"{"message":"Internal server error"}"#,
+        );
+        let res = phase.call(get(&config, "text/html"), f.next.clone()).await;
+        assert_eq!(res.status(), 502);
+        assert_eq!(text(res).await, r#"{"message":"Internal server error"}"#);
+    }
+}
