@@ -640,6 +640,114 @@ pub fn decide(
 mod tests {
     use super::*;
 
+    /// A function that allows the token `allow` (simple responses) and
+    /// counts its invocations: no backend, no network.
+    struct Authz(std::sync::atomic::AtomicUsize);
+
+    impl FunctionBackend for Authz {
+        fn invoke(
+            &self,
+            req: InvokeRequest,
+        ) -> futures::future::BoxFuture<
+            '_,
+            Result<crate::backend::InvokeResponse, crate::backend::BackendError>,
+        > {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let event: Value = serde_json::from_slice(&req.payload).unwrap();
+            let allowed = event["headers"]["authorization"] == "allow";
+            let answer = json!({"isAuthorized": allowed, "context": {"tenant": "t1"}});
+            Box::pin(async move {
+                Ok(crate::backend::InvokeResponse {
+                    payload: Bytes::from(answer.to_string()),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    /// The authorizer as a route's auth phase, with a terminal `Next`:
+    /// allowed callers go on (the cached result decides the second time
+    /// without invoking), a denied one is 403, a missing identity source
+    /// 401 without an invocation.
+    #[tokio::test]
+    async fn the_auth_phase_invokes_once_then_decides_from_the_cache() {
+        use crate::auth::{Authenticate, Authorizer, RouteAuth};
+        use crate::pipeline::phase::Phase;
+        use crate::testing::{config, function, routed};
+        let config = config(
+            r#"
+[gateway]
+flavor = "http"
+
+[functions.authz]
+command = ["authz"]
+
+[auth.simple]
+kind = "lambda"
+function = "authz"
+type = "request"
+identity_sources = ["$request.header.Authorization"]
+response = "simple"
+ttl = "300s"
+
+[[routes]]
+method = "GET"
+path = "/items"
+mock = { status = 200 }
+auth = "simple"
+"#,
+        );
+        let backend = Arc::new(Authz(Default::default()));
+        let stage = Arc::new(config.stages[&config.gateway.stage].clone());
+        let authorizer = LambdaAuthorizer::new(
+            &config.auth["simple"],
+            config.clone(),
+            stage,
+            backend.clone(),
+            Arc::new(config.functions["authz"].clone()),
+        )
+        .unwrap();
+        let phase = Arc::new(Authenticate {
+            auth: RouteAuth {
+                name: "simple".into(),
+                authorizer: Arc::new(Authorizer::Lambda(authorizer)),
+                scopes: vec![],
+            },
+            route_key: "GET /items".into(),
+            max_body: 1024,
+        });
+        let f = function(axum::http::StatusCode::OK, "{}");
+        let get = |token: Option<&str>| {
+            let mut b = Request::get("/items");
+            if let Some(t) = token {
+                b = b.header("authorization", t);
+            }
+            let mut req = routed(&config, 0, &[], b.body(axum::body::Body::empty()).unwrap());
+            req.extensions_mut().insert(RequestInfo {
+                request_id: "r1".into(),
+                id_header: None,
+                received_at: std::time::SystemTime::now(),
+                started: std::time::Instant::now(),
+                source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                record: Default::default(),
+            });
+            req
+        };
+        for _ in 0..2 {
+            let res = phase.clone().call(get(Some("allow")), f.next.clone()).await;
+            assert_eq!(res.status(), 200);
+        }
+        let invocations = || backend.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(invocations(), 1);
+        let res = phase.clone().call(get(Some("deny")), f.next.clone()).await;
+        assert_eq!(res.status(), 403);
+        assert_eq!(invocations(), 2);
+        let res = phase.clone().call(get(None), f.next.clone()).await;
+        assert_eq!(res.status(), 401);
+        assert_eq!(invocations(), 2);
+        assert_eq!(f.calls(), 2);
+    }
+
     const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:api/dev";
 
     fn policy(statements: Value) -> AuthorizerResult {

@@ -121,3 +121,111 @@ impl Phase for MatchRoute {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::phase::Chain;
+    use crate::testing::{config, route, text};
+    use axum::body::Body;
+    use axum::http::HeaderValue;
+    use axum::response::Response;
+
+    /// Route match over two routes, in a chain whose per-route lists and
+    /// unrouted list each answer with their own name: what route match
+    /// chose is what answers.
+    fn chain(cors: bool) -> Next {
+        let config = config(
+            r#"
+[gateway]
+flavor = "http"
+stage = "dev"
+stage_prefix = true
+
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200 }
+
+[[routes]]
+method = "POST"
+path = "/items"
+mock = { status = 200 }
+"#,
+        );
+        let mut table = RouteTable::new();
+        for (i, r) in config.routes.iter().enumerate() {
+            table.insert(&r.method, &r.template, i).unwrap();
+        }
+        let phase = MatchRoute {
+            table,
+            routes: (0..2).map(|i| route(&config, i)).collect(),
+            stage: "dev".into(),
+            stage_prefix: true,
+            flavor: Flavor::Http,
+            cors,
+        };
+        struct Named(&'static str);
+        impl Phase for Named {
+            fn call(self: Arc<Self>, req: Request, _: Next) -> PhaseFuture {
+                let ctx = req.extensions().get::<RouteContext>();
+                let params = ctx.map(|c| format!("{:?}", c.params)).unwrap_or_default();
+                answer(Response::new(Body::from(format!("{} {params}", self.0))))
+            }
+        }
+        Next::new(Chain {
+            before_route: vec![Arc::new(phase)],
+            unrouted: vec![Arc::new(Named("unrouted"))],
+            routes: vec![vec![Arc::new(Named("get"))], vec![Arc::new(Named("post"))]],
+            end: Arc::new(|_| answer(Response::new(Body::from("end")))),
+        })
+    }
+
+    fn req(method: &str, path: &str) -> Request {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_runs_its_routes_own_list() {
+        let res = chain(false).run(req("GET", "/items/7")).await;
+        assert_eq!(text(res).await, r#"get [("id", "7")]"#);
+        let res = chain(false).run(req("GET", "/dev/items/8")).await;
+        assert_eq!(text(res).await, r#"get [("id", "8")]"#);
+        let res = chain(false).run(req("POST", "/items")).await;
+        assert_eq!(text(res).await, "post []");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_stop_here_and_preflights_go_on_unrouted() {
+        for (method, path) in [
+            ("GET", "/nope"),
+            ("DELETE", "/items/7"),
+            ("TRACE", "/items/7"),
+        ] {
+            let res = chain(true).run(req(method, path)).await;
+            assert_eq!(res.status(), 404, "{method} {path}");
+        }
+        let mut preflight = req("OPTIONS", "/items");
+        let h = preflight.headers_mut();
+        h.insert("origin", HeaderValue::from_static("https://a.example"));
+        h.insert(
+            "access-control-request-method",
+            HeaderValue::from_static("POST"),
+        );
+        let res = chain(true).run(preflight).await;
+        assert_eq!(text(res).await, "unrouted ");
+        // Without `[cors]` (or for a method no route serves) it is unknown.
+        let mut preflight = req("OPTIONS", "/items");
+        let h = preflight.headers_mut();
+        h.insert("origin", HeaderValue::from_static("https://a.example"));
+        h.insert(
+            "access-control-request-method",
+            HeaderValue::from_static("POST"),
+        );
+        assert_eq!(chain(false).run(preflight).await.status(), 404);
+    }
+}
