@@ -23,19 +23,18 @@ use crate::config::{
 use crate::integration::RouteIntegration;
 use crate::routing::{RouteRuntime, RouteTable};
 
-/// Everything the pipeline's phases share; immutable once built.
+/// What the integration, the admin API and the Invoke API read; immutable
+/// once built. The phases hold their own state (see `pipeline`).
 pub struct GatewayState {
     pub config: Arc<Config>,
     pub stage: StageConfig,
-    pub table: RouteTable,
     pub routes: Vec<Arc<RouteRuntime>>,
     pub function_backends: BTreeMap<String, Arc<dyn FunctionBackend>>,
-    /// The OpenAPI document and docs page served at `[openapi] path`.
-    pub openapi: Option<Arc<crate::openapi::ServedSpec>>,
-    /// The response cache, when any route caches.
-    pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Authorizers in use (by a route or the Invoke API), by `[auth.NAME]`.
     pub authorizers: BTreeMap<String, Arc<Authorizer>>,
+    /// The response cache, when any route caches (its statistics are
+    /// read beside the cache phases that share it).
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Every function with the backend it runs on in this stage, by
     /// `[functions.NAME]`; filled only when `[invoke_api]` serves them.
     pub invocable: BTreeMap<String, InvocableFunction>,
@@ -70,6 +69,8 @@ pub struct GatewayOptions {
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<GatewayState>,
+    /// Every phase, built from the state and the parts only phases use.
+    pipeline: crate::pipeline::Pipeline,
     /// Set when `[admin]` is configured (its token was read at build time).
     admin_token: Option<Arc<crate::admin::AdminToken>>,
 }
@@ -242,20 +243,22 @@ impl Gateway {
             api_keys.as_ref().map(|k| k.store().clone()),
         )
         .map_err(BuildError)?;
+        let state = Arc::new(GatewayState {
+            config,
+            stage,
+            routes,
+            function_backends,
+            authorizers,
+            cache,
+            invocable,
+            api_keys,
+            throttles,
+        });
+        // Built once: every listener and `router()` share the phases.
+        let pipeline = crate::pipeline::Pipeline::new(state.clone(), table, openapi);
         Ok(Self {
-            state: Arc::new(GatewayState {
-                config,
-                stage,
-                table,
-                routes,
-                function_backends,
-                openapi,
-                cache,
-                authorizers,
-                invocable,
-                api_keys,
-                throttles,
-            }),
+            state,
+            pipeline,
             admin_token,
         })
     }
@@ -266,7 +269,12 @@ impl Gateway {
 
     /// The whole API as an axum `Router`, ready to nest or serve.
     pub fn router(&self) -> Router {
-        crate::pipeline::build(self.state.clone())
+        Router::new().fallback_service(self.pipeline.clone())
+    }
+
+    /// The pipeline as a tower service, as the listener calls it.
+    pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
+        &self.pipeline
     }
 
     /// The admin API's `Router`, when `[admin]` is configured.

@@ -7,8 +7,8 @@
 //! runs only the phases that apply to it: route match chooses the route's
 //! own list explicitly ([`Next::for_route`]).
 //!
-//! [`Pipeline`] is the chain as a tower `Service`; [`build`] wraps it in an
-//! axum `Router` for embedding.
+//! [`Pipeline`] is the chain as a tower `Service`, built once per gateway;
+//! `Gateway::router` wraps it in an axum `Router` for embedding.
 
 pub mod phase;
 
@@ -16,7 +16,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 
@@ -24,10 +23,17 @@ pub use phase::{Answer, Next, PhaseFuture, answer};
 use phase::{Chain, Phase, PhaseList};
 
 use crate::app::GatewayState;
-use crate::routing::RouteRuntime;
+use crate::openapi::ServedSpec;
+use crate::routing::{RouteRuntime, RouteTable};
+
+/// What only phases use, built with the gateway and handed to them.
+struct PhaseParts {
+    table: RouteTable,
+    openapi: Option<Arc<ServedSpec>>,
+}
 
 /// The phases up to route match, in DESIGN.md's order, outermost first.
-fn before_route(state: &GatewayState) -> PhaseList {
+fn before_route(state: &GatewayState, parts: &mut PhaseParts) -> PhaseList {
     let c = &state.config;
     let phases: [Option<Arc<dyn Phase>>; 4] = [
         // Outermost: every response, refusals included, carries a request id
@@ -43,9 +49,9 @@ fn before_route(state: &GatewayState) -> PhaseList {
         })),
         // The gateway's own OpenAPI document and docs page, answered before
         // route match so no user route (not even `{proxy+}`) shadows them.
-        state.openapi.as_ref().map(|spec| {
+        parts.openapi.take().map(|spec| {
             Arc::new(crate::openapi::ServeSpec {
-                spec: spec.clone(),
+                spec,
                 stage: state.stage.name.clone(),
                 stage_prefix: c.gateway.stage_prefix,
             }) as Arc<dyn Phase>
@@ -55,7 +61,7 @@ fn before_route(state: &GatewayState) -> PhaseList {
         // bad path never turns into a 401. It continues with the matched
         // route's own list (below).
         Some(Arc::new(crate::routing::MatchRoute {
-            table: state.table.clone(),
+            table: std::mem::take(&mut parts.table),
             routes: state.routes.clone(),
             stage: state.stage.name.clone(),
             stage_prefix: c.gateway.stage_prefix,
@@ -69,7 +75,7 @@ fn before_route(state: &GatewayState) -> PhaseList {
 /// The phases after route match for one route, in DESIGN.md's order: only
 /// those that apply to it.
 fn after_route(
-    state: &Arc<GatewayState>,
+    state: &GatewayState,
     cors: &Option<Arc<dyn Phase>>,
     route: &RouteRuntime,
 ) -> PhaseList {
@@ -152,7 +158,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(state: Arc<GatewayState>) -> Self {
+    /// Builds every phase: from the gateway's state, the route table and
+    /// the served OpenAPI document.
+    pub fn new(
+        state: Arc<GatewayState>,
+        table: RouteTable,
+        openapi: Option<Arc<ServedSpec>>,
+    ) -> Self {
+        let mut parts = PhaseParts { table, openapi };
         let cors: Option<Arc<dyn Phase>> = state
             .config
             .cors
@@ -166,7 +179,7 @@ impl Pipeline {
         // A request no route serves gets past route match only as a CORS
         // preflight, for the CORS phase to answer.
         let unrouted = cors.into_iter().collect();
-        let before_route = before_route(&state);
+        let before_route = before_route(&state, &mut parts);
         // The innermost step, not a phase: event or forwarded request →
         // backend → response.
         let end: phase::Endpoint =
@@ -199,10 +212,4 @@ impl tower::Service<Request> for Pipeline {
     fn call(&mut self, req: Request) -> Self::Future {
         Answer(self.run(req))
     }
-}
-
-/// The pipeline as an axum `Router` (every path, every method), to serve or
-/// to nest in another app.
-pub fn build(state: Arc<GatewayState>) -> Router {
-    Router::new().fallback_service(Pipeline::new(state))
 }

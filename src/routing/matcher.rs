@@ -181,7 +181,7 @@ pub enum RouteMatch {
     NotFound,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Methods {
     /// By method; a handful at most, so a list beats hashing the name.
     exact: Vec<(String, usize)>,
@@ -201,7 +201,7 @@ impl Methods {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Node {
     methods: Methods,
     literals: HashMap<String, Node, RandomState>,
@@ -219,7 +219,7 @@ pub enum TableConflict {
 }
 
 /// All routes of one API, ready to match.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct RouteTable {
     root: Node,
     default: Methods,
