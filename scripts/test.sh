@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-test-deps.sh
 cargo fmt --all --check
+scripts/check-deps.sh
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --all-targets

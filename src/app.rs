@@ -20,57 +20,21 @@ use crate::config::substitute;
 use crate::config::{
     AuthKind, BackendConfig, Config, FunctionConfig, IntegrationConfig, RouteConfig, StageConfig,
 };
-use crate::routing::RouteTable;
+use crate::integration::RouteIntegration;
+use crate::routing::{RouteRuntime, RouteTable};
 
-/// What answers one route in the serving stage.
-pub enum RouteIntegration {
-    /// Lambda proxy integration.
-    Proxy {
-        backend: Arc<dyn FunctionBackend>,
-        backend_name: String,
-        function: Arc<FunctionConfig>,
-    },
-    Http(Arc<HttpUpstream>),
-    Mock(MockResponse),
-}
-
-/// One route, resolved for the serving stage.
-pub struct RouteRuntime {
-    pub config: RouteConfig,
-    /// `GET /items/{id}` or `$default`.
-    pub route_key: String,
-    pub integration: RouteIntegration,
-    /// The route's authorizer and required scopes, if it has `auth`.
-    pub auth: Option<RouteAuth>,
-    pub timeout: Duration,
-    /// The gateway's binary media types plus the route's own.
-    pub binary_media_types: Vec<String>,
-    /// The route's request metrics, recorded by the access-log phase.
-    pub metrics: crate::metrics::RouteMetrics,
-}
-
-impl RouteRuntime {
-    /// The `resource` of a payload 1.0 event.
-    pub fn resource(&self) -> &str {
-        self.config.template.as_str()
-    }
-}
-
-/// Everything the pipeline's phases share; immutable once built.
+/// What the integration, the admin API and the Invoke API read; immutable
+/// once built. The phases hold their own state (see `pipeline`).
 pub struct GatewayState {
     pub config: Arc<Config>,
     pub stage: StageConfig,
-    pub table: RouteTable,
     pub routes: Vec<Arc<RouteRuntime>>,
     pub function_backends: BTreeMap<String, Arc<dyn FunctionBackend>>,
-    /// The OpenAPI document and docs page served at `[openapi] path`.
-    pub openapi: Option<Arc<crate::openapi::ServedSpec>>,
-    /// The response cache, when any route caches.
-    pub cache: Option<Arc<crate::cache::ResponseCache>>,
-    /// `[cors]`, ready to wrap the rest of the pipeline.
-    pub cors: Option<tower_http::cors::CorsLayer>,
     /// Authorizers in use (by a route or the Invoke API), by `[auth.NAME]`.
     pub authorizers: BTreeMap<String, Arc<Authorizer>>,
+    /// The response cache, when any route caches (its statistics are
+    /// read beside the cache phases that share it).
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Every function with the backend it runs on in this stage, by
     /// `[functions.NAME]`; filled only when `[invoke_api]` serves them.
     pub invocable: BTreeMap<String, InvocableFunction>,
@@ -79,8 +43,6 @@ pub struct GatewayState {
     pub api_keys: Option<Arc<crate::auth::api_key::ApiKeys>>,
     /// Throttles and quotas of the serving stage.
     pub throttles: crate::throttle::Throttles,
-    /// Request metrics of requests no route served (route label `-`).
-    pub unrouted_metrics: crate::metrics::RouteMetrics,
 }
 
 /// A function the Invoke API can call.
@@ -107,6 +69,8 @@ pub struct GatewayOptions {
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<GatewayState>,
+    /// Every phase, built from the state and the parts only phases use.
+    pipeline: crate::pipeline::Pipeline,
     /// Set when `[admin]` is configured (its token was read at build time).
     admin_token: Option<Arc<crate::admin::AdminToken>>,
 }
@@ -238,7 +202,6 @@ impl Gateway {
         } else {
             None
         };
-        let cors = config.cors.as_ref().map(crate::cors::layer);
         let mut invocable = BTreeMap::new();
         if config.invoke_api.is_some() {
             for f in config.functions.values() {
@@ -280,22 +243,22 @@ impl Gateway {
             api_keys.as_ref().map(|k| k.store().clone()),
         )
         .map_err(BuildError)?;
+        let state = Arc::new(GatewayState {
+            config,
+            stage,
+            routes,
+            function_backends,
+            authorizers,
+            cache,
+            invocable,
+            api_keys,
+            throttles,
+        });
+        // Built once: every listener and `router()` share the phases.
+        let pipeline = crate::pipeline::Pipeline::new(state.clone(), table, openapi);
         Ok(Self {
-            state: Arc::new(GatewayState {
-                config,
-                stage,
-                table,
-                routes,
-                function_backends,
-                openapi,
-                cache,
-                cors,
-                authorizers,
-                invocable,
-                api_keys,
-                throttles,
-                unrouted_metrics: crate::metrics::RouteMetrics::new("-"),
-            }),
+            state,
+            pipeline,
             admin_token,
         })
     }
@@ -306,7 +269,12 @@ impl Gateway {
 
     /// The whole API as an axum `Router`, ready to nest or serve.
     pub fn router(&self) -> Router {
-        crate::pipeline::build(self.state.clone())
+        Router::new().fallback_service(self.pipeline.clone())
+    }
+
+    /// The pipeline as a tower service, as the listener calls it.
+    pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
+        &self.pipeline
     }
 
     /// The admin API's `Router`, when `[admin]` is configured.
@@ -379,7 +347,7 @@ impl Gateway {
 /// Builds every authorizer a route or the Invoke API names; a Lambda
 /// authorizer's function runs on the stage's function backend, like a route's.
 async fn build_authorizers(
-    config: &Config,
+    config: &Arc<Config>,
     stage: &StageConfig,
     function_backends: &mut BTreeMap<String, Arc<dyn FunctionBackend>>,
 ) -> Result<BTreeMap<String, Arc<Authorizer>>, BuildError> {
@@ -425,7 +393,8 @@ async fn build_authorizers(
                 Authorizer::Lambda(
                     crate::auth::lambda_authorizer::LambdaAuthorizer::new(
                         cfg,
-                        config.gateway.flavor,
+                        Arc::clone(config),
+                        Arc::new(stage.clone()),
                         host,
                         Arc::new(resolve_function(f, stage)),
                     )

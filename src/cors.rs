@@ -7,15 +7,13 @@
 
 use std::sync::Arc;
 
-use crate::pipeline::Next;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::response::Response;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 
-use crate::app::GatewayState;
 use crate::config::CorsConfig;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture};
 
 /// Builds the layer; `[cors]` was checked at load so nothing here can panic
 /// in tower-http (no `*` with credentials).
@@ -83,16 +81,94 @@ pub fn requested_method(req: &Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// CORS phase.
-pub async fn cors(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
-    let Some(layer) = &state.cors else {
-        return next.run(req).await;
-    };
-    if req.method() == Method::OPTIONS && !is_preflight(&req) {
-        return next.run(req).await;
+/// CORS phase: `[cors]`, ready to wrap the rest of the pipeline.
+pub struct Cors {
+    layer: CorsLayer,
+}
+
+impl Cors {
+    pub fn new(c: &CorsConfig) -> Self {
+        Cors { layer: layer(c) }
     }
-    match layer.layer(next).oneshot(req).await {
-        Ok(res) => res,
-        Err(never) => match never {},
+}
+
+impl Phase for Cors {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        // Plain `OPTIONS` (not a preflight) goes on to its route untouched.
+        if req.method() == Method::OPTIONS && !is_preflight(&req) {
+            return next.run(req);
+        }
+        Box::pin(async move {
+            match self.layer.layer(next).oneshot(req).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{config, function};
+    use axum::body::Body;
+    use axum::http::StatusCode;
+
+    fn phase() -> Arc<Cors> {
+        let config = config(
+            r#"
+[cors]
+allow_origins = ["https://app.example"]
+allow_methods = ["GET", "POST"]
+allow_headers = ["content-type"]
+max_age = "600s"
+"#,
+        );
+        Arc::new(Cors::new(config.cors.as_ref().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn a_preflight_is_answered_here() {
+        let f = function(StatusCode::OK, "{}");
+        let req = Request::options("/items")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap();
+        let res = phase().call(req, f.next.clone()).await;
+        assert!(res.status().is_success());
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        assert!(
+            res.headers()["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
+        assert_eq!(res.headers()["access-control-max-age"], "600");
+        assert_eq!(f.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn other_requests_go_on_and_answers_get_the_headers() {
+        let f = function(StatusCode::OK, "{}");
+        let get = Request::get("/items")
+            .header("origin", "https://app.example")
+            .body(Body::empty())
+            .unwrap();
+        let res = phase().call(get, f.next.clone()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        // A plain OPTIONS (no preflight headers) is the route's to answer.
+        let options = Request::options("/items").body(Body::empty()).unwrap();
+        let res = phase().call(options, f.next.clone()).await;
+        assert_eq!(res.status(), 200);
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
+        assert_eq!(f.calls(), 2);
     }
 }

@@ -10,22 +10,35 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::Request;
 
-use crate::pipeline::{PhaseFuture, answer};
 use axum::http::Response;
 use axum::response::IntoResponse;
 use bytes::Bytes;
 
-use crate::app::{GatewayState, RouteIntegration};
+use crate::app::GatewayState;
 use crate::auth::AuthContext;
 use crate::backend::http::ForwardInfo;
 use crate::backend::http::HttpUpstream;
+use crate::backend::mock::MockResponse;
 use crate::backend::{FunctionBackend, InvokeRequest};
-use crate::config::{FunctionConfig, PayloadVersion};
+use crate::config::{FunctionConfig, GatewaySettings, PayloadVersion, StageConfig};
 use crate::error::GatewayError;
 use crate::event::{self, EventInput};
 use crate::limits::collect_body;
+use crate::pipeline::phase::{PhaseFuture, answer};
 use crate::routing::RouteContext;
 use crate::telemetry::RequestInfo;
+
+/// What answers one route in the serving stage.
+pub enum RouteIntegration {
+    /// Lambda proxy integration.
+    Proxy {
+        backend: Arc<dyn FunctionBackend>,
+        backend_name: String,
+        function: Arc<FunctionConfig>,
+    },
+    Http(Arc<HttpUpstream>),
+    Mock(MockResponse),
+}
 
 /// The integration step: a mock answers at once, unboxed; the other
 /// integrations run in one boxed future (nothing moved through a wrapper).
@@ -259,7 +272,8 @@ async fn call_mapped(
     )
     .map_err(GatewayError::BadRequest)?;
     let event = build_event_value(
-        state,
+        &state.config.gateway,
+        &state.stage,
         ctx,
         parts,
         &Bytes::new(),
@@ -304,7 +318,8 @@ pub fn build_event(
     auth: Option<&AuthContext>,
 ) -> Bytes {
     let value = build_event_value(
-        state,
+        &state.config.gateway,
+        &state.stage,
         ctx,
         parts,
         body,
@@ -315,9 +330,11 @@ pub fn build_event(
     Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
 }
 
-/// The event of a request in one payload version.
+/// The event of a request in one payload version, for the serving stage.
+#[allow(clippy::too_many_arguments)]
 pub fn build_event_value(
-    state: &GatewayState,
+    g: &GatewaySettings,
+    stage: &StageConfig,
     ctx: &RouteContext,
     parts: &axum::http::request::Parts,
     body: &Bytes,
@@ -326,7 +343,6 @@ pub fn build_event_value(
     version: PayloadVersion,
 ) -> serde_json::Value {
     let route = &ctx.route;
-    let g = &state.config.gateway;
     let protocol = match parts.version {
         axum::http::Version::HTTP_2 => "HTTP/2.0",
         axum::http::Version::HTTP_10 => "HTTP/1.0",
@@ -342,8 +358,8 @@ pub fn build_event_value(
         route_key: &route.route_key,
         resource: route.resource(),
         path_params: &ctx.params,
-        stage: &state.stage.name,
-        stage_variables: &state.stage.variables,
+        stage: &stage.name,
+        stage_variables: &stage.variables,
         request_id: &info.request_id,
         received_at: info.received_at,
         source_ip: info.source_ip,

@@ -41,6 +41,8 @@ pub mod runtime_api;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod throttle;
 pub mod tls;
 pub mod transform;

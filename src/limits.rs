@@ -3,14 +3,16 @@
 //! body stream so a lying or absent `Content-Length` cannot get past. Also
 //! refuses paths that would climb out of a route ([`check_path`]).
 
-use crate::pipeline::{Next, PhaseFuture, answer};
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::app::GatewayState;
+use crate::config::Limits;
 use crate::error::GatewayError;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 
 /// Bytes of the request line (`METHOD target HTTP/1.1` and its CRLF).
 pub fn request_line_bytes(req: &Request) -> usize {
@@ -62,10 +64,20 @@ fn is_dot_segment(seg: &[u8]) -> bool {
     name == b"." || name == b".."
 }
 
-/// Limits phase. All of its work comes before the rest of the pipeline, so
-/// it hands back the rest's future (or its refusal) instead of awaiting it.
-pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
-    let limits = state.config.gateway.limits;
+/// Limits phase: `[gateway.limits]`.
+pub struct EnforceLimits {
+    pub limits: Limits,
+}
+
+/// All of its work comes before the rest of the pipeline, so it hands back
+/// the rest's future (or its refusal) instead of awaiting it.
+impl Phase for EnforceLimits {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        enforce(self.limits, req, next)
+    }
+}
+
+fn enforce(limits: Limits, req: Request, next: Next) -> PhaseFuture {
     // Before route match, so a dot segment never selects a route.
     if let Err(e) = check_path(req.uri().path()) {
         return answer(e.into_response());
@@ -130,7 +142,68 @@ pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> GatewayError 
 
 #[cfg(test)]
 mod tests {
-    use super::check_path;
+    use super::*;
+    use crate::testing::{config, function};
+    use axum::http::StatusCode;
+
+    /// The phase with `[gateway.limits]` of 64 header bytes and a 16-byte
+    /// body, with a terminal `Next`.
+    #[tokio::test]
+    async fn the_phase_refuses_oversized_requests_before_the_rest() {
+        let config = config(
+            r#"
+[gateway.limits]
+max_header_bytes = 64
+max_body = 16
+"#,
+        );
+        let phase = Arc::new(EnforceLimits {
+            limits: config.gateway.limits,
+        });
+        let f = function(StatusCode::OK, "{}");
+        let call = |req: Request| phase.clone().call(req, f.next.clone());
+        let ok = Request::post("/a").body(Body::from("small")).unwrap();
+        assert_eq!(call(ok).await.status(), 200);
+        let long_target = Request::get(format!("/{}", "a".repeat(64)))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(long_target).await.status(), 414);
+        let many_headers = Request::get("/a")
+            .header("x-padding", "p".repeat(40))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(many_headers).await.status(), 431);
+        let declared = Request::post("/a")
+            .header("content-length", "17")
+            .body(Body::from("x".repeat(17)))
+            .unwrap();
+        assert_eq!(call(declared).await.status(), 413);
+        let dots = Request::get("/a/../b").body(Body::empty()).unwrap();
+        assert_eq!(call(dots).await.status(), 400);
+        assert_eq!(f.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_body_is_capped_for_whoever_reads_it() {
+        let config = config("[gateway.limits]\nmax_body = 16\n");
+        let phase = Arc::new(EnforceLimits {
+            limits: config.gateway.limits,
+        });
+        // The rest reads the body, as validation or the integration would.
+        let next = Next::terminal(|req: Request| -> PhaseFuture {
+            Box::pin(async move {
+                match collect_body(req.into_body(), usize::MAX).await {
+                    Ok(_) => axum::http::StatusCode::OK.into_response(),
+                    Err(e) => e.into_response(),
+                }
+            })
+        });
+        let stream = Body::from_stream(futures::stream::iter([Ok::<_, std::io::Error>(
+            bytes::Bytes::from("x".repeat(17)),
+        )]));
+        let req = Request::post("/a").body(stream).unwrap();
+        assert_eq!(phase.call(req, next).await.status(), 413);
+    }
 
     #[test]
     fn dot_segments_in_any_spelling_are_refused() {

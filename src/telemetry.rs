@@ -14,17 +14,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::pipeline::{Next, PhaseFuture};
 use axum::extract::Request;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 
-use crate::app::{GatewayState, RouteRuntime};
 use crate::auth::{AuthContext, AuthorizerOutput};
 use crate::config::Flavor;
 use crate::error::ErrorDetail;
-use crate::routing::RouteContext;
+use crate::metrics::RouteMetrics;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture};
+use crate::routing::{RouteContext, RouteRuntime};
 
 pub mod line;
 
@@ -59,9 +59,6 @@ pub struct AccessRecord {
     key_id: Mutex<Option<Arc<str>>>,
     principal: Mutex<Option<String>>,
     bytes_in: AtomicU64,
-    /// The throttle phase's verdict, for the `RateLimit-*` headers this
-    /// phase sets on the response (so the throttle phase awaits nothing).
-    rate_limit: OnceLock<crate::throttle::Verdict>,
 }
 
 impl std::fmt::Debug for AccessRecord {
@@ -127,12 +124,6 @@ impl AccessRecord {
         }
     }
 
-    /// The `RateLimit-*` headers the response gets: the throttle
-    /// phase's verdict on an admitted request.
-    pub fn set_rate_limit(&self, v: crate::throttle::Verdict) {
-        let _ = self.rate_limit.set(v);
-    }
-
     fn key_id(&self) -> Option<Arc<str>> {
         self.key_id.lock().ok().and_then(|g| g.clone())
     }
@@ -187,17 +178,30 @@ fn acceptable_id(v: &HeaderValue) -> Option<String> {
     .then(|| s.to_string())
 }
 
-/// Request id & access log phase. The id, the record and the request's
-/// counting body are set up before the rest of the pipeline runs; only
-/// what comes after (headers, metrics, the log line) is a future, so the
-/// request itself is never moved into it.
-pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next) -> PhaseFuture {
+/// Request id & access log phase: the flavor (which request id header a
+/// response carries) and the metrics of requests no route serves.
+pub struct RequestLog {
+    pub flavor: Flavor,
+    /// Request metrics of requests no route served (route label `-`).
+    pub unrouted_metrics: RouteMetrics,
+}
+
+/// The id, the record and the request's counting body are set up before
+/// the rest of the pipeline runs; only what comes after (headers, metrics,
+/// the log line) is a future, so the request itself is never moved into it.
+impl Phase for RequestLog {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        request_id_and_log(self, req, next)
+    }
+}
+
+fn request_id_and_log(state: Arc<RequestLog>, mut req: Request, next: Next) -> PhaseFuture {
     let request_id = req
         .headers()
         .get(&X_AMZN_REQUESTID)
         .and_then(acceptable_id)
         .unwrap_or_else(new_request_id);
-    let id_name = match state.config.gateway.flavor {
+    let id_name = match state.flavor {
         Flavor::Rest => &X_AMZN_REQUESTID,
         Flavor::Http => &APIGW_REQUESTID,
     };
@@ -253,11 +257,11 @@ pub fn request_id_and_log(state: Arc<GatewayState>, mut req: Request, next: Next
     })
 }
 
-/// The way out: `RateLimit-*` and request id headers on the response, the
+/// The way out: the request id header on the response, the
 /// request's metrics and its access-log line.
 #[allow(clippy::too_many_arguments)]
 fn log_response(
-    state: &GatewayState,
+    state: &RequestLog,
     mut res: Response,
     id_header: Option<(&'static HeaderName, HeaderValue)>,
     source_ip: IpAddr,
@@ -266,11 +270,6 @@ fn log_response(
     method: &Method,
     uri: Option<axum::http::Uri>,
 ) -> Response {
-    // Set here for the throttle phase: on every response that came back
-    // through it after it admitted the request.
-    if let Some(v) = record.rate_limit.get() {
-        crate::throttle::rate_limit_headers(res.headers_mut(), v);
-    }
     // Replaces the id a templated refusal already carries (in place, no
     // growth of the map) or one a backend sent.
     if let Some((name, v)) = &id_header {
@@ -324,7 +323,15 @@ fn log_response(
 
 /// Identity-for-the-log phase (right after auth): copies who the caller is
 /// into the access record. A no-op when auth left no `AuthContext`.
-pub fn note_identity(_: &GatewayState, req: Request, next: Next) -> PhaseFuture {
+pub struct NoteIdentity;
+
+impl Phase for NoteIdentity {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        note_identity(req, next)
+    }
+}
+
+fn note_identity(req: Request, next: Next) -> PhaseFuture {
     if let (Some(auth), Some(info)) = (
         req.extensions().get::<AuthContext>(),
         req.extensions().get::<RequestInfo>(),

@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::pipeline::{Next, PhaseFuture, answer};
 use axum::extract::Request;
 use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
@@ -29,12 +28,12 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::GatewayState;
 use crate::auth::{ApiKeyIdentity, AuthContext};
 use crate::config::{
     ApiKeySource, AuthKind, Config, PlanConfig, QuotaConfig, QuotaPeriod, ThrottleConfig,
 };
 use crate::error::GatewayError;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 use crate::routing::RouteContext;
 use crate::store::{KeyRecord, PlanRecord, Store, StoreError, now_secs};
 use crate::throttle::limiter::KeyBucket;
@@ -524,20 +523,33 @@ pub fn parse_expiry(s: &str) -> Result<Duration, String> {
     crate::config::values::parse_duration(s)
 }
 
-/// Auth phase, API key step: routes without a key requirement pass through.
-/// A key found in the cache is decided at once and the rest's future handed
-/// back; only a key read from the store is awaited, in a box.
-pub fn require_key(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
-    // Cheap check first: most routes need no key.
-    let Some(keys) = state.api_keys.as_ref() else {
-        return next.run(req);
-    };
-    let Some(ctx) = req.extensions().get::<RouteContext>() else {
-        return next.run(req);
-    };
-    let Some(Some(source)) = keys.routes.get(ctx.route.config.index) else {
-        return next.run(req);
-    };
+/// Auth phase, API key step, for one route that requires a key: the
+/// gateway's keys and plans, and where the route reads its key from.
+pub struct RequireKey {
+    keys: Arc<ApiKeys>,
+    source: KeySource,
+}
+
+impl ApiKeys {
+    /// The key step of route `index`, if it requires a key.
+    pub fn phase_for(self: &Arc<Self>, index: usize) -> Option<RequireKey> {
+        let source = self.routes.get(index)?.clone()?;
+        Some(RequireKey {
+            keys: self.clone(),
+            source,
+        })
+    }
+}
+
+/// A key found in the cache is decided at once and the rest's future
+/// handed back; only a key read from the store is awaited, in a box.
+impl Phase for RequireKey {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        require_key(&self.keys, &self.source, req, next)
+    }
+}
+
+fn require_key(keys: &Arc<ApiKeys>, source: &KeySource, req: Request, next: Next) -> PhaseFuture {
     let presented = match source {
         KeySource::Header(h) => req.headers().get(h).and_then(|v| v.to_str().ok()),
         KeySource::Authorizer => req

@@ -22,9 +22,10 @@ use serde_json::{Map, Value, json};
 use super::condition::RequestFacts;
 use super::policy::{Statement, Verdict};
 use super::{AuthorizerOutput, Decision, DecisionCounters, Granted, IdentitySource};
-use crate::app::GatewayState;
 use crate::backend::{FunctionBackend, InvokeRequest};
-use crate::config::{AuthConfig, Flavor, FunctionConfig, PayloadVersion};
+use crate::config::{
+    AuthConfig, Config, Flavor, FunctionConfig, GatewaySettings, PayloadVersion, StageConfig,
+};
 use crate::error::GatewayError;
 use crate::routing::RouteContext;
 use crate::telemetry::RequestInfo;
@@ -75,6 +76,10 @@ pub struct LambdaAuthorizer {
     single_header: Option<HeaderName>,
     cache: Option<ResultCache>,
     pub(super) decisions: DecisionCounters,
+    /// The gateway's settings and the serving stage: the method ARN, the
+    /// event and the stage variables an identity source may name.
+    config: Arc<Config>,
+    stage: Arc<StageConfig>,
 }
 
 /// Results by the identity sources' values ([`cache_key`]), compared in
@@ -191,11 +196,13 @@ fn cache_key<'a>(identity: &'a [Cow<'_, str>]) -> Cow<'a, [u8]> {
 impl LambdaAuthorizer {
     pub fn new(
         cfg: &AuthConfig,
-        flavor: Flavor,
+        config: Arc<Config>,
+        stage: Arc<StageConfig>,
         backend: Arc<dyn FunctionBackend>,
         function: Arc<FunctionConfig>,
     ) -> Result<Self, String> {
         let name = &cfg.name;
+        let flavor = config.gateway.flavor;
         let kind = match cfg.authorizer_type.as_deref() {
             Some("token") => AuthorizerType::Token,
             None | Some("request") => AuthorizerType::Request,
@@ -253,6 +260,8 @@ impl LambdaAuthorizer {
             single_header,
             cache,
             decisions: DecisionCounters::new(name),
+            config,
+            stage,
         })
     }
 
@@ -260,12 +269,7 @@ impl LambdaAuthorizer {
     /// result (evaluated against this request), or a missing identity
     /// source (401). `None` when the authorizer must be invoked: then
     /// [`Self::authorize`].
-    pub fn authorize_now(
-        &self,
-        state: &GatewayState,
-        ctx: &RouteContext,
-        req: &Request,
-    ) -> Option<Decision> {
+    pub fn authorize_now(&self, ctx: &RouteContext, req: &Request) -> Option<Decision> {
         // A value seen before is looked up by the header's bytes as sent,
         // before any check: a hit equals a value that passed them.
         let raw_hit = match (&self.cache, &self.single_header) {
@@ -277,7 +281,7 @@ impl LambdaAuthorizer {
         let result = match raw_hit {
             Some(result) => result,
             None => {
-                let identity = match self.identity(state, req.headers(), req.uri().query()) {
+                let identity = match self.identity(req.headers(), req.uri().query()) {
                     Ok(identity) => identity,
                     Err(e) => return Some(Err(e)),
                 };
@@ -285,7 +289,6 @@ impl LambdaAuthorizer {
             }
         };
         Some(self.apply(
-            state,
             ctx,
             req.method(),
             req.headers(),
@@ -296,16 +299,16 @@ impl LambdaAuthorizer {
     }
 
     /// Decides, invoking the authorizer on a cache miss.
-    pub async fn authorize(
-        &self,
-        state: &GatewayState,
-        ctx: &RouteContext,
-        parts: &Parts,
-    ) -> Decision {
-        let identity = self.identity(state, &parts.headers, parts.uri.query())?;
+    pub async fn authorize(&self, ctx: &RouteContext, parts: &Parts) -> Decision {
+        let identity = self.identity(&parts.headers, parts.uri.query())?;
         let invoke = || async {
-            let method_arn = method_arn(state, parts.method.as_str(), &ctx.path);
-            self.invoke(state, ctx, parts, &identity, &method_arn).await
+            let method_arn = method_arn(
+                &self.config.gateway,
+                &self.stage.name,
+                parts.method.as_str(),
+                &ctx.path,
+            );
+            self.invoke(ctx, parts, &identity, &method_arn).await
         };
         let (result, cached) = match &self.cache {
             Some(cache) => {
@@ -318,7 +321,6 @@ impl LambdaAuthorizer {
             None => (Arc::new(invoke().await?), false),
         };
         self.apply(
-            state,
             ctx,
             &parts.method,
             &parts.headers,
@@ -330,14 +332,13 @@ impl LambdaAuthorizer {
 
     /// The identity sources' values; a missing one is a 401.
     fn identity<'a>(
-        &self,
-        state: &'a GatewayState,
+        &'a self,
         headers: &'a HeaderMap,
         query: Option<&str>,
     ) -> Result<Vec<Cow<'a, str>>, GatewayError> {
         let mut identity = Vec::with_capacity(self.sources.len());
         for s in &self.sources {
-            match s.value(headers, query, &state.stage.variables) {
+            match s.value(headers, query, &self.stage.variables) {
                 Some(v) => identity.push(v),
                 None => {
                     return Err(GatewayError::Unauthorized {
@@ -354,7 +355,6 @@ impl LambdaAuthorizer {
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
-        state: &GatewayState,
         ctx: &RouteContext,
         method: &Method,
         headers: &HeaderMap,
@@ -362,13 +362,18 @@ impl LambdaAuthorizer {
         result: &AuthorizerResult,
         cached: bool,
     ) -> Decision {
-        let method_arn = method_arn(state, method.as_str(), &ctx.path);
+        let method_arn = method_arn(
+            &self.config.gateway,
+            &self.stage.name,
+            method.as_str(),
+            &ctx.path,
+        );
         let info = extensions.get::<RequestInfo>();
         let header = |n| headers.get(n).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
             source_ip: info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |i| i.source_ip),
             now: std::time::SystemTime::now(),
-            secure_transport: state.config.gateway.tls.is_some(),
+            secure_transport: self.config.gateway.tls.is_some(),
             user_agent: header(axum::http::header::USER_AGENT),
             referer: header(axum::http::header::REFERER),
         };
@@ -377,7 +382,6 @@ impl LambdaAuthorizer {
 
     async fn invoke(
         &self,
-        state: &GatewayState,
         ctx: &RouteContext,
         parts: &Parts,
         identity: &[Cow<'_, str>],
@@ -387,7 +391,7 @@ impl LambdaAuthorizer {
             .extensions
             .get::<RequestInfo>()
             .ok_or_else(|| GatewayError::Internal("no request info".into()))?;
-        let event = self.event(state, ctx, parts, info, identity, method_arn);
+        let event = self.event(ctx, parts, info, identity, method_arn);
         let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
         let out = self
             .backend
@@ -441,7 +445,6 @@ impl LambdaAuthorizer {
     /// The authorizer's event, shaped like AWS's for this type and version.
     fn event(
         &self,
-        state: &GatewayState,
         ctx: &RouteContext,
         parts: &Parts,
         info: &RequestInfo,
@@ -456,7 +459,8 @@ impl LambdaAuthorizer {
             });
         }
         let mut event = crate::integration::build_event_value(
-            state,
+            &self.config.gateway,
+            &self.stage,
             ctx,
             parts,
             &Bytes::new(),
@@ -494,8 +498,7 @@ fn authorizer_failed(why: &str) -> GatewayError {
 }
 
 /// `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/path`
-pub fn method_arn(state: &GatewayState, method: &str, path: &str) -> String {
-    let g = &state.config.gateway;
+pub fn method_arn(g: &GatewaySettings, stage: &str, method: &str, path: &str) -> String {
     let parts = [
         "arn:aws:execute-api:",
         &g.region,
@@ -504,7 +507,7 @@ pub fn method_arn(state: &GatewayState, method: &str, path: &str) -> String {
         ":",
         &g.api_id,
         "/",
-        &state.stage.name,
+        stage,
         "/",
         method,
         path,
@@ -636,6 +639,114 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A function that allows the token `allow` (simple responses) and
+    /// counts its invocations: no backend, no network.
+    struct Authz(std::sync::atomic::AtomicUsize);
+
+    impl FunctionBackend for Authz {
+        fn invoke(
+            &self,
+            req: InvokeRequest,
+        ) -> futures::future::BoxFuture<
+            '_,
+            Result<crate::backend::InvokeResponse, crate::backend::BackendError>,
+        > {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let event: Value = serde_json::from_slice(&req.payload).unwrap();
+            let allowed = event["headers"]["authorization"] == "allow";
+            let answer = json!({"isAuthorized": allowed, "context": {"tenant": "t1"}});
+            Box::pin(async move {
+                Ok(crate::backend::InvokeResponse {
+                    payload: Bytes::from(answer.to_string()),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    /// The authorizer as a route's auth phase, with a terminal `Next`:
+    /// allowed callers go on (the cached result decides the second time
+    /// without invoking), a denied one is 403, a missing identity source
+    /// 401 without an invocation.
+    #[tokio::test]
+    async fn the_auth_phase_invokes_once_then_decides_from_the_cache() {
+        use crate::auth::{Authenticate, Authorizer, RouteAuth};
+        use crate::pipeline::phase::Phase;
+        use crate::testing::{config, function, routed};
+        let config = config(
+            r#"
+[gateway]
+flavor = "http"
+
+[functions.authz]
+command = ["authz"]
+
+[auth.simple]
+kind = "lambda"
+function = "authz"
+type = "request"
+identity_sources = ["$request.header.Authorization"]
+response = "simple"
+ttl = "300s"
+
+[[routes]]
+method = "GET"
+path = "/items"
+mock = { status = 200 }
+auth = "simple"
+"#,
+        );
+        let backend = Arc::new(Authz(Default::default()));
+        let stage = Arc::new(config.stages[&config.gateway.stage].clone());
+        let authorizer = LambdaAuthorizer::new(
+            &config.auth["simple"],
+            config.clone(),
+            stage,
+            backend.clone(),
+            Arc::new(config.functions["authz"].clone()),
+        )
+        .unwrap();
+        let phase = Arc::new(Authenticate {
+            auth: RouteAuth {
+                name: "simple".into(),
+                authorizer: Arc::new(Authorizer::Lambda(authorizer)),
+                scopes: vec![],
+            },
+            route_key: "GET /items".into(),
+            max_body: 1024,
+        });
+        let f = function(axum::http::StatusCode::OK, "{}");
+        let get = |token: Option<&str>| {
+            let mut b = Request::get("/items");
+            if let Some(t) = token {
+                b = b.header("authorization", t);
+            }
+            let mut req = routed(&config, 0, &[], b.body(axum::body::Body::empty()).unwrap());
+            req.extensions_mut().insert(RequestInfo {
+                request_id: "r1".into(),
+                id_header: None,
+                received_at: std::time::SystemTime::now(),
+                started: std::time::Instant::now(),
+                source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                record: Default::default(),
+            });
+            req
+        };
+        for _ in 0..2 {
+            let res = phase.clone().call(get(Some("allow")), f.next.clone()).await;
+            assert_eq!(res.status(), 200);
+        }
+        let invocations = || backend.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(invocations(), 1);
+        let res = phase.clone().call(get(Some("deny")), f.next.clone()).await;
+        assert_eq!(res.status(), 403);
+        assert_eq!(invocations(), 2);
+        let res = phase.clone().call(get(None), f.next.clone()).await;
+        assert_eq!(res.status(), 401);
+        assert_eq!(invocations(), 2);
+        assert_eq!(f.calls(), 2);
+    }
 
     const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:api/dev";
 

@@ -24,9 +24,8 @@ use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use crate::app::{GatewayState, RouteRuntime};
 use crate::error::GatewayError;
-use crate::pipeline::{Next, PhaseFuture, answer};
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 use crate::routing::RouteContext;
 
 /// Who the caller is, as later phases and the events see it.
@@ -133,99 +132,84 @@ pub struct Granted {
     pub note: String,
 }
 
-/// Auth phase, a `before` phase: every decision that needs nothing awaited
+/// Auth phase for one route: its authorizer and required scopes. Every decision that needs nothing awaited
 /// is made here, synchronously, and the phase returns the rest of the
 /// pipeline's future (or its refusal) with no future of its own: a JWT
 /// from the verified-token cache, an HS or an asymmetric JWT whose key is in
 /// the fetched key set, a SigV4 request without a body, a Lambda
 /// authorizer's cached result, and every refusal those lead to. Only what
-/// must be awaited goes into a boxed future ([`authenticate_later`]):
+/// must be awaited goes into a boxed future (`authenticate_later`):
 /// fetching the issuer's keys, invoking a Lambda authorizer on a cache miss,
 /// reading a signed body.
-pub fn authenticate(state: &Arc<GatewayState>, req: Request, next: Next) -> PhaseFuture {
-    // Cheap check first: routes without auth pass straight through. The
-    // route is shared, so holding it costs one reference count.
-    let Some(route) = req
-        .extensions()
-        .get::<RouteContext>()
-        .filter(|ctx| ctx.route.auth.is_some())
-        .map(|ctx| ctx.route.clone())
-    else {
-        return next.run(req);
-    };
-    let Some(auth) = route.auth.as_ref() else {
-        return next.run(req);
-    };
-    let decided = match &*auth.authorizer {
-        Authorizer::Jwt(a) => a.authorize_now(req.headers(), req.uri(), &auth.scopes),
-        // The signature covers the body: one already at its end is empty
-        // (a GET's), so nothing needs reading.
-        Authorizer::Sigv4(a) if req.body().is_end_stream() => {
-            let (parts, body) = req.into_parts();
-            let d = a.authorize(&parts, &[], state);
-            let req = Request::from_parts(parts, body);
-            return conclude(d, &route, auth, req, next);
+pub struct Authenticate {
+    pub auth: RouteAuth,
+    /// The route's key, for the log.
+    pub route_key: String,
+    /// `[gateway.limits] max_body`, for reading a signed body.
+    pub max_body: usize,
+}
+
+impl Phase for Authenticate {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        let auth = &self.auth;
+        let decided = match &*auth.authorizer {
+            Authorizer::Jwt(a) => a.authorize_now(req.headers(), req.uri(), &auth.scopes),
+            // The signature covers the body: one already at its end is empty
+            // (a GET's), so nothing needs reading.
+            Authorizer::Sigv4(a) if req.body().is_end_stream() => {
+                let (parts, body) = req.into_parts();
+                let d = a.authorize(&parts, &[]);
+                let req = Request::from_parts(parts, body);
+                return conclude(d, &self, req, next);
+            }
+            Authorizer::Sigv4(_) => None,
+            Authorizer::Lambda(a) => match req.extensions().get::<RouteContext>() {
+                Some(ctx) => a.authorize_now(ctx, &req),
+                None => Some(Err(GatewayError::Internal("no route context".into()))),
+            },
+        };
+        match decided {
+            Some(d) => conclude(d, &self, req, next),
+            None => Box::pin(self.authenticate_later(req, next)),
         }
-        Authorizer::Sigv4(_) => None,
-        Authorizer::Lambda(a) => match req.extensions().get::<RouteContext>() {
-            Some(ctx) => a.authorize_now(state, ctx, &req),
-            None => Some(Err(GatewayError::Internal("no route context".into()))),
-        },
-    };
-    match decided {
-        Some(d) => conclude(d, &route, auth, req, next),
-        None => Box::pin(authenticate_later(state.clone(), route, req, next)),
     }
 }
 
-/// The part of the auth phase that waits: JWKS fetches, Lambda authorizer
-/// invocations, signed bodies. Decides as [`authenticate`] would have.
-async fn authenticate_later(
-    state: Arc<GatewayState>,
-    route: Arc<RouteRuntime>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let Some(auth) = route.auth.as_ref() else {
-        return next.run(req).await;
-    };
-    let decision = match &*auth.authorizer {
-        Authorizer::Jwt(a) => a.authorize(req.headers(), req.uri(), &auth.scopes).await,
-        Authorizer::Sigv4(a) => {
-            // The signature covers the body: read it (bounded) and put it back.
-            let (parts, body) = req.into_parts();
-            let (d, body) =
-                match crate::limits::collect_body(body, state.config.gateway.limits.max_body).await
-                {
-                    Ok(bytes) => (a.authorize(&parts, &bytes, &state), Body::from(bytes)),
+impl Authenticate {
+    /// The part of the auth phase that waits: JWKS fetches, Lambda
+    /// authorizer invocations, signed bodies. Decides as `call` would have.
+    async fn authenticate_later(self: Arc<Self>, mut req: Request, next: Next) -> Response {
+        let auth = &self.auth;
+        let decision = match &*auth.authorizer {
+            Authorizer::Jwt(a) => a.authorize(req.headers(), req.uri(), &auth.scopes).await,
+            Authorizer::Sigv4(a) => {
+                // The signature covers the body: read it (bounded) and put it back.
+                let (parts, body) = req.into_parts();
+                let (d, body) = match crate::limits::collect_body(body, self.max_body).await {
+                    Ok(bytes) => (a.authorize(&parts, &bytes), Body::from(bytes)),
                     Err(e) => (Err(e), Body::empty()),
                 };
-            req = Request::from_parts(parts, body);
-            d
-        }
-        Authorizer::Lambda(a) => {
-            let (parts, body) = req.into_parts();
-            let d = match parts.extensions.get::<RouteContext>() {
-                Some(ctx) => a.authorize(&state, ctx, &parts).await,
-                None => Err(GatewayError::Internal("no route context".into())),
-            };
-            req = Request::from_parts(parts, body);
-            d
-        }
-    };
-    conclude(decision, &route, auth, req, next).await
+                req = Request::from_parts(parts, body);
+                d
+            }
+            Authorizer::Lambda(a) => {
+                let (parts, body) = req.into_parts();
+                let d = match parts.extensions.get::<RouteContext>() {
+                    Some(ctx) => a.authorize(ctx, &parts).await,
+                    None => Err(GatewayError::Internal("no route context".into())),
+                };
+                req = Request::from_parts(parts, body);
+                d
+            }
+        };
+        conclude(decision, &self, req, next).await
+    }
 }
 
 /// Counts and logs a decision, then lets the request on with its
 /// [`AuthContext`] or answers with the refusal.
-fn conclude(
-    decision: Decision,
-    route: &RouteRuntime,
-    auth: &RouteAuth,
-    mut req: Request,
-    next: Next,
-) -> PhaseFuture {
-    let route_key = route.route_key.as_str();
+fn conclude(decision: Decision, phase: &Authenticate, mut req: Request, next: Next) -> PhaseFuture {
+    let (auth, route_key) = (&phase.auth, phase.route_key.as_str());
     let decisions = auth.authorizer.decisions();
     match decision {
         Ok(granted) => {
@@ -452,6 +436,108 @@ pub(crate) fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A JWT route's auth phase, built from its `[auth.users]` (a shared
+    /// secret, no key set to fetch), with a terminal `Next` that answers
+    /// with the token's subject.
+    fn jwt_phase(
+        dir: &std::path::Path,
+    ) -> (Arc<Authenticate>, Next, Arc<std::sync::atomic::AtomicUsize>) {
+        std::fs::write(dir.join("secret"), "s3cret-for-tests").unwrap();
+        let config = crate::testing::config_in(
+            dir,
+            r#"
+[auth.users]
+kind = "jwt"
+secret_file = "secret"
+audience = ["api"]
+
+[[routes]]
+method = "GET"
+path = "/items"
+mock = { status = 200 }
+auth = "users"
+scopes = ["items:read"]
+"#,
+        );
+        let authorizer = jwt::JwtAuthorizer::new(&config.auth["users"]).unwrap();
+        let phase = Arc::new(Authenticate {
+            auth: RouteAuth {
+                name: "users".into(),
+                authorizer: Arc::new(Authorizer::Jwt(Box::new(authorizer))),
+                scopes: config.routes[0].scopes.clone(),
+            },
+            route_key: "GET /items".into(),
+            max_body: 1024,
+        });
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let next = Next::terminal(move |req: Request| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let sub = match req.extensions().get::<AuthContext>() {
+                Some(AuthContext {
+                    authorizer: Some(AuthorizerOutput::Jwt { claims, .. }),
+                    ..
+                }) => claims["sub"].as_str().unwrap_or_default().to_string(),
+                _ => String::new(),
+            };
+            answer(Response::new(Body::from(sub)))
+        });
+        (phase, next, calls)
+    }
+
+    fn token(scope: &str, secret: &str) -> String {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": "u1", "aud": "api", "exp": exp, "scope": scope}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn get(token: Option<&str>) -> Request {
+        let mut b = Request::get("/items");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_jwt_phase_lets_a_valid_token_on_with_its_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, next, calls) = jwt_phase(dir.path());
+        let t = token("items:read", "s3cret-for-tests");
+        let res = phase.call(get(Some(&t)), next).await;
+        assert_eq!(res.status(), 200);
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"u1");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_jwt_phase_refuses_before_the_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, next, calls) = jwt_phase(dir.path());
+        // No token, another secret's token: 401; a valid token without the
+        // route's scope: 403.
+        let forged = token("items:read", "another-secret");
+        let unscoped = token("items:write", "s3cret-for-tests");
+        for (req, status) in [
+            (get(None), 401),
+            (get(Some(&forged)), 401),
+            (get(Some(&unscoped)), 403),
+        ] {
+            let res = phase.clone().call(req, next.clone()).await;
+            assert_eq!(res.status(), status);
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn identity_sources_parse_in_both_forms() {

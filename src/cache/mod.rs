@@ -17,20 +17,19 @@ pub mod store;
 
 use std::sync::Arc;
 
-use crate::pipeline::Next;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Response, header};
 use axum::response::IntoResponse;
 use http_body::Body as _;
 use sha2::Digest;
 
-use crate::app::GatewayState;
 use crate::auth::{AuthContext, AuthorizerOutput};
-use crate::config::{CacheKeyPart, Invalidation, RouteCache};
+use crate::config::{CacheKeyPart, Invalidation, Limits, RouteCache};
 use crate::error::GatewayError;
 use crate::event::parse_query;
 use crate::limits::collect_body;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture};
 use crate::routing::RouteContext;
 use store::{MISS, X_CACHE};
 pub use store::{Outcome, ResponseCache, StoredResponse};
@@ -191,95 +190,179 @@ fn finish(r: &StoredResponse, outcome: Outcome, ctx: Option<RouteContext>) -> Re
     res
 }
 
-/// Cache phase.
-pub async fn lookup(
-    State(state): State<Arc<GatewayState>>,
-    mut req: Request,
-    next: Next,
-) -> Response<Body> {
-    let Some(cache) = &state.cache else {
-        return next.run(req).await;
-    };
-    let Some(route) = req
-        .extensions()
-        .get::<RouteContext>()
-        .filter(|c| c.route.config.cache.is_some())
-        .map(|c| c.route.clone())
-    else {
-        return next.run(req).await;
-    };
-    let Some(policy) = &route.config.cache else {
-        return next.run(req).await;
-    };
-    let (index, route_key) = (route.config.index, route.route_key.as_str());
-    let limits = state.config.gateway.limits;
+/// Cache phase for one route: the gateway's response cache and the
+/// route's `cache = {...}`.
+pub struct CacheLookup {
+    pub cache: Arc<ResponseCache>,
+    pub policy: RouteCache,
+    /// The route's index and key, for the cache's metrics.
+    pub index: usize,
+    pub route_key: String,
+    pub limits: Limits,
+}
 
-    let digest = if policy.keys_body() {
-        let (parts, body) = req.into_parts();
-        let body = match Box::pin(collect_body(body, limits.max_body)).await {
-            Ok(b) => b,
-            Err(e) => {
-                let mut r = e.into_response();
-                if let Some(ctx) = parts.extensions.get::<RouteContext>() {
-                    r.extensions_mut().insert(ctx.clone());
+impl Phase for CacheLookup {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        Box::pin(self.lookup(req, next))
+    }
+}
+
+impl CacheLookup {
+    async fn lookup(self: Arc<Self>, mut req: Request, next: Next) -> Response<Body> {
+        let cache = &self.cache;
+        let policy = &self.policy;
+        let (index, route_key) = (self.index, self.route_key.as_str());
+        let limits = self.limits;
+
+        let digest = if policy.keys_body() {
+            let (parts, body) = req.into_parts();
+            let body = match Box::pin(collect_body(body, limits.max_body)).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let mut r = e.into_response();
+                    if let Some(ctx) = parts.extensions.get::<RouteContext>() {
+                        r.extensions_mut().insert(ctx.clone());
+                    }
+                    return r;
                 }
-                return r;
-            }
+            };
+            let digest = sha2::Sha256::digest(&body);
+            req = Request::from_parts(parts, Body::from(body));
+            Some(digest)
+        } else if carries_body(&req) {
+            // The key does not cover the body: answer without the cache.
+            cache.record(index, route_key, Outcome::Miss);
+            let mut res = next.run(req).await;
+            res.headers_mut().insert(X_CACHE.clone(), MISS.clone());
+            return res;
+        } else {
+            None
         };
-        let digest = sha2::Sha256::digest(&body);
-        req = Request::from_parts(parts, Body::from(body));
-        Some(digest)
-    } else if carries_body(&req) {
-        // The key does not cover the body: answer without the cache.
-        cache.record(index, route_key, Outcome::Miss);
-        let mut res = next.run(req).await;
-        res.headers_mut().insert(X_CACHE.clone(), MISS.clone());
-        return res;
-    } else {
-        None
-    };
 
-    let (key, refresh) = {
-        let Some(ctx) = req.extensions().get::<RouteContext>() else {
-            return next.run(req).await;
+        let (key, refresh) = {
+            let Some(ctx) = req.extensions().get::<RouteContext>() else {
+                return next.run(req).await;
+            };
+            let auth = req.extensions().get::<AuthContext>();
+            let key = cache_key(
+                ctx,
+                policy,
+                req.method().as_str(),
+                req.headers(),
+                req.uri().query().unwrap_or_default(),
+                auth,
+                digest.as_deref(),
+            );
+            (
+                key,
+                asks_refresh(req.headers()) && may_invalidate(policy, auth),
+            )
         };
-        let auth = req.extensions().get::<AuthContext>();
-        let key = cache_key(
-            ctx,
-            policy,
-            req.method().as_str(),
-            req.headers(),
-            req.uri().query().unwrap_or_default(),
-            auth,
-            digest.as_deref(),
+
+        // A hit: the stored answer as it is; nothing below this phase runs.
+        if !refresh && let Some(hit) = cache.get(&key).await {
+            cache.record(index, route_key, Outcome::Hit);
+            let ctx = req.extensions_mut().remove::<RouteContext>();
+            return finish(&hit, Outcome::Hit, ctx);
+        }
+
+        let ctx = req.extensions().get::<RouteContext>().cloned();
+        let max = limits.max_body.max(limits.max_function_payload);
+        if refresh {
+            // The rare paths are boxed: the phase's own future stays small
+            // (it is moved on every call), a hit pays nothing for them.
+            let fresh = Box::pin(buffer(next.run(req).await, max)).await;
+            let r = Box::pin(cache.refresh(key, policy.ttl, fresh)).await;
+            cache.record(index, route_key, Outcome::Miss);
+            return finish(&r, Outcome::Miss, ctx);
+        }
+        let (r, outcome) = Box::pin(cache.get_or_fetch(key, policy.ttl, async move {
+            buffer(next.run(req).await, max).await
+        }))
+        .await;
+        cache.record(index, route_key, outcome);
+        finish(&r, outcome, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{config, function, routed, text};
+    use axum::http::StatusCode;
+
+    #[tokio::test]
+    async fn a_second_request_is_a_hit_and_key_parameters_separate_entries() {
+        let config = config(
+            r#"
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200 }
+cache = { ttl = "60s", key = ["path.id"] }
+"#,
         );
-        (
-            key,
-            asks_refresh(req.headers()) && may_invalidate(policy, auth),
-        )
-    };
-
-    // A hit: the stored answer as it is; nothing below this phase runs.
-    if !refresh && let Some(hit) = cache.get(&key).await {
-        cache.record(index, route_key, Outcome::Hit);
-        let ctx = req.extensions_mut().remove::<RouteContext>();
-        return finish(&hit, Outcome::Hit, ctx);
+        let phase = Arc::new(CacheLookup {
+            cache: Arc::new(ResponseCache::new(&config.cache, config.routes.len())),
+            policy: config.routes[0].cache.clone().unwrap(),
+            index: 0,
+            route_key: "GET /items/{id}".into(),
+            limits: config.gateway.limits,
+        });
+        let f = function(StatusCode::OK, r#"{"n":1}"#);
+        let get = |id: &str| {
+            routed(
+                &config,
+                0,
+                &[("id", id)],
+                Request::get(format!("/items/{id}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+        };
+        let first = phase.clone().call(get("1"), f.next.clone()).await;
+        assert_eq!(first.headers()["x-cache"], "Miss");
+        assert_eq!(text(first).await, r#"{"n":1}"#);
+        let second = phase.clone().call(get("1"), f.next.clone()).await;
+        assert_eq!(second.headers()["x-cache"], "Hit");
+        // A hit carries the route for the access log, as a refusal does.
+        assert!(second.extensions().get::<RouteContext>().is_some());
+        assert_eq!(text(second).await, r#"{"n":1}"#);
+        assert_eq!(f.calls(), 1);
+        let other = phase.clone().call(get("2"), f.next.clone()).await;
+        assert_eq!(other.headers()["x-cache"], "Miss");
+        assert_eq!(f.calls(), 2);
     }
 
-    let ctx = req.extensions().get::<RouteContext>().cloned();
-    let max = limits.max_body.max(limits.max_function_payload);
-    if refresh {
-        // The rare paths are boxed: the phase's own future stays small
-        // (it is moved on every call), a hit pays nothing for them.
-        let fresh = Box::pin(buffer(next.run(req).await, max)).await;
-        let r = Box::pin(cache.refresh(key, policy.ttl, fresh)).await;
-        cache.record(index, route_key, Outcome::Miss);
-        return finish(&r, Outcome::Miss, ctx);
+    #[tokio::test]
+    async fn a_body_the_key_does_not_cover_bypasses_the_cache() {
+        let config = config(
+            r#"
+[[routes]]
+method = "GET"
+path = "/search"
+mock = { status = 200 }
+cache = { ttl = "60s", key = [] }
+"#,
+        );
+        let phase = Arc::new(CacheLookup {
+            cache: Arc::new(ResponseCache::new(&config.cache, 1)),
+            policy: config.routes[0].cache.clone().unwrap(),
+            index: 0,
+            route_key: "GET /search".into(),
+            limits: config.gateway.limits,
+        });
+        let f = function(StatusCode::OK, "{}");
+        for _ in 0..2 {
+            let req = routed(
+                &config,
+                0,
+                &[],
+                Request::get("/search").body(Body::from("q=1")).unwrap(),
+            );
+            let res = phase.clone().call(req, f.next.clone()).await;
+            assert_eq!(res.headers()["x-cache"], "Miss");
+        }
+        assert_eq!(f.calls(), 2);
     }
-    let (r, outcome) = Box::pin(cache.get_or_fetch(key, policy.ttl, async move {
-        buffer(next.run(req).await, max).await
-    }))
-    .await;
-    cache.record(index, route_key, outcome);
-    finish(&r, outcome, ctx)
 }

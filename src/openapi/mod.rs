@@ -12,8 +12,9 @@ pub mod generate;
 pub mod import;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::pipeline::{Next, PhaseFuture};
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -267,20 +268,26 @@ impl ServedSpec {
 }
 
 /// Spec-serving phase: answers `GET`/`HEAD` of the spec and docs paths.
+pub struct ServeSpec {
+    pub spec: Arc<ServedSpec>,
+    /// The serving stage's name, for a `/{stage}` prefix.
+    pub stage: String,
+    pub stage_prefix: bool,
+}
+
 /// All of its work comes before the rest of the pipeline, so it hands back
 /// the rest's future (or its answer) instead of awaiting it.
-pub fn serve_spec(state: &crate::app::GatewayState, req: Request, next: Next) -> PhaseFuture {
-    if let Some(spec) = &state.openapi
-        && (req.method() == Method::GET || req.method() == Method::HEAD)
-        && let Some(res) = spec.answer(
-            req.uri().path(),
-            &state.stage.name,
-            state.config.gateway.stage_prefix,
-        )
-    {
-        return crate::pipeline::answer(res);
+impl Phase for ServeSpec {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        if (req.method() == Method::GET || req.method() == Method::HEAD)
+            && let Some(res) = self
+                .spec
+                .answer(req.uri().path(), &self.stage, self.stage_prefix)
+        {
+            return answer(res);
+        }
+        next.run(req)
     }
-    next.run(req)
 }
 
 /// A small self-contained HTML page listing every operation (no scripts,

@@ -92,7 +92,7 @@ impl Live {
         let (tx, rx) = oneshot::channel();
         let g = &gateway.state().config.gateway;
         let live = Live {
-            pipeline: crate::pipeline::Pipeline::new(gateway.state().clone()),
+            pipeline: gateway.pipeline().clone(),
             tls: g
                 .tls
                 .as_ref()

@@ -20,15 +20,14 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pipeline::{Next, PhaseFuture, answer};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::GatewayState;
 use crate::auth::api_key::KeyGrant;
 use crate::config::{Config, StageConfig, ThrottleConfig};
 use crate::error::GatewayError;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture, answer};
 use crate::routing::RouteContext;
 use crate::store::Store;
 use crate::telemetry::RequestInfo;
@@ -73,6 +72,7 @@ impl Level {
 /// Every limiter of the serving stage, built once at start-up. Shared, so
 /// a request that must await (a Redis step, a quota count) holds it
 /// without borrowing the gateway.
+#[derive(Clone)]
 pub struct Throttles(Arc<Levels>);
 
 /// What [`Throttles`] shares.
@@ -595,26 +595,31 @@ fn fixed_refusal(
     Ok(res)
 }
 
-/// Throttle & quota phase. Decided without awaiting on the common path
-/// (local limits, or live cluster leases, and no quota): it then hands back
-/// the rest's future, and the `RateLimit-*` verdict goes to the access-log
-/// phase, which sets the headers on whatever response comes back. Only a
-/// Redis step or a quota count (a store write) is awaited, in a box.
-pub fn enforce(state: &GatewayState, req: Request, next: Next) -> PhaseFuture {
+/// Throttle & quota phase: every limiter of the serving stage. Decided
+/// without awaiting on the common path (local limits, or live cluster
+/// leases, and no quota); the `RateLimit-*` headers of the verdict go on
+/// whatever response comes back. A Redis step or a quota count (a store
+/// write) is awaited in the same box.
+impl Phase for Throttles {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        enforce(&self.0, req, next)
+    }
+}
+
+fn enforce(throttles: &Arc<Levels>, req: Request, next: Next) -> PhaseFuture {
     let Some(ctx) = req.extensions().get::<RouteContext>() else {
         return next.run(req);
     };
-    let throttles = &state.throttles.0;
     let grant = crate::auth::api_key::grant_of(&req);
     let route = &ctx.route;
     let verdict = match throttles.check_now(route.config.index, &route.route_key, grant) {
         Some(Ok(v)) => v,
         Some(Err((e, v))) => return answer(refusal(e, v, req)),
-        None => return Box::pin(enforce_awaiting(state.throttles.0.clone(), req, next)),
+        None => return Box::pin(enforce_awaiting(throttles.clone(), req, next)),
     };
     if let Some(g) = grant {
         if !throttles.quota_now(g) {
-            return Box::pin(after_check(state.throttles.0.clone(), verdict, req, next));
+            return Box::pin(after_check(throttles.clone(), verdict, req, next));
         }
         throttles.record_usage(g);
     }
@@ -654,22 +659,22 @@ async fn after_check(
         }
         throttles.record_usage(g);
     }
-    respond_with(verdict, req, next).await
+    let mut res = next.run(req).await;
+    if let Some(v) = &verdict {
+        rate_limit_headers(res.headers_mut(), v);
+    }
+    res
 }
 
 /// The rest of the pipeline, its response to carry `verdict`'s
-/// `RateLimit-*` headers: set by the access-log phase on the way out (so
-/// this phase awaits nothing), or here when that phase is not running.
+/// `RateLimit-*` headers, set here on the way back.
 fn respond_with(verdict: Option<Verdict>, req: Request, next: Next) -> PhaseFuture {
     let Some(v) = verdict else {
         return next.run(req);
     };
-    if let Some(info) = req.extensions().get::<RequestInfo>() {
-        info.record.set_rate_limit(v);
-        return next.run(req);
-    }
+    let rest = next.run(req);
     Box::pin(async move {
-        let mut res = next.run(req).await;
+        let mut res = rest.await;
         rate_limit_headers(res.headers_mut(), &v);
         res
     })
@@ -715,6 +720,47 @@ fn refusal(e: GatewayError, v: Option<Verdict>, mut req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A route throttled to a bucket of two, as a phase with a terminal
+    /// `Next`: the third request in a row is refused before the function,
+    /// and every answer carries the `RateLimit-*` headers the phase sets
+    /// on the way back.
+    #[tokio::test]
+    async fn the_phase_admits_a_burst_then_refuses_with_its_headers() {
+        use crate::testing::{config, function, routed};
+        let config = config(
+            r#"
+[[routes]]
+method = "GET"
+path = "/items"
+mock = { status = 200 }
+throttle = { rate = 0.001, burst = 2 }
+"#,
+        );
+        let stage = config.stages[&config.gateway.stage].clone();
+        let phase = Arc::new(Throttles::new(&config, &stage, None).unwrap());
+        assert!(phase.applies_to(0, false));
+        let f = function(axum::http::StatusCode::OK, "{}");
+        let get = || {
+            routed(
+                &config,
+                0,
+                &[],
+                Request::get("/items").body(Default::default()).unwrap(),
+            )
+        };
+        for remaining in ["1", "0"] {
+            let res = phase.clone().call(get(), f.next.clone()).await;
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["ratelimit-limit"], "2");
+            assert_eq!(res.headers()["ratelimit-remaining"], remaining);
+        }
+        let res = phase.clone().call(get(), f.next.clone()).await;
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key("retry-after"));
+        assert_eq!(res.headers()["ratelimit-remaining"], "0");
+        assert_eq!(f.calls(), 2);
+    }
 
     /// Status, headers in order, body and error detail of a response.
     async fn parts(res: Response) -> (u16, Vec<(String, String)>, Vec<u8>, String) {

@@ -14,19 +14,19 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use crate::pipeline::Next;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, header};
 use axum::response::IntoResponse;
 use minijinja::Value;
 use minijinja::value::{Enumerator, Object};
 
-use crate::app::{GatewayState, RouteRuntime};
 use crate::config::{ResponseOffer, RouteResponse};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::event::parse_query;
-use crate::routing::RouteContext;
+use crate::pipeline::phase::{Next, Phase, PhaseFuture};
+use crate::routing::{RouteContext, RouteRuntime};
+use template::TemplateSet;
 
 /// The `Accept` entries (media range, quality), best first.
 fn parse_accept<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(String, f32)> {
@@ -226,113 +226,192 @@ impl Object for RequestView {
     }
 }
 
-/// `stage_variables`, read from the gateway's stage without copying them.
-struct StageVariables(Arc<GatewayState>);
+/// `stage_variables`, read from the serving stage without copying them.
+struct StageVariables(Arc<BTreeMap<String, String>>);
 
 impl std::fmt::Debug for StageVariables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(&self.0.stage.variables).finish()
+        f.debug_map().entries(self.0.iter()).finish()
     }
 }
 
 impl Object for StageVariables {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.0.stage.variables.get(key.as_str()?).map(Value::from)
+        self.0.get(key.as_str()?).map(Value::from)
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Values(
-            self.0
-                .stage
-                .variables
-                .keys()
-                .map(|k| Value::from(k.as_str()))
-                .collect(),
-        )
+        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
     }
 }
 
-/// Response mapping phase.
-pub async fn render(
-    State(state): State<Arc<GatewayState>>,
-    req: Request,
-    next: Next,
-) -> Response<Body> {
-    let Some(ctx) = req
-        .extensions()
-        .get::<RouteContext>()
-        .filter(|c| c.route.config.response.is_some())
-        .cloned()
-    else {
-        return next.run(req).await;
-    };
-    let Some(resp_cfg) = &ctx.route.config.response else {
-        return next.run(req).await;
-    };
-    let chosen = negotiate(resp_cfg, req.headers());
-    let offer = &resp_cfg.offers[chosen];
-    let request = offer
-        .template
-        .is_some()
-        .then(|| RequestView::value(&ctx, &req));
-    let mut res = next.run(req).await;
-    if resp_cfg.offers.len() > 1 {
-        res.headers_mut()
-            .append(header::VARY, HeaderValue::from_static("Accept"));
+/// Response mapping phase for one route: its `response = {...}` and
+/// what its templates see of the gateway.
+pub struct Render {
+    pub response: RouteResponse,
+    pub templates: Arc<TemplateSet>,
+    /// The serving stage's name and variables.
+    pub stage: String,
+    pub stage_variables: Arc<BTreeMap<String, String>>,
+    /// The most of a function's answer read for rendering.
+    pub max_body: usize,
+}
+
+impl Phase for Render {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> PhaseFuture {
+        Box::pin(self.render(req, next))
     }
-    let (Some(template), Some(request)) = (&offer.template, request) else {
-        return res;
-    };
-    // Gateway-made errors and failed calls pass through unrendered.
-    if !res.status().is_success() || res.extensions().get::<ErrorDetail>().is_some() {
-        return res;
-    }
-    let (mut parts, body) = res.into_parts();
-    let limit = state
-        .config
-        .gateway
-        .limits
-        .max_function_payload
-        .max(state.config.gateway.limits.max_body);
-    let fail = |why: String| {
-        tracing::error!(route = %ctx.route.route_key, template = %template, error = %why, "response template failed");
-        let mut r = GatewayError::Integration(format!("response template `{template}`: {why}"))
-            .into_response();
-        r.extensions_mut().insert(ctx.clone());
-        r
-    };
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(e) => return fail(format!("response body could not be read: {e}")),
-    };
-    // JSON straight into template values; anything else is a string.
-    let body_value: Value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&bytes).into_owned()));
-    let context = minijinja::context! {
-        body => body_value,
-        status => parts.status.as_u16(),
-        headers => HeadersView::value(parts.headers.clone()),
-        request => request,
-        stage => state.stage.name.as_str(),
-        stage_variables => Value::from_object(StageVariables(state.clone())),
-    };
-    match state.config.templates.render(template, context) {
-        Ok(text) => {
-            let ct = if offer.media_type.starts_with("text/") || offer.media_type.ends_with("xml") {
-                format!("{}; charset=utf-8", offer.media_type)
-            } else {
-                offer.media_type.clone()
-            };
-            if let Ok(v) = HeaderValue::from_str(&ct) {
-                parts.headers.insert(header::CONTENT_TYPE, v);
-            }
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(text))
+}
+
+impl Render {
+    async fn render(self: Arc<Self>, req: Request, next: Next) -> Response<Body> {
+        let Some(ctx) = req.extensions().get::<RouteContext>().cloned() else {
+            return next.run(req).await;
+        };
+        let resp_cfg = &self.response;
+        let chosen = negotiate(resp_cfg, req.headers());
+        let offer = &resp_cfg.offers[chosen];
+        let request = offer
+            .template
+            .is_some()
+            .then(|| RequestView::value(&ctx, &req));
+        let mut res = next.run(req).await;
+        if resp_cfg.offers.len() > 1 {
+            res.headers_mut()
+                .append(header::VARY, HeaderValue::from_static("Accept"));
         }
-        Err(e) => fail(format!(
-            "{} (line {})",
-            template::describe(&e),
-            e.line().unwrap_or(0)
-        )),
+        let (Some(template), Some(request)) = (&offer.template, request) else {
+            return res;
+        };
+        // Gateway-made errors and failed calls pass through unrendered.
+        if !res.status().is_success() || res.extensions().get::<ErrorDetail>().is_some() {
+            return res;
+        }
+        let (mut parts, body) = res.into_parts();
+        let limit = self.max_body;
+        let fail = |why: String| {
+            tracing::error!(route = %ctx.route.route_key, template = %template, error = %why, "response template failed");
+            let mut r = GatewayError::Integration(format!("response template `{template}`: {why}"))
+                .into_response();
+            r.extensions_mut().insert(ctx.clone());
+            r
+        };
+        let bytes = match axum::body::to_bytes(body, limit).await {
+            Ok(b) => b,
+            Err(e) => return fail(format!("response body could not be read: {e}")),
+        };
+        // JSON straight into template values; anything else is a string.
+        let body_value: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&bytes).into_owned()));
+        let context = minijinja::context! {
+            body => body_value,
+            status => parts.status.as_u16(),
+            headers => HeadersView::value(parts.headers.clone()),
+            request => request,
+            stage => self.stage.as_str(),
+            stage_variables => Value::from_object(StageVariables(self.stage_variables.clone())),
+        };
+        match self.templates.render(template, context) {
+            Ok(text) => {
+                let ct =
+                    if offer.media_type.starts_with("text/") || offer.media_type.ends_with("xml") {
+                        format!("{}; charset=utf-8", offer.media_type)
+                    } else {
+                        offer.media_type.clone()
+                    };
+                if let Ok(v) = HeaderValue::from_str(&ct) {
+                    parts.headers.insert(header::CONTENT_TYPE, v);
+                }
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Response::from_parts(parts, Body::from(text))
+            }
+            Err(e) => fail(format!(
+                "{} (line {})",
+                template::describe(&e),
+                e.line().unwrap_or(0)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{config_in, function, routed, text};
+    use axum::http::StatusCode;
+
+    /// A route rendering the function's JSON as HTML (or passing it
+    /// through as JSON when `Accept` asks), as a phase.
+    fn phase(dir: &std::path::Path) -> (Arc<Render>, Arc<crate::config::Config>) {
+        std::fs::write(
+            dir.join("item.html"),
+            "<p>{{ body.name }} {{ request.params.id }} {{ stage }} {{ stage_variables.alias }}</p>",
+        )
+        .unwrap();
+        let config = config_in(
+            dir,
+            r#"
+[stages.dev]
+variables = { alias = "blue" }
+
+[[routes]]
+method = "GET"
+path = "/items/{id}"
+mock = { status = 200 }
+response = { template = "item.html", json = true }
+"#,
+        );
+        let phase = Arc::new(Render {
+            response: config.routes[0].response.clone().unwrap(),
+            templates: config.templates.clone(),
+            stage: "dev".into(),
+            stage_variables: Arc::new(config.stages["dev"].variables.clone()),
+            max_body: 1024,
+        });
+        (phase, config)
+    }
+
+    fn get(config: &crate::config::Config, accept: &str) -> Request {
+        routed(
+            config,
+            0,
+            &[("id", "7")],
+            Request::get("/items/7")
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_rendered_as_accept_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, config) = phase(dir.path());
+        let f = function(StatusCode::OK, r#"{"name":"widget"}"#);
+        let res = phase
+            .clone()
+            .call(get(&config, "text/html"), f.next.clone())
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(res.headers()["vary"], "Accept");
+        assert_eq!(text(res).await, "<p>widget 7 dev blue</p>");
+        let res = phase
+            .call(get(&config, "application/json"), f.next.clone())
+            .await;
+        assert_eq!(text(res).await, r#"{"name":"widget"}"#);
+    }
+
+    #[tokio::test]
+    async fn failed_answers_pass_through_unrendered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (phase, config) = phase(dir.path());
+        let f = function(
+            StatusCode::BAD_GATEWAY,
+            r#"{"message":"Internal server error"}"#,
+        );
+        let res = phase.call(get(&config, "text/html"), f.next.clone()).await;
+        assert_eq!(res.status(), 502);
+        assert_eq!(text(res).await, r#"{"message":"Internal server error"}"#);
     }
 }

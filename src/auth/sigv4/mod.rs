@@ -36,7 +36,6 @@ use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
 use super::{AuthorizerOutput, Decision, Granted};
-use crate::app::GatewayState;
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
 use request::{check_time, parse_amz_date, parse_header_form, parse_query_form};
@@ -119,7 +118,7 @@ impl Sigv4Authorizer {
         }
     }
 
-    pub fn authorize(&self, parts: &Parts, body: &[u8], _state: &GatewayState) -> Decision {
+    pub fn authorize(&self, parts: &Parts, body: &[u8]) -> Decision {
         self.verify_at(parts, body, &self.service, SystemTime::now())
             .map_err(|r| GatewayError::Forbidden(r.reason().to_string()))
     }
