@@ -30,8 +30,13 @@ use crate::error::GatewayError;
 use crate::routing::RouteContext;
 use crate::telemetry::RequestInfo;
 
-/// Cached authorizer results kept at most (per authorizer).
-const CACHE_CAPACITY: u64 = 10_000;
+/// Bytes of cached authorizer results kept at most (per authorizer). Each
+/// result weighs its key (the identity sources' values, which clients
+/// choose and which may be kilobytes long) plus [`RESULT_OVERHEAD`].
+const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
+/// What a cached result costs beyond its key: the decision, its context
+/// and policy, and the map's own entry.
+const RESULT_OVERHEAD: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthorizerType {
@@ -145,7 +150,7 @@ impl ResultCache {
                 &waiting.key,
                 r.clone(),
                 std::time::Instant::now() + self.ttl,
-                1,
+                waiting.key.len() as u64 + RESULT_OVERHEAD,
             );
         }
         outcome.map(|r| (r, !fresh))
