@@ -134,9 +134,27 @@ impl Invoker {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .map_err(|e| format!("cannot load the trusted root certificates: {e}"))?
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider.clone())
+        {
+            Ok(b) => b,
+            // A machine without CA certificates can still invoke a plain
+            // `http://` endpoint (LocalStack, another lambdagate); an
+            // `https://` one then fails its handshake, and says why. (Not
+            // covered by a test: in debug builds aws-config's own HTTP
+            // client asserts that native roots exist.)
+            Err(e) => {
+                tracing::warn!(error = %e, endpoint, "no trusted root certificates; https endpoints will be refused");
+                let tls = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| format!("cannot set up TLS: {e}"))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
+            }
+        };
+        let connector = builder
             .https_or_http()
             .enable_http1()
             .enable_http2()
