@@ -200,6 +200,26 @@ impl Load {
         }
     }
 
+    /// Waits until `target` gave `n` answers after `since` (failures
+    /// elsewhere, quick as they are, do not count).
+    async fn wait_for_from(&self, target: usize, since: Duration, n: usize) {
+        let deadline = Instant::now() + INTEGRATION_TIMEOUT;
+        loop {
+            let got = self
+                .answers
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|a| a.target == target && a.at > since)
+                .count();
+            if got >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the load stalled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the clients; all answers.
     async fn finish(mut self) -> Vec<Answer> {
         self.stop.store(true, Ordering::Relaxed);
@@ -449,7 +469,7 @@ mock = {{ status = 200, body = "ok" }}
     load.wait_for_more(300).await;
     let killed_at = load.now();
     b.child.kill().await.unwrap();
-    load.wait_for_more(300).await;
+    load.wait_for_from(0, killed_at, 300).await;
     let before = load.finish().await;
     eprintln!("before B's restart: {}", summary(&before));
     let from_a_after_kill: Vec<&Answer> = before
