@@ -100,6 +100,7 @@ pub struct Invoker {
     host: String,
     region: String,
     credentials: CredentialCache,
+    keys: SigningKeys,
     client: HttpsClient,
 }
 
@@ -168,6 +169,7 @@ impl Invoker {
             host,
             region: region.to_string(),
             credentials: CredentialCache::new(credentials),
+            keys: SigningKeys::default(),
             client,
         })
     }
@@ -225,15 +227,131 @@ impl Invoker {
             .header(http::header::CONTENT_LENGTH, call.payload.len())
             .body(Full::new(call.payload.clone()))
             .map_err(|e| format!("cannot build the request: {e}"))?;
-        sign(
-            &mut request,
-            &self.host,
-            &call.payload,
-            credentials,
-            &self.region,
-            time,
-        )?;
+        self.sign(&mut request, &call.payload, credentials, time)?;
         Ok(request)
+    }
+
+    /// Adds `x-amz-date`, `x-amz-security-token` and `authorization` to
+    /// `request`, signing every header it has and `host`, as aws-sigv4
+    /// signs for the SDK (the tests hold the two to the same signature),
+    /// with a signing key derived once per (day, credentials).
+    fn sign<B>(
+        &self,
+        request: &mut Request<B>,
+        payload: &[u8],
+        credentials: &Credentials,
+        time: SystemTime,
+    ) -> Result<(), String> {
+        use sha2::Digest;
+        let at = time::OffsetDateTime::from(time);
+        let day = format!("{:04}{:02}{:02}", at.year(), u8::from(at.month()), at.day());
+        let amz_date = format!(
+            "{day}T{:02}{:02}{:02}Z",
+            at.hour(),
+            at.minute(),
+            at.second()
+        );
+        let value = |v: &str| {
+            http::HeaderValue::from_str(v)
+                .map_err(|_| format!("cannot sign: bad header value `{v}`"))
+        };
+        let headers = request.headers_mut();
+        headers.insert("x-amz-date", value(&amz_date)?);
+        if let Some(token) = credentials.session_token() {
+            headers.insert("x-amz-security-token", value(token)?);
+        }
+        // Canonical headers: `host` and every header, by lowercase name
+        // (each appears once here), values trimmed.
+        let mut pairs: Vec<(&str, &str)> = vec![("host", self.host.as_str())];
+        for (k, v) in request.headers() {
+            let v = v
+                .to_str()
+                .map_err(|_| format!("cannot sign: `{k}` is not text"))?;
+            pairs.push((k.as_str(), v.trim()));
+        }
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let signed = pairs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(";");
+        let uri = request.uri();
+        // The path is already encoded (only unreserved characters, `/` and
+        // `%XX` escapes), so encoding it again, as SigV4 does for every
+        // service but S3, only escapes each `%`. The query's one value is
+        // already in SigV4's own encoding.
+        let canonical_uri = uri.path().replace('%', "%25");
+        let mut canonical = format!("POST\n{canonical_uri}\n{}\n", uri.query().unwrap_or(""));
+        for (k, v) in &pairs {
+            canonical.push_str(k);
+            canonical.push(':');
+            canonical.push_str(v);
+            canonical.push('\n');
+        }
+        canonical.push('\n');
+        canonical.push_str(&signed);
+        canonical.push('\n');
+        canonical.push_str(&hex::encode(sha2::Sha256::digest(payload)));
+        let scope = format!("{day}/{}/lambda/aws4_request", self.region);
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+        );
+        let key = self.keys.get(credentials, &day, time, &self.region);
+        let signature = aws_sigv4::sign::v4::calculate_signature(&*key, string_to_sign.as_bytes());
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
+            credentials.access_key_id()
+        );
+        let authorization = value(&authorization)?;
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, authorization);
+        Ok(())
+    }
+}
+
+/// The last signing key derived, with the day and credentials it is for:
+/// deriving one costs four HMACs, and it changes once a day (or when the
+/// credentials are renewed).
+#[derive(Default)]
+struct SigningKeys {
+    last: std::sync::Mutex<Option<DerivedKey>>,
+}
+
+struct DerivedKey {
+    day: String,
+    access_key: String,
+    secret: String,
+    key: Arc<[u8]>,
+}
+
+impl SigningKeys {
+    fn get(
+        &self,
+        credentials: &Credentials,
+        day: &str,
+        time: SystemTime,
+        region: &str,
+    ) -> Arc<[u8]> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = last.as_ref().filter(|k| {
+            k.day == day
+                && k.access_key == credentials.access_key_id()
+                && k.secret == credentials.secret_access_key()
+        }) {
+            return k.key.clone();
+        }
+        let derived = aws_sigv4::sign::v4::generate_signing_key(
+            credentials.secret_access_key(),
+            time,
+            region,
+            "lambda",
+        );
+        let key: Arc<[u8]> = derived.as_ref().into();
+        *last = Some(DerivedKey {
+            day: day.to_string(),
+            access_key: credentials.access_key_id().to_string(),
+            secret: credentials.secret_access_key().to_string(),
+            key: key.clone(),
+        });
+        key
     }
 }
 
@@ -248,53 +366,6 @@ pub fn invoke_target(function: &str, qualifier: Option<&str>) -> String {
         target.extend(utf8_percent_encode(q, SMITHY_ENCODE));
     }
     target
-}
-
-/// Adds `x-amz-date`, `x-amz-security-token` and `authorization` to
-/// `request`, signing every header it has and `host`, as the SDK signs.
-pub fn sign<B>(
-    request: &mut Request<B>,
-    host: &str,
-    payload: &[u8],
-    credentials: &Credentials,
-    region: &str,
-    time: SystemTime,
-) -> Result<(), String> {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
-    let identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("lambda")
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| format!("cannot sign: {e}"))?
-        .into();
-    let headers = std::iter::once(("host", host)).chain(
-        request
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
-    );
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        &target,
-        headers,
-        SignableBody::Bytes(payload),
-    )
-    .map_err(|e| format!("cannot sign: {e}"))?;
-    let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
-        .map_err(|e| format!("cannot sign: {e}"))?
-        .into_parts();
-    instructions.apply_to_request_http1x(request);
-    Ok(())
 }
 
 /// The chain's credentials, fetched once and again shortly before they

@@ -373,3 +373,78 @@ async fn without_credentials_the_call_fails_with_why() {
         other => panic!("{:?}", other.err()),
     }
 }
+
+/// The reference signer: aws-sigv4 over the request's headers and `host`,
+/// as the SDK signs.
+fn sign<B>(
+    request: &mut Request<B>,
+    host: &str,
+    payload: &[u8],
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<(), String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("lambda")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("cannot sign: {e}"))?
+        .into();
+    let headers = std::iter::once(("host", host)).chain(
+        request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+    );
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        &target,
+        headers,
+        SignableBody::Bytes(payload),
+    )
+    .map_err(|e| format!("cannot sign: {e}"))?;
+    let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
+        .map_err(|e| format!("cannot sign: {e}"))?
+        .into_parts();
+    instructions.apply_to_request_http1x(request);
+    Ok(())
+}
+
+#[test]
+fn the_signing_key_is_derived_once_per_day_and_credentials() {
+    let keys = SigningKeys::default();
+    let day1 = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+    let later = day1 + Duration::from_secs(3600);
+    let next_day = day1 + Duration::from_secs(86_400);
+    let a = credentials(None);
+    let k1 = keys.get(&a, "20261123", day1, "eu-west-1");
+    let k2 = keys.get(&a, "20261123", later, "eu-west-1");
+    assert!(
+        Arc::ptr_eq(&k1, &k2),
+        "same day, same credentials: the same key"
+    );
+    let k3 = keys.get(&a, "20261124", next_day, "eu-west-1");
+    assert!(!Arc::ptr_eq(&k1, &k3));
+    assert_ne!(&*k1, &*k3);
+    let rotated = Credentials::new(ACCESS, "another-secret", None, None, "test");
+    let k4 = keys.get(&rotated, "20261124", next_day, "eu-west-1");
+    assert_ne!(&*k3, &*k4, "a renewed secret gets its own key");
+    let expected = aws_sigv4::sign::v4::generate_signing_key(
+        "another-secret",
+        next_day,
+        "eu-west-1",
+        "lambda",
+    );
+    assert_eq!(&*k4, expected.as_ref());
+}
