@@ -261,13 +261,13 @@ impl Invoker {
             headers.insert("x-amz-security-token", value(token)?);
         }
         // Canonical headers: `host` and every header, by lowercase name
-        // (each appears once here), values trimmed.
+        // (each appears once here).
         let mut pairs: Vec<(&str, &str)> = vec![("host", self.host.as_str())];
         for (k, v) in request.headers() {
             let v = v
                 .to_str()
                 .map_err(|_| format!("cannot sign: `{k}` is not text"))?;
-            pairs.push((k.as_str(), v.trim()));
+            pairs.push((k.as_str(), v));
         }
         pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let signed = pairs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(";");
@@ -281,7 +281,7 @@ impl Invoker {
         for (k, v) in &pairs {
             canonical.push_str(k);
             canonical.push(':');
-            canonical.push_str(v);
+            push_canonical_value(&mut canonical, v);
             canonical.push('\n');
         }
         canonical.push('\n');
@@ -304,6 +304,20 @@ impl Invoker {
             .headers_mut()
             .insert(http::header::AUTHORIZATION, authorization);
         Ok(())
+    }
+}
+
+/// Appends a header value as SigV4 canonicalises it (as aws-sigv4 does):
+/// spaces, and only spaces, trimmed at both ends, and each run of spaces
+/// inside made one.
+fn push_canonical_value(out: &mut String, value: &str) {
+    let mut after_space = false;
+    for c in value.trim_matches(' ').chars() {
+        if c == ' ' && after_space {
+            continue;
+        }
+        after_space = c == ' ';
+        out.push(c);
     }
 }
 

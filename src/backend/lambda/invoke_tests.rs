@@ -124,8 +124,15 @@ fn cases() -> Vec<Case> {
                         .collect(),
                     token: (n.is_multiple_of(3)).then(|| format!("session/token+{n}==")),
                     log_tail: n.is_multiple_of(2),
-                    client_context: (n.is_multiple_of(5))
-                        .then(|| "eyJjdXN0b20iOnt9fQ==".to_string()),
+                    // Inner runs of spaces are collapsed when signed.
+                    client_context: n.is_multiple_of(5).then(|| {
+                        let cc = if n.is_multiple_of(10) {
+                            "eyJj  dXN0b20i   Ont9fQ=="
+                        } else {
+                            "eyJjdXN0b20iOnt9fQ=="
+                        };
+                        cc.to_string()
+                    }),
                 });
             }
         }
@@ -447,4 +454,17 @@ fn the_signing_key_is_derived_once_per_day_and_credentials() {
         "lambda",
     );
     assert_eq!(&*k4, expected.as_ref());
+}
+
+#[test]
+fn header_values_are_canonicalised_as_sigv4_asks() {
+    let canon = |v: &str| {
+        let mut out = String::new();
+        push_canonical_value(&mut out, v);
+        out
+    };
+    assert_eq!(canon("  a   b  c "), "a b c");
+    assert_eq!(canon("plain"), "plain");
+    assert_eq!(canon("\ttab\t"), "\ttab\t", "only spaces are trimmed");
+    assert_eq!(canon(""), "");
 }
