@@ -64,8 +64,7 @@ impl StoredResponse {
 
 /// What an entry costs beyond its key and its response's bytes: the
 /// `HeaderMap`'s tables, the `Arc`s, and the cache's own bookkeeping per
-/// entry (measured with bench/distinct-keys-rss.sh: about 1.1 KB an entry
-/// with a handful of headers).
+/// entry (bench/distinct-keys-rss.sh shows what entries really cost).
 const ENTRY_OVERHEAD: usize = 1024;
 
 /// Bytes an entry costs the cache: its key (built from client-controlled

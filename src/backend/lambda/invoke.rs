@@ -20,40 +20,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-
-/// Characters the SDK percent-encodes in a path label and a query value
-/// (Smithy's base set: everything but unreserved characters and `~`).
-const SMITHY_ENCODE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'/')
-    .add(b':')
-    .add(b',')
-    .add(b'?')
-    .add(b'#')
-    .add(b'[')
-    .add(b']')
-    .add(b'{')
-    .add(b'}')
-    .add(b'|')
-    .add(b'@')
-    .add(b'!')
-    .add(b'$')
-    .add(b'&')
-    .add(b'\'')
-    .add(b'(')
-    .add(b')')
-    .add(b'*')
-    .add(b'+')
-    .add(b';')
-    .add(b'=')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'"')
-    .add(b'^')
-    .add(b'`')
-    .add(b'\\');
 
 /// Credentials are renewed this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
@@ -369,15 +335,17 @@ impl SigningKeys {
     }
 }
 
-/// The request target (path and query) the SDK sends for an invocation.
+/// The request target (path and query) the SDK sends for an invocation,
+/// encoded with the SDK's own label and query encoders.
 pub fn invoke_target(function: &str, qualifier: Option<&str>) -> String {
+    use aws_smithy_http::label::{EncodingStrategy, fmt_string};
     let mut target = format!(
         "/2015-03-31/functions/{}/invocations",
-        utf8_percent_encode(function, SMITHY_ENCODE)
+        fmt_string(function, EncodingStrategy::Default)
     );
     if let Some(q) = qualifier {
         target.push_str("?Qualifier=");
-        target.extend(utf8_percent_encode(q, SMITHY_ENCODE));
+        target.push_str(&aws_smithy_http::query::fmt_string(q));
     }
     target
 }
